@@ -13,7 +13,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("invalid size {s:?}: expected a number such as 512M, 4MiB, 1G"));
+        return Err(format!(
+            "invalid size {s:?}: expected a number such as 512M, 4MiB, 1G"
+        ));
     }
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,

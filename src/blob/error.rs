@@ -1,0 +1,98 @@
+//! Typed errors of the Blob service, with what a caller (and a log line) needs to act on them.
+
+use std::fmt;
+
+/// What kind of failure this is, independent of the HTTP details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 404: the blob or container does not exist.
+    NotFound,
+    /// 403: the SAS was rejected (bad signature, expired, missing permission, IP or protocol).
+    Forbidden,
+    /// 412: a condition (If-Match / If-None-Match) failed: the blob changed.
+    ConditionNotMet,
+    /// 409 and other client errors the service explains with an error code.
+    Conflict,
+    /// Retriable failures (connect, reset, timeout, 408, 429, 5xx) that persisted after retries.
+    Transient,
+    /// Anything else: unexpected status, malformed response.
+    Other,
+}
+
+/// An error from one Blob service operation. Never contains the SAS token: requests are
+/// logged and reported by operation and blob name, not by URL.
+#[derive(Debug, Clone)]
+pub struct BlobError {
+    pub kind: ErrorKind,
+    /// The operation, e.g. "List Blobs", "Get Blob".
+    pub op: &'static str,
+    /// The blob name or listing prefix the operation was about.
+    pub target: String,
+    pub status: Option<u16>,
+    /// Azure's error code (`x-ms-error-code` or the `<Code>` of the error body).
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+    /// A short human explanation (for transport errors: the cause, without the URL).
+    pub detail: String,
+}
+
+impl BlobError {
+    pub fn new(kind: ErrorKind, op: &'static str, target: &str, detail: impl Into<String>) -> Self {
+        BlobError {
+            kind,
+            op,
+            target: target.to_string(),
+            status: None,
+            code: None,
+            request_id: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Classifies an HTTP status into an error kind.
+    pub fn kind_for_status(status: u16) -> ErrorKind {
+        match status {
+            404 => ErrorKind::NotFound,
+            403 => ErrorKind::Forbidden,
+            412 => ErrorKind::ConditionNotMet,
+            408 | 429 | 500 | 502 | 503 | 504 => ErrorKind::Transient,
+            400..=499 => ErrorKind::Conflict,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// The errno a filesystem caller gets for this error.
+    pub fn errno(&self) -> i32 {
+        match self.kind {
+            ErrorKind::NotFound => libc::ENOENT,
+            ErrorKind::Forbidden => libc::EACCES,
+            ErrorKind::ConditionNotMet => libc::ESTALE,
+            ErrorKind::Conflict | ErrorKind::Transient | ErrorKind::Other => libc::EIO,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} failed", self.op, self.target)?;
+        if let Some(s) = self.status {
+            write!(f, ": HTTP {s}")?;
+        }
+        if let Some(c) = &self.code {
+            write!(f, " {c}")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(r) = &self.request_id {
+            write!(f, " (request id {r})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BlobError {}

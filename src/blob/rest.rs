@@ -1,0 +1,420 @@
+//! The Blob REST API over HTTP (reqwest with rustls), signed with a SAS.
+//!
+//! URLs are built with the `url` crate (blob names percent-encoded per path segment); the token
+//! is appended at send time from the [`Credential`]. Nothing here logs or reports a URL: errors
+//! and log lines name the operation and the blob, so the signature never leaks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use super::retry::RetryPolicy;
+use super::xml;
+use super::{BlobClient, BlobError, BlobProps, ContainerUrl, ErrorKind, ListPage, ListRequest};
+use crate::token::Credential;
+
+/// The REST API version sent as `x-ms-version`.
+pub const API_VERSION: &str = "2023-11-03";
+
+type AttemptError = (BlobError, Option<Duration>);
+
+/// A Blob service client for one container.
+pub struct RestClient {
+    http: reqwest::Client,
+    container: ContainerUrl,
+    credential: Arc<Credential>,
+    retry: RetryPolicy,
+}
+
+impl RestClient {
+    pub fn new(
+        container: ContainerUrl,
+        credential: Arc<Credential>,
+        retry: RetryPolicy,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("blobmount/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;
+        Ok(RestClient {
+            http,
+            container,
+            credential,
+            retry,
+        })
+    }
+
+    pub fn container(&self) -> &ContainerUrl {
+        &self.container
+    }
+
+    fn container_url(&self) -> Url {
+        let mut url = self.container.account_url.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .pop_if_empty()
+            .push(&self.container.container);
+        url
+    }
+
+    fn blob_url(&self, name: &str) -> Url {
+        let mut url = self.container_url();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .extend(name.split('/'));
+        url
+    }
+
+    /// Sends one attempt of a request (callers wrap it in the retry policy, together with
+    /// reading the body). The token is added to the URL at send time, so a refreshed token is
+    /// used by the next attempt.
+    async fn attempt<F>(
+        &self,
+        method: Method,
+        op: &'static str,
+        target: &str,
+        url: &Url,
+        build: F,
+    ) -> Result<Response, AttemptError>
+    where
+        F: FnOnce(RequestBuilder) -> RequestBuilder,
+    {
+        let started = Instant::now();
+        let mut signed = url.clone();
+        let token = self.credential.current();
+        let query = match signed.query() {
+            Some(q) if !q.is_empty() => format!("{q}&{}", token.expose()),
+            _ => token.expose().to_string(),
+        };
+        signed.set_query(Some(&query));
+        let req = build(
+            self.http
+                .request(method, signed)
+                .header("x-ms-version", API_VERSION),
+        );
+        let result = req.send().await;
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::debug!(
+                    op,
+                    target,
+                    status = resp.status().as_u16(),
+                    request_id = request_id(resp.headers()).unwrap_or_default(),
+                    ms,
+                    "request"
+                );
+                Ok(resp)
+            }
+            Ok(resp) => {
+                let err = error_from_response(op, target, resp).await;
+                tracing::debug!(
+                    op,
+                    target,
+                    status = err.0.status,
+                    code = err.0.code.as_deref().unwrap_or_default(),
+                    request_id = err.0.request_id.as_deref().unwrap_or_default(),
+                    ms,
+                    "request failed"
+                );
+                Err(err)
+            }
+            Err(e) => {
+                let err = BlobError::new(ErrorKind::Transient, op, target, transport_detail(&e));
+                tracing::debug!(op, target, ms, "request failed: {}", err.detail);
+                Err((err, None))
+            }
+        }
+    }
+}
+
+/// The cause of a transport error, without the URL (which carries the token).
+fn transport_detail(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    if e.is_timeout() {
+        parts.push("timed out".to_string());
+    } else if e.is_connect() {
+        parts.push("cannot connect".to_string());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        parts.push("request failed".to_string());
+    }
+    parts.join(": ")
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-ms-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn error_from_response(op: &'static str, target: &str, resp: Response) -> AttemptError {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let retry_after = retry_after(&headers);
+    let body = resp.text().await.unwrap_or_default();
+    let (body_code, message) = xml::parse_error(&body);
+    let code = header_str(&headers, "x-ms-error-code")
+        .map(str::to_string)
+        .or(body_code);
+    let mut err = BlobError::new(
+        BlobError::kind_for_status(status.as_u16()),
+        op,
+        target,
+        message.unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string()),
+    );
+    err.status = Some(status.as_u16());
+    err.code = code;
+    err.request_id = request_id(&headers);
+    (err, retry_after)
+}
+
+/// `x-ms-retry-after-ms`, or `Retry-After` in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = header_str(headers, "x-ms-retry-after-ms").and_then(|v| v.trim().parse().ok())
+    {
+        return Some(Duration::from_millis(ms));
+    }
+    header_str(headers, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn props_from_headers(name: &str, headers: &HeaderMap) -> Result<BlobProps, BlobError> {
+    let bad = |what: &str| {
+        BlobError::new(
+            ErrorKind::Other,
+            "Get Blob Properties",
+            name,
+            format!("answer lacks a valid {what} header"),
+        )
+    };
+    let size = header_str(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("Content-Length"))?;
+    let etag = header_str(headers, "etag")
+        .ok_or_else(|| bad("ETag"))?
+        .to_string();
+    let last_modified = header_str(headers, "last-modified")
+        .and_then(|v| xml::parse_http_date(v).ok())
+        .ok_or_else(|| bad("Last-Modified"))?;
+    let metadata: HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str().strip_prefix("x-ms-meta-")?;
+            Some((key.to_ascii_lowercase(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    Ok(BlobProps {
+        name: name.to_string(),
+        size,
+        etag,
+        last_modified,
+        metadata,
+    })
+}
+
+#[async_trait]
+impl BlobClient for RestClient {
+    async fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BlobError> {
+        let mut url = self.container_url();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("restype", "container")
+                .append_pair("comp", "list")
+                .append_pair("include", "metadata");
+            if !req.prefix.is_empty() {
+                q.append_pair("prefix", req.prefix);
+            }
+            if let Some(d) = req.delimiter {
+                q.append_pair("delimiter", d);
+            }
+            if let Some(m) = req.marker {
+                q.append_pair("marker", m);
+            }
+            if let Some(n) = req.max_results {
+                q.append_pair("maxresults", &n.to_string());
+            }
+        }
+        let target = if req.prefix.is_empty() {
+            "/"
+        } else {
+            req.prefix
+        };
+        // The body is read inside the retried attempt: a reset while reading it is retried.
+        self.retry
+            .run(|| async {
+                let resp = self
+                    .attempt(Method::GET, "List Blobs", target, &url, |r| r)
+                    .await?;
+                let body = resp.text().await.map_err(|e| {
+                    (
+                        BlobError::new(
+                            ErrorKind::Transient,
+                            "List Blobs",
+                            target,
+                            transport_detail(&e),
+                        ),
+                        None,
+                    )
+                })?;
+                xml::parse_list(&body).map_err(|e| {
+                    (
+                        BlobError::new(ErrorKind::Other, "List Blobs", target, e),
+                        None,
+                    )
+                })
+            })
+            .await
+    }
+
+    async fn properties(&self, name: &str) -> Result<BlobProps, BlobError> {
+        let url = self.blob_url(name);
+        let resp = self
+            .retry
+            .run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
+            .await?;
+        props_from_headers(name, resp.headers())
+    }
+
+    async fn get_range(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        if_match: Option<&str>,
+    ) -> Result<Bytes, BlobError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let url = self.blob_url(name);
+        let range = format!("bytes={}-{}", offset, offset + len - 1);
+        self.retry
+            .run(|| async {
+                let resp = self
+                    .attempt(Method::GET, "Get Blob", name, &url, |r| {
+                        let r = r.header("x-ms-range", &range);
+                        match if_match {
+                            Some(etag) => r.header("If-Match", etag),
+                            None => r,
+                        }
+                    })
+                    .await?;
+                read_body(name, resp, len).await
+            })
+            .await
+    }
+}
+
+/// Reads a ranged GET's body into one buffer of the expected size; a short body (connection
+/// reset mid-way) is a transient error.
+async fn read_body(name: &str, resp: Response, len: u64) -> Result<Bytes, AttemptError> {
+    let transient = |detail: String| {
+        (
+            BlobError::new(ErrorKind::Transient, "Get Blob", name, detail),
+            None,
+        )
+    };
+    if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
+        return Err((
+            BlobError::new(
+                ErrorKind::Other,
+                "Get Blob",
+                name,
+                format!("unexpected status {}", resp.status()),
+            ),
+            None,
+        ));
+    }
+    let mut buf = BytesMut::with_capacity(len as usize);
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transient(transport_detail(&e)))?;
+        if buf.len() + chunk.len() > len as usize {
+            return Err((
+                BlobError::new(
+                    ErrorKind::Other,
+                    "Get Blob",
+                    name,
+                    "answer longer than the requested range",
+                ),
+                None,
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if (buf.len() as u64) < len {
+        return Err(transient(format!(
+            "answer ended after {} of {len} bytes",
+            buf.len()
+        )));
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> RestClient {
+        let (c, _) = ContainerUrl::parse(url).unwrap();
+        RestClient::new(
+            c,
+            Arc::new(Credential::new("sig=x".into())),
+            RetryPolicy::none(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn blob_urls_encode_each_segment() {
+        let c = client("http://127.0.0.1:10000/devstoreaccount1/box");
+        assert_eq!(
+            c.blob_url("dir one/a#b?c%d+e&f ü.txt").as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/a%23b%3Fc%25d+e&f%20%C3%BC.txt"
+        );
+        let c = client("https://acct.blob.core.windows.net/box");
+        assert_eq!(
+            c.blob_url("x/y").as_str(),
+            "https://acct.blob.core.windows.net/box/x/y"
+        );
+        assert_eq!(
+            c.container_url().as_str(),
+            "https://acct.blob.core.windows.net/box"
+        );
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("x-ms-retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+}
