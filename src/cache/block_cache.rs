@@ -128,6 +128,21 @@ impl BlockCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
     {
+        let started = self.start(key, size, fetch);
+        if started {
+            self.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+        }
+        started
+    }
+
+    /// Like [`prefetch`](Self::prefetch), for a block about to be read: callers start all the
+    /// blocks a read needs before waiting for them, so they are fetched in parallel and before
+    /// any readahead.
+    pub fn start<F, Fut>(self: &Arc<Self>, key: BlockKey, size: u64, fetch: F) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
+    {
         {
             let s = self.lock();
             if s.lru.contains(&key) || s.inflight.contains_key(&key) {
@@ -136,10 +151,7 @@ impl BlockCache {
         }
         let mut fetch = Some(fetch);
         match self.plan(&key, size, &mut fetch, false) {
-            Plan::Wait(_) if fetch.is_none() => {
-                self.stats.prefetches.fetch_add(1, Ordering::Relaxed);
-                true
-            }
+            Plan::Wait(_) if fetch.is_none() => true,
             Plan::NoRoom => {
                 self.stats.prefetch_skipped.fetch_add(1, Ordering::Relaxed);
                 false

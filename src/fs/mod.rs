@@ -1,1 +1,503 @@
-//! TODO
+//! The filesystem core, independent of FUSE: names to blobs, attributes, listings, handles and
+//! reads through the block cache. Every operation is async and takes no lock across a request,
+//! so a slow read never holds up a lookup or a listing elsewhere.
+//!
+//! Errors are errno values; the FUSE adapter passes them on.
+
+pub mod dircache;
+pub mod handles;
+pub mod inode;
+
+use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{try_join_all, BoxFuture, FutureExt};
+
+use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
+use crate::cache::{self, BlockCache, BlockKey, ReadPattern};
+use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
+use handles::{DirHandle, FileHandle, Handles, Version};
+use inode::{join, InodeTable};
+pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
+
+pub type Errno = i32;
+
+/// Settings of the filesystem core.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub uid: u32,
+    pub gid: u32,
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    /// How long attributes, listings and negative lookups are trusted.
+    pub metadata_ttl: Duration,
+    pub block_size: u64,
+    pub cache_size: u64,
+    pub read_only: bool,
+}
+
+impl FsConfig {
+    /// Most blocks read ahead for one sequential reader: a quarter of the cache, at most 16.
+    pub fn max_prefetch_window(&self) -> u64 {
+        (self.cache_size / self.block_size / 4).clamp(1, 16)
+    }
+}
+
+pub struct Fs {
+    client: Arc<dyn BlobClient>,
+    cache: Arc<BlockCache>,
+    cfg: FsConfig,
+    mount_time: SystemTime,
+    inodes: Mutex<InodeTable>,
+    dirs: Mutex<DirCache>,
+    hidden: Mutex<HiddenNames>,
+    files: Mutex<Handles<FileHandle>>,
+    dir_handles: Mutex<Handles<DirHandle>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Logs a failed request (it carries operation, blob, status, Azure code and request id) and
+/// gives the caller's errno.
+fn fail(e: BlobError) -> Errno {
+    match e.kind {
+        ErrorKind::NotFound => tracing::debug!("{e}"),
+        ErrorKind::ConditionNotMet => tracing::warn!(
+            "{e}: the blob changed after it was opened; re-open the file to read the new version"
+        ),
+        _ => tracing::warn!("{e}"),
+    }
+    e.errno()
+}
+
+impl Fs {
+    pub fn new(client: Arc<dyn BlobClient>, cfg: FsConfig) -> Arc<Self> {
+        let mount_time = SystemTime::now();
+        Arc::new(Fs {
+            client,
+            cache: BlockCache::new(cfg.cache_size),
+            dirs: Mutex::new(DirCache::new(cfg.metadata_ttl, 1024, 65536)),
+            cfg,
+            mount_time,
+            inodes: Mutex::new(InodeTable::new(mount_time)),
+            hidden: Mutex::new(HiddenNames::new(10_000)),
+            files: Mutex::new(Handles::default()),
+            dir_handles: Mutex::new(Handles::default()),
+        })
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Inodes currently known (for tests and diagnostics).
+    pub fn inode_count(&self) -> usize {
+        lock(&self.inodes).len()
+    }
+
+    fn node(&self, ino: u64) -> Result<(String, EntryInfo, bool), Errno> {
+        let inodes = lock(&self.inodes);
+        let n = inodes.get(ino).ok_or(libc::ENOENT)?;
+        let fresh = n.validated.elapsed() < self.cfg.metadata_ttl;
+        Ok((n.path.clone(), n.info.clone(), fresh))
+    }
+
+    fn attr_of(&self, ino: u64) -> Result<Attr, Errno> {
+        lock(&self.inodes)
+            .get(ino)
+            .map(|n| n.attr(ino))
+            .ok_or(libc::ENOENT)
+    }
+
+    /// A complete, fresh listing of directory `dir` ("" for the root).
+    async fn listing(&self, dir: &str) -> Result<Arc<Listing>, Errno> {
+        if let Some(l) = lock(&self.dirs).listing(dir) {
+            return Ok(l);
+        }
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let page = blob::list_all(self.client.as_ref(), &prefix, Some("/"))
+            .await
+            .map_err(fail)?;
+        let (listing, hidden) = Listing::from_page(dir, page, self.mount_time);
+        if !hidden.is_empty() {
+            lock(&self.hidden).report(hidden);
+        }
+        Ok(lock(&self.dirs).insert_listing(dir, listing))
+    }
+
+    /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
+    /// a HEAD of the blob and a one-result listing of `dir/name/`, concurrently.
+    async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, Errno> {
+        {
+            let mut dirs = lock(&self.dirs);
+            if let Some(l) = dirs.listing(dir) {
+                return l.entries.get(name).cloned().ok_or(libc::ENOENT);
+            }
+            if dirs.is_negative(dir, name) {
+                return Err(libc::ENOENT);
+            }
+        }
+        let path = join(dir, name);
+        let sub = format!("{path}/");
+        let (head, list) = futures::join!(
+            self.client.properties(&path),
+            self.client.list(ListRequest {
+                prefix: &sub,
+                delimiter: Some("/"),
+                marker: None,
+                max_results: Some(1),
+            })
+        );
+        let list = list.map_err(fail)?;
+        let head = match head {
+            Ok(p) => Some(p),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(e)),
+        };
+        if !list.blobs.is_empty() || !list.prefixes.is_empty() {
+            let mtime = match &head {
+                Some(p) if p.is_folder_marker() => p.last_modified,
+                _ => self.mount_time,
+            };
+            return Ok(EntryInfo {
+                kind: Kind::Dir,
+                size: 0,
+                mtime,
+                etag: None,
+            });
+        }
+        match head {
+            Some(p) if p.is_folder_marker() => Ok(EntryInfo {
+                kind: Kind::Dir,
+                size: 0,
+                mtime: p.last_modified,
+                etag: None,
+            }),
+            Some(p) => Ok(EntryInfo {
+                kind: Kind::File,
+                size: p.size,
+                mtime: p.last_modified,
+                etag: Some(p.etag.as_str().into()),
+            }),
+            None => {
+                lock(&self.dirs).insert_negative(dir, name);
+                Err(libc::ENOENT)
+            }
+        }
+    }
+
+    /// Looks up `name` in directory `parent`; the kernel holds a reference to the result.
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
+        let name = name.to_str().ok_or(libc::ENOENT)?;
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if invalid_component(name).is_some() {
+            return Err(libc::ENOENT);
+        }
+        let (dir, dir_info, _) = self.node(parent)?;
+        if dir_info.kind != Kind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        // Known and confirmed within the TTL: no request.
+        {
+            let mut inodes = lock(&self.inodes);
+            if let Some(ino) = inodes.child(parent, name) {
+                let fresh = inodes
+                    .get(ino)
+                    .is_some_and(|n| n.validated.elapsed() < self.cfg.metadata_ttl);
+                if fresh {
+                    let info = inodes.get(ino).expect("child exists").info.clone();
+                    let ino = inodes.upsert(parent, name, info, true);
+                    return Ok(inodes.get(ino).expect("just upserted").attr(ino));
+                }
+            }
+        }
+        match self.resolve(&dir, name).await {
+            Ok(info) => {
+                let mut inodes = lock(&self.inodes);
+                let ino = inodes.upsert(parent, name, info, true);
+                Ok(inodes.get(ino).expect("just upserted").attr(ino))
+            }
+            Err(e) => {
+                if e == libc::ENOENT {
+                    lock(&self.inodes).detach(parent, name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        lock(&self.inodes).forget(ino, n);
+    }
+
+    /// Attributes of an inode; a file's are refreshed with a HEAD once the TTL has passed.
+    pub async fn getattr(&self, ino: u64) -> Result<Attr, Errno> {
+        let (path, info, fresh) = self.node(ino)?;
+        if fresh || info.kind == Kind::Dir {
+            return self.attr_of(ino);
+        }
+        self.refresh_file(ino, &path).await?;
+        self.attr_of(ino)
+    }
+
+    /// HEADs a file and records what it found.
+    async fn refresh_file(&self, ino: u64, path: &str) -> Result<EntryInfo, Errno> {
+        let p = self.client.properties(path).await.map_err(fail)?;
+        let info = EntryInfo {
+            kind: Kind::File,
+            size: p.size,
+            mtime: p.last_modified,
+            etag: Some(p.etag.as_str().into()),
+        };
+        let mut inodes = lock(&self.inodes);
+        if let Some(n) = inodes.get_mut(ino) {
+            if n.info.kind == Kind::File {
+                n.info = info.clone();
+                n.validated = std::time::Instant::now();
+            }
+        }
+        Ok(info)
+    }
+
+    /// Opens a directory: lists it completely (or takes a fresh listing) into a snapshot.
+    pub async fn opendir(&self, ino: u64) -> Result<u64, Errno> {
+        let (path, info, _) = self.node(ino)?;
+        if info.kind != Kind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        let listing = self.listing(&path).await?;
+        let entries = listing
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(lock(&self.dir_handles).insert(DirHandle { ino, entries }))
+    }
+
+    /// Serves directory entries from offset `offset` of an open directory, `.` and `..`
+    /// first. `add(ino, next_offset, name, attr)` returns true when the reply is full. With
+    /// `plus`, each entry added gets an inode and a kernel reference (readdirplus); otherwise
+    /// entries the kernel never looked up are given a synthetic inode number.
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        mut add: impl FnMut(u64, u64, &str, &Attr) -> bool,
+    ) -> Result<(), Errno> {
+        let h = lock(&self.dir_handles).get(fh).ok_or(libc::EBADF)?;
+        let mut inodes = lock(&self.inodes);
+        let dir = inodes.get(h.ino).ok_or(libc::ENOENT)?;
+        let dot = dir.attr(h.ino);
+        let parent_ino = dir.parent;
+        let dotdot = inodes
+            .get(parent_ino)
+            .map(|n| n.attr(parent_ino))
+            .unwrap_or(dot.clone());
+        let mut index = offset;
+        loop {
+            let full = match index {
+                0 => add(dot.ino, 1, ".", &dot),
+                1 => add(dotdot.ino, 2, "..", &dotdot),
+                i => {
+                    let Some((name, info)) = h.entries.get((i - 2) as usize) else {
+                        break;
+                    };
+                    if plus {
+                        let ino = inodes.upsert(h.ino, name, info.clone(), false);
+                        let attr = inodes.get(ino).expect("just upserted").attr(ino);
+                        let full = add(ino, i + 1, name, &attr);
+                        if !full {
+                            inodes.upsert(h.ino, name, info.clone(), true);
+                        }
+                        full
+                    } else {
+                        let ino = inodes
+                            .child(h.ino, name)
+                            .unwrap_or_else(|| synthetic_ino(h.ino, name));
+                        let attr = Attr {
+                            ino,
+                            kind: info.kind,
+                            size: info.size,
+                            mtime: info.mtime,
+                        };
+                        add(ino, i + 1, name, &attr)
+                    }
+                }
+            };
+            if full {
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dir_handles).remove(fh);
+    }
+
+    /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle. Returns
+    /// the handle and whether the kernel may keep its page cache (same version as last open).
+    pub async fn open(&self, ino: u64, write: bool) -> Result<(u64, bool), Errno> {
+        if write {
+            return Err(libc::EROFS);
+        }
+        let (path, mut info, fresh) = self.node(ino)?;
+        if info.kind == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        if !fresh || info.etag.is_none() {
+            info = self.refresh_file(ino, &path).await?;
+        }
+        let etag = info.etag.clone().ok_or(libc::EIO)?;
+        let keep_cache = {
+            let mut inodes = lock(&self.inodes);
+            let node = inodes.get_mut(ino).ok_or(libc::ENOENT)?;
+            let same = node.last_open_etag.as_deref() == Some(&*etag);
+            node.last_open_etag = Some(etag.clone());
+            same
+        };
+        let window = self.cfg.max_prefetch_window();
+        let fh = lock(&self.files).insert(FileHandle {
+            ino,
+            blob: path.into(),
+            version: Mutex::new(Version {
+                etag,
+                size: info.size,
+            }),
+            served: false.into(),
+            // Parallel kernel readahead may deliver reads slightly out of order.
+            pattern: Mutex::new(ReadPattern::new(window, self.cfg.block_size.min(1 << 20))),
+        });
+        Ok((fh, keep_cache))
+    }
+
+    pub fn release(&self, fh: u64) {
+        lock(&self.files).remove(fh);
+    }
+
+    /// The cache key, length and fetch of block `index` of the handle's version.
+    fn block_fetch(
+        &self,
+        h: &FileHandle,
+        v: &Version,
+        index: u64,
+    ) -> (
+        BlockKey,
+        u64,
+        impl FnOnce() -> BoxFuture<'static, Result<Bytes, BlobError>> + Send,
+    ) {
+        let (start, len) = cache::block_range(index, self.cfg.block_size, v.size);
+        let key = BlockKey {
+            blob: h.blob.clone(),
+            etag: v.etag.clone(),
+            index,
+        };
+        let client = self.client.clone();
+        let (blob, etag) = (h.blob.clone(), v.etag.clone());
+        let fetch =
+            move || async move { client.get_range(&blob, start, len, Some(&etag)).await }.boxed();
+        (key, len, fetch)
+    }
+
+    async fn read_version(
+        &self,
+        h: &FileHandle,
+        v: &Version,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, BlobError> {
+        if offset >= v.size || size == 0 {
+            return Ok(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let len = u64::from(size).min(v.size - offset);
+        let (first, last) = cache::block_span(offset, len, bs);
+        let ahead = lock(&h.pattern).record(offset, len, bs);
+        // The blocks this read needs start first, then readahead; then wait for the needed ones.
+        for b in first..=last {
+            let (key, len, fetch) = self.block_fetch(h, v, b);
+            self.cache.start(key, len, fetch);
+        }
+        let last_block = cache::block_count(v.size, bs).saturating_sub(1);
+        for b in (last + 1)..=(last + ahead).min(last_block) {
+            let (key, len, fetch) = self.block_fetch(h, v, b);
+            self.cache.prefetch(key, len, fetch);
+        }
+        let blocks = try_join_all((first..=last).map(|b| {
+            let (key, len, fetch) = self.block_fetch(h, v, b);
+            self.cache.get(key, len, fetch)
+        }))
+        .await?;
+        let skip = (offset - first * bs) as usize;
+        if blocks.len() == 1 {
+            return Ok(blocks[0].slice(skip..skip + len as usize));
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        let mut remaining = len as usize;
+        for (i, b) in blocks.iter().enumerate() {
+            let from = if i == 0 { skip } else { 0 };
+            let take = (b.len() - from).min(remaining);
+            out.extend_from_slice(&b[from..from + take]);
+            remaining -= take;
+        }
+        Ok(out.freeze())
+    }
+
+    /// Reads from an open file. Every request carries If-Match with the handle's ETag: a handle
+    /// never mixes two versions. If the blob changed before the handle returned any data (it was
+    /// opened from metadata that was already stale), the handle moves to the current version.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, Errno> {
+        let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+        let v = h.version();
+        match self.read_version(&h, &v, offset, size).await {
+            Ok(b) => {
+                h.served.store(true, Ordering::Relaxed);
+                Ok(b)
+            }
+            Err(e) if e.kind == ErrorKind::ConditionNotMet && !h.served.load(Ordering::Relaxed) => {
+                tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
+                let info = self.refresh_file(h.ino, &h.blob).await?;
+                let v = Version {
+                    etag: info.etag.ok_or(libc::EIO)?,
+                    size: info.size,
+                };
+                *lock(&h.version) = v.clone();
+                let b = self
+                    .read_version(&h, &v, offset, size)
+                    .await
+                    .map_err(fail)?;
+                h.served.store(true, Ordering::Relaxed);
+                Ok(b)
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+}
+
+/// A stable inode number for an entry the kernel never looked up (plain readdir only shows it).
+fn synthetic_ino(parent: u64, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (parent, name).hash(&mut h);
+    h.finish() | (1 << 63)
+}
+
+#[cfg(test)]
+mod tests;

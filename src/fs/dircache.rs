@@ -1,0 +1,288 @@
+//! Directory listings and negative lookups, cached for the metadata TTL.
+//!
+//! A directory is the set of blob names under `path/`, listed with the `/` delimiter. A listing
+//! is complete (every page was read), so while it is fresh a name it lacks does not exist:
+//! lookups answer ENOENT without a request.
+
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
+
+use super::inode::{EntryInfo, Kind};
+use crate::blob::ListPage;
+
+/// Longest name component, in bytes (Linux's NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// Why a blob name cannot be shown as a path.
+pub fn invalid_component(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty path segment")
+    } else if name == "." || name == ".." {
+        Some("'.' or '..' segment")
+    } else if name.len() > NAME_MAX {
+        Some("segment longer than 255 bytes")
+    } else if name.contains('\0') {
+        Some("NUL in name")
+    } else {
+        None
+    }
+}
+
+/// A blob name hidden from the tree, and why.
+pub type Hidden = (String, &'static str);
+
+/// One complete listing of a directory.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: BTreeMap<String, EntryInfo>,
+    fetched: Instant,
+}
+
+impl Listing {
+    /// Builds the entries of directory `dir` ("" for the root) from its List Blobs pages.
+    /// A directory and a file of the same name: the directory wins. Names that cannot be a
+    /// path are returned in `hidden`. `dir_mtime` is the time given to pure-prefix directories.
+    pub fn from_page(dir: &str, page: ListPage, dir_mtime: SystemTime) -> (Listing, Vec<Hidden>) {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut entries: BTreeMap<String, EntryInfo> = BTreeMap::new();
+        let mut hidden = Vec::new();
+        for p in page.prefixes {
+            let Some(leaf) = p.strip_prefix(&prefix).and_then(|l| l.strip_suffix('/')) else {
+                continue;
+            };
+            if let Some(why) = invalid_component(leaf) {
+                hidden.push((p, why));
+                continue;
+            }
+            entries.entry(leaf.to_string()).or_insert(EntryInfo {
+                kind: Kind::Dir,
+                size: 0,
+                mtime: dir_mtime,
+                etag: None,
+            });
+        }
+        for b in page.blobs {
+            let Some(leaf) = b.name.strip_prefix(&prefix) else {
+                continue;
+            };
+            if leaf.is_empty() {
+                continue; // `dir/` itself: the directory's own marker blob.
+            }
+            if let Some(why) = invalid_component(leaf) {
+                hidden.push((b.name, why));
+                continue;
+            }
+            if b.is_folder_marker() {
+                // A marker gives the directory its time.
+                entries.insert(
+                    leaf.to_string(),
+                    EntryInfo {
+                        kind: Kind::Dir,
+                        size: 0,
+                        mtime: b.last_modified,
+                        etag: None,
+                    },
+                );
+            } else {
+                entries.entry(leaf.to_string()).or_insert(EntryInfo {
+                    kind: Kind::File,
+                    size: b.size,
+                    mtime: b.last_modified,
+                    etag: Some(b.etag.as_str().into()),
+                });
+            }
+        }
+        (
+            Listing {
+                entries,
+                fetched: Instant::now(),
+            },
+            hidden,
+        )
+    }
+}
+
+/// Fresh listings and negative lookups, both bounded in count.
+pub struct DirCache {
+    ttl: Duration,
+    listings: LruCache<String, Arc<Listing>>,
+    negatives: LruCache<(String, String), Instant>,
+}
+
+impl DirCache {
+    pub fn new(ttl: Duration, max_listings: usize, max_negatives: usize) -> Self {
+        DirCache {
+            ttl,
+            listings: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
+            negatives: LruCache::new(NonZeroUsize::new(max_negatives.max(1)).expect("non-zero")),
+        }
+    }
+
+    /// The listing of `dir` if it is fresh.
+    pub fn listing(&mut self, dir: &str) -> Option<Arc<Listing>> {
+        match self.listings.get(dir) {
+            Some(l) if l.fetched.elapsed() < self.ttl => Some(l.clone()),
+            Some(_) => {
+                self.listings.pop(dir);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn insert_listing(&mut self, dir: &str, listing: Listing) -> Arc<Listing> {
+        let l = Arc::new(listing);
+        if !self.ttl.is_zero() {
+            self.listings.put(dir.to_string(), l.clone());
+        }
+        l
+    }
+
+    /// Whether `name` in `dir` was recently found not to exist.
+    pub fn is_negative(&mut self, dir: &str, name: &str) -> bool {
+        let key = (dir.to_string(), name.to_string());
+        match self.negatives.get(&key) {
+            Some(t) if t.elapsed() < self.ttl => true,
+            Some(_) => {
+                self.negatives.pop(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn insert_negative(&mut self, dir: &str, name: &str) {
+        if !self.ttl.is_zero() {
+            self.negatives
+                .put((dir.to_string(), name.to_string()), Instant::now());
+        }
+    }
+}
+
+/// Logs each hidden blob name once (up to a bound, so memory stays bounded).
+pub struct HiddenNames {
+    seen: HashSet<String>,
+    max: usize,
+}
+
+impl HiddenNames {
+    pub fn new(max: usize) -> Self {
+        HiddenNames {
+            seen: HashSet::new(),
+            max,
+        }
+    }
+
+    pub fn report(&mut self, hidden: Vec<Hidden>) {
+        for (name, why) in hidden {
+            if self.seen.len() >= self.max || self.seen.contains(&name) {
+                continue;
+            }
+            tracing::warn!(blob = %name, "hiding a blob whose name cannot be a path: {why}");
+            self.seen.insert(name);
+            if self.seen.len() == self.max {
+                tracing::warn!("more hidden blob names exist; not logging further ones");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::BlobProps;
+    use std::collections::HashMap;
+
+    fn blob(name: &str, size: u64, folder: bool) -> BlobProps {
+        let mut metadata = HashMap::new();
+        if folder {
+            metadata.insert("hdi_isfolder".to_string(), "true".to_string());
+        }
+        BlobProps {
+            name: name.into(),
+            size,
+            etag: "\"e\"".into(),
+            last_modified: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn listing_kinds_markers_conflicts_and_hidden_names() {
+        let page = ListPage {
+            blobs: vec![
+                blob("d/", 0, false),
+                blob("d/file", 10, false),
+                blob("d/both", 3, false),
+                blob("d/marker", 0, true),
+                blob("d/..", 1, false),
+                blob(&format!("d/{}", "x".repeat(256)), 1, false),
+            ],
+            prefixes: vec!["d/both/".into(), "d/sub/".into(), "d//".into()],
+            next_marker: None,
+        };
+        let (l, hidden) = Listing::from_page("d", page, SystemTime::UNIX_EPOCH);
+        let kinds: Vec<(&str, Kind)> = l
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("both", Kind::Dir),
+                ("file", Kind::File),
+                ("marker", Kind::Dir),
+                ("sub", Kind::Dir)
+            ]
+        );
+        assert_eq!(l.entries["file"].size, 10);
+        assert_eq!(
+            l.entries["marker"].mtime,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(5)
+        );
+        assert_eq!(hidden.len(), 3);
+    }
+
+    #[test]
+    fn fresh_listings_and_negatives_expire() {
+        let mut c = DirCache::new(Duration::from_millis(30), 10, 10);
+        let (l, _) = Listing::from_page("", ListPage::default(), SystemTime::UNIX_EPOCH);
+        c.insert_listing("", l);
+        c.insert_negative("", "nope");
+        assert!(c.listing("").is_some());
+        assert!(c.is_negative("", "nope"));
+        assert!(!c.is_negative("", "other"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.listing("").is_none());
+        assert!(!c.is_negative("", "nope"));
+    }
+
+    #[test]
+    fn zero_ttl_caches_nothing() {
+        let mut c = DirCache::new(Duration::ZERO, 10, 10);
+        let (l, _) = Listing::from_page("", ListPage::default(), SystemTime::UNIX_EPOCH);
+        c.insert_listing("", l);
+        c.insert_negative("", "x");
+        assert!(c.listing("").is_none());
+        assert!(!c.is_negative("", "x"));
+    }
+
+    #[test]
+    fn component_rules() {
+        assert!(invalid_component("ok name ü #?%+&").is_none());
+        assert!(invalid_component("").is_some());
+        assert!(invalid_component(".").is_some());
+        assert!(invalid_component("..").is_some());
+        assert!(invalid_component(&"a".repeat(255)).is_none());
+        assert!(invalid_component(&"a".repeat(256)).is_some());
+    }
+}

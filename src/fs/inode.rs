@@ -1,0 +1,233 @@
+//! The inode table: kernel inode numbers for the paths the kernel holds references to.
+//!
+//! An inode is created when the kernel learns a name (lookup, readdirplus) and counts those
+//! references; `forget` releases them, and an inode with none left is dropped, so the table
+//! is bounded by what the kernel caches, not by the size of the container.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// What a listing or a HEAD says about a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub etag: Option<Arc<str>>,
+}
+
+/// Attributes as the FUSE adapter needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub parent: u64,
+    pub name: String,
+    /// The blob name (file) or the prefix without its trailing `/` (directory); "" is the root.
+    pub path: String,
+    pub info: EntryInfo,
+    /// When `info` was last confirmed by the service.
+    pub validated: Instant,
+    lookups: u64,
+    /// The ETag of the last open, to keep the kernel's page cache across opens of one version.
+    pub last_open_etag: Option<Arc<str>>,
+}
+
+impl Node {
+    pub fn attr(&self, ino: u64) -> Attr {
+        Attr {
+            ino,
+            kind: self.info.kind,
+            size: self.info.size,
+            mtime: self.info.mtime,
+        }
+    }
+}
+
+pub struct InodeTable {
+    nodes: HashMap<u64, Node>,
+    children: HashMap<(u64, String), u64>,
+    next_ino: u64,
+}
+
+/// Joins a directory path and a name into a blob path.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+impl InodeTable {
+    pub fn new(root_mtime: SystemTime) -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT_INO,
+            Node {
+                parent: ROOT_INO,
+                name: String::new(),
+                path: String::new(),
+                info: EntryInfo {
+                    kind: Kind::Dir,
+                    size: 0,
+                    mtime: root_mtime,
+                    etag: None,
+                },
+                validated: Instant::now(),
+                lookups: 1,
+                last_open_etag: None,
+            },
+        );
+        InodeTable {
+            nodes,
+            children: HashMap::new(),
+            next_ino: ROOT_INO + 1,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.children.get(&(parent, name.to_string())).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Records that `name` in `parent` is `info` (confirmed now) and returns its inode. The
+    /// inode is kept while the kind stays the same; a name that changed kind gets a new inode.
+    /// With `lookup`, the kernel's reference count is incremented.
+    pub fn upsert(&mut self, parent: u64, name: &str, info: EntryInfo, lookup: bool) -> u64 {
+        let key = (parent, name.to_string());
+        if let Some(&ino) = self.children.get(&key) {
+            let node = self.nodes.get_mut(&ino).expect("children point at nodes");
+            if node.info.kind == info.kind {
+                node.info = info;
+                node.validated = Instant::now();
+                if lookup {
+                    node.lookups += 1;
+                }
+                return ino;
+            }
+            // The name changed kind: the old inode lives on (detached) until forgotten.
+            self.children.remove(&key);
+        }
+        let parent_path = self
+            .nodes
+            .get(&parent)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.to_string(),
+                path: join(&parent_path, name),
+                info,
+                validated: Instant::now(),
+                lookups: u64::from(lookup),
+                last_open_etag: None,
+            },
+        );
+        self.children.insert(key, ino);
+        ino
+    }
+
+    /// The kernel dropped `n` references; the inode goes when none remain.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.lookups = node.lookups.saturating_sub(n);
+        if node.lookups == 0 {
+            let node = self.nodes.remove(&ino).expect("present");
+            let key = (node.parent, node.name);
+            if self.children.get(&key) == Some(&ino) {
+                self.children.remove(&key);
+            }
+        }
+    }
+
+    /// The name no longer exists: unlink it from its parent (the inode lives until forgotten).
+    pub fn detach(&mut self, parent: u64, name: &str) {
+        self.children.remove(&(parent, name.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(kind: Kind, size: u64) -> EntryInfo {
+        EntryInfo {
+            kind,
+            size,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn upsert_reuses_counts_and_forgets() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let d = t.upsert(ROOT_INO, "d", info(Kind::Dir, 0), true);
+        let f = t.upsert(d, "f", info(Kind::File, 3), true);
+        assert_eq!(t.get(f).unwrap().path, "d/f");
+        assert_eq!(t.upsert(d, "f", info(Kind::File, 5), true), f);
+        assert_eq!(t.get(f).unwrap().info.size, 5);
+        t.forget(f, 1);
+        assert!(t.get(f).is_some());
+        t.forget(f, 1);
+        assert!(t.get(f).is_none());
+        assert_eq!(t.child(d, "f"), None);
+        t.forget(ROOT_INO, 10);
+        assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn a_name_that_changes_kind_gets_a_new_inode() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let a = t.upsert(ROOT_INO, "x", info(Kind::File, 1), true);
+        let b = t.upsert(ROOT_INO, "x", info(Kind::Dir, 0), true);
+        assert_ne!(a, b);
+        assert_eq!(t.child(ROOT_INO, "x"), Some(b));
+        t.forget(a, 1);
+        assert_eq!(
+            t.child(ROOT_INO, "x"),
+            Some(b),
+            "forgetting the old inode keeps the new name"
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! Unit tests of the filesystem core against the in-memory fake client.
+
+use super::*;
+use crate::blob::fake::{FakeClient, Op};
+use std::ffi::OsStr;
+
+const BS: u64 = 1024;
+
+fn config(ttl: Duration) -> FsConfig {
+    FsConfig {
+        uid: 1000,
+        gid: 1000,
+        file_mode: 0o644,
+        dir_mode: 0o755,
+        metadata_ttl: ttl,
+        block_size: BS,
+        cache_size: 16 * BS,
+        read_only: true,
+    }
+}
+
+fn setup(ttl: Duration) -> (Arc<FakeClient>, Arc<Fs>) {
+    let fake = Arc::new(FakeClient::new());
+    let fs = Fs::new(fake.clone(), config(ttl));
+    (fake, fs)
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+async fn lookup(fs: &Fs, parent: u64, name: &str) -> Result<Attr, Errno> {
+    fs.lookup(parent, OsStr::new(name)).await
+}
+
+async fn names(fs: &Fs, ino: u64) -> Vec<(String, Kind)> {
+    let fh = fs.opendir(ino).await.unwrap();
+    let mut out = Vec::new();
+    fs.readdir(fh, 0, true, |_, _, name, attr| {
+        out.push((name.to_string(), attr.kind));
+        false
+    })
+    .unwrap();
+    fs.releasedir(fh);
+    out
+}
+
+#[tokio::test]
+async fn lookups_find_files_prefix_dirs_and_both_marker_forms() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("file.txt", "hello");
+    fake.put("pre/inner", "x");
+    fake.put("slash/", "");
+    fake.put_with_metadata("hdi", "", &[("hdi_isfolder", "true")]);
+    fake.put("both", "file loses");
+    fake.put("both/x", "dir wins");
+
+    let f = lookup(&fs, ROOT_INO, "file.txt").await.unwrap();
+    assert_eq!((f.kind, f.size), (Kind::File, 5));
+    for d in ["pre", "slash", "hdi", "both"] {
+        assert_eq!(
+            lookup(&fs, ROOT_INO, d).await.unwrap().kind,
+            Kind::Dir,
+            "{d}"
+        );
+    }
+    assert_eq!(lookup(&fs, ROOT_INO, "missing").await, Err(libc::ENOENT));
+    assert_eq!(
+        lookup(&fs, ROOT_INO, &"x".repeat(256)).await,
+        Err(libc::ENAMETOOLONG)
+    );
+    let pre = lookup(&fs, ROOT_INO, "pre").await.unwrap();
+    assert_eq!(lookup(&fs, pre.ino, "inner").await.unwrap().size, 1);
+    assert_eq!(lookup(&fs, f.ino, "x").await, Err(libc::ENOTDIR));
+}
+
+#[tokio::test]
+async fn negative_lookups_are_cached_and_complete_listings_answer_without_requests() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("a", "1");
+    assert_eq!(lookup(&fs, ROOT_INO, "nope").await, Err(libc::ENOENT));
+    let before = (fake.count(Op::List), fake.count(Op::Properties));
+    assert_eq!(lookup(&fs, ROOT_INO, "nope").await, Err(libc::ENOENT));
+    assert_eq!(
+        (fake.count(Op::List), fake.count(Op::Properties)),
+        before,
+        "negative entry reused"
+    );
+
+    // After a complete listing, probing many missing names costs nothing.
+    assert_eq!(names(&fs, ROOT_INO).await.len(), 3);
+    let before = (fake.count(Op::List), fake.count(Op::Properties));
+    for i in 0..1000 {
+        assert_eq!(
+            lookup(&fs, ROOT_INO, &format!(".git-probe-{i}")).await,
+            Err(libc::ENOENT)
+        );
+    }
+    assert_eq!(lookup(&fs, ROOT_INO, "a").await.unwrap().size, 1);
+    assert_eq!((fake.count(Op::List), fake.count(Op::Properties)), before);
+}
+
+#[tokio::test]
+async fn ttl_expiry_sees_changes() {
+    let (fake, fs) = setup(Duration::from_millis(50));
+    fake.put("f", "one");
+    assert_eq!(lookup(&fs, ROOT_INO, "g").await, Err(libc::ENOENT));
+    let f = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    fake.put("f", "three");
+    fake.put("g", "new");
+    assert_eq!(
+        fs.getattr(f.ino).await.unwrap().size,
+        3,
+        "within the TTL: cached"
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(fs.getattr(f.ino).await.unwrap().size, 5);
+    assert_eq!(lookup(&fs, ROOT_INO, "g").await.unwrap().size, 3);
+}
+
+#[tokio::test]
+async fn readdir_lists_everything_with_dots_and_offsets() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    for i in 0..50 {
+        fake.put(&format!("d/f{i:02}"), vec![0u8; i]);
+    }
+    fake.put("d/sub/x", "x");
+    fake.put("d/bad//name", "hidden");
+    let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+    let fh = fs.opendir(d.ino).await.unwrap();
+    // Read in small batches, resuming at the offsets handed out.
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let mut batch = Vec::new();
+        fs.readdir(fh, offset, true, |ino, next, name, attr| {
+            if batch.len() == 7 {
+                return true;
+            }
+            assert_eq!(ino, attr.ino);
+            batch.push((next, name.to_string(), attr.size));
+            false
+        })
+        .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        offset = batch.last().unwrap().0;
+        seen.extend(batch.into_iter().map(|(_, n, s)| (n, s)));
+    }
+    assert_eq!(
+        seen.len(),
+        2 + 50 + 2,
+        "., .., 50 files, sub and bad (a prefix dir)"
+    );
+    assert_eq!(seen[0].0, ".");
+    assert_eq!(seen[1].0, "..");
+    assert!(seen.iter().any(|(n, s)| n == "f07" && *s == 7));
+    // readdirplus took a reference on each entry: the names resolve without requests.
+    let lists = fake.count(Op::List);
+    let f07 = lookup(&fs, d.ino, "f07").await.unwrap();
+    assert_eq!(f07.size, 7);
+    assert_eq!(fake.count(Op::List), lists);
+    fs.releasedir(fh);
+    // The blob with an empty segment is hidden inside "bad".
+    let bad = lookup(&fs, d.ino, "bad").await.unwrap();
+    assert_eq!(names(&fs, bad.ino).await.len(), 2);
+}
+
+#[tokio::test]
+async fn forget_drops_inodes() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("a", "1");
+    let base = fs.inode_count();
+    let a = lookup(&fs, ROOT_INO, "a").await.unwrap();
+    lookup(&fs, ROOT_INO, "a").await.unwrap();
+    assert_eq!(fs.inode_count(), base + 1);
+    fs.forget(a.ino, 2);
+    assert_eq!(fs.inode_count(), base);
+}
+
+async fn read_all(fs: &Fs, fh: u64, chunk: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = fs.read(fh, out.len() as u64, chunk).await.unwrap();
+        if b.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&b);
+    }
+}
+
+#[tokio::test]
+async fn reads_return_exact_bytes_at_block_edges() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    for size in [
+        0,
+        1,
+        BS as usize - 1,
+        BS as usize,
+        BS as usize + 1,
+        10 * BS as usize + 17,
+    ] {
+        let name = format!("f{size}");
+        let data = pattern(size);
+        fake.put(&name, data.clone());
+        let a = lookup(&fs, ROOT_INO, &name).await.unwrap();
+        let (fh, _) = fs.open(a.ino, false).await.unwrap();
+        assert_eq!(read_all(&fs, fh, 300).await, data, "size {size}");
+        // A read spanning three blocks at an odd offset.
+        if size > 3 * BS as usize {
+            let b = fs.read(fh, BS - 5, 2 * BS as u32 + 10).await.unwrap();
+            assert_eq!(&b[..], &data[BS as usize - 5..3 * BS as usize + 5]);
+        }
+        fs.release(fh);
+    }
+}
+
+#[tokio::test]
+async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    let data = pattern(64 * BS as usize);
+    fake.put("big", data.clone());
+    let a = lookup(&fs, ROOT_INO, "big").await.unwrap();
+
+    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    assert_eq!(read_all(&fs, fh, 256).await, data);
+    fs.release(fh);
+    assert!(fs.cache().stats.prefetches.load(Ordering::Relaxed) > 0);
+    assert!(fs.cache().used() <= fs.cache().budget());
+
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("big", data.clone());
+    let a = lookup(&fs, ROOT_INO, "big").await.unwrap();
+    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    for (i, off) in [40 * BS + 3, 2 * BS, 60 * BS, 17 * BS + 100, 33]
+        .into_iter()
+        .enumerate()
+    {
+        let b = fs.read(fh, off, 100).await.unwrap();
+        assert_eq!(&b[..], &data[off as usize..off as usize + 100], "read {i}");
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(fake.count(Op::GetRange), 5);
+    assert_eq!(fake.bytes_read(), 5 * BS);
+    assert_eq!(fs.cache().stats.prefetches.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn an_open_handle_keeps_its_version() {
+    let (fake, fs) = setup(Duration::ZERO);
+    let old = pattern(4 * BS as usize);
+    fake.put("f", old.clone());
+    let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    assert!(!keep, "first open: no page cache to keep");
+    let b = fs.read(fh, 0, BS as u32).await.unwrap();
+    assert_eq!(&b[..], &old[..BS as usize]);
+    fake.put("f", vec![9u8; 4 * BS as usize]);
+    // Cached block: still the old version. Uncached block: refused, never the new bytes.
+    assert_eq!(&fs.read(fh, 10, 10).await.unwrap()[..], &old[10..20]);
+    assert_eq!(fs.read(fh, 3 * BS, 10).await, Err(libc::ESTALE));
+    fs.release(fh);
+    // A new open reads the new version.
+    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    assert!(!keep, "new version: the kernel must drop its cached pages");
+    assert_eq!(&fs.read(fh, 3 * BS, 10).await.unwrap()[..], &[9u8; 10]);
+    fs.release(fh);
+    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    assert!(keep, "same version: the kernel may keep its pages");
+    fs.release(fh);
+}
+
+#[tokio::test]
+async fn a_handle_opened_from_stale_metadata_reads_the_current_version() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("f", "old content");
+    let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    fake.put("f", "new content!");
+    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    assert_eq!(read_all(&fs, fh, 100).await, b"new content!");
+}
+
+#[tokio::test]
+async fn errors_map_to_errno() {
+    let (fake, fs) = setup(Duration::ZERO);
+    fake.put("f", "data");
+    let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    fake.fail_next(Op::Properties, ErrorKind::Forbidden);
+    assert_eq!(fs.getattr(a.ino).await, Err(libc::EACCES));
+    fake.fail_next(Op::List, ErrorKind::Transient);
+    assert_eq!(lookup(&fs, ROOT_INO, "other").await, Err(libc::EIO));
+    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    fake.fail_next(Op::GetRange, ErrorKind::Transient);
+    assert_eq!(fs.read(fh, 0, 4).await, Err(libc::EIO));
+    assert_eq!(
+        &fs.read(fh, 0, 4).await.unwrap()[..],
+        b"data",
+        "errors are not cached"
+    );
+    assert_eq!(fs.open(a.ino, true).await, Err(libc::EROFS));
+    fake.remove("f");
+    assert_eq!(fs.getattr(a.ino).await, Err(libc::ENOENT));
+}
+
+#[tokio::test]
+async fn a_slow_read_does_not_hold_up_lookups_or_listings() {
+    let (fake, fs) = setup(Duration::ZERO);
+    fake.put("slow", pattern(BS as usize));
+    fake.put("d/x", "x");
+    let a = lookup(&fs, ROOT_INO, "slow").await.unwrap();
+    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    fake.set_delay(Op::GetRange, Duration::from_secs(3600));
+    let fs2 = fs.clone();
+    let reader = tokio::spawn(async move { fs2.read(fh, 0, 10).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let listed = tokio::time::timeout(Duration::from_secs(5), async {
+        let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+        names(&fs, d.ino).await
+    })
+    .await
+    .expect("listing finished while the read was stuck");
+    assert_eq!(listed.len(), 3);
+    assert!(!reader.is_finished());
+    reader.abort();
+}
