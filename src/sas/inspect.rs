@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::dates::{format_sas_date, human_duration};
-use super::token::DELEGATION_PARAMS;
+use super::kinds::DELEGATION_PARAMS;
 use super::{Permissions, SasKind, SasToken};
 
 /// What a SAS URL points to.

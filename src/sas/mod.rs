@@ -1,8 +1,10 @@
 //! SAS tokens: parsing, permissions, signing.
 //!
+//! - [`kinds`]: service / account / user delegation SAS, `sr`, and the known parameters.
 //! - [`token`]: [`SasToken::parse`] of a bare token or a URL, with every parameter kept in
 //!   order so that [`SasToken::query`] gives back exactly what the issuer signed.
 //! - [`permissions`]: the `sp`, `ss` and `srt` letter sets, normalised to the service's order.
+//! - [`params`]: the inputs of signing.
 //! - [`sign`]: string-to-sign and HMAC-SHA256 for service SAS and account SAS.
 //! - [`dates`]: the date formats Azure accepts in `st`/`se`, and the one it is given.
 //! - [`inspect`]: human and JSON descriptions of a token (`blobmount sas inspect`).
@@ -15,6 +17,8 @@
 pub mod cli;
 pub mod dates;
 pub mod inspect;
+pub mod kinds;
+pub mod params;
 pub mod permissions;
 pub mod sign;
 pub mod token;
@@ -31,14 +35,19 @@ pub use token::{SasKind, SasToken, SignedResource};
 
 /// The service version (`sv`) that generated tokens carry unless told otherwise.
 ///
-/// Checked against Azurite 3.37.0 (`--skipApiVersionCheck --loose`, in memory): a container
-/// SAS (`sr=c&sp=rl`) signed by [`sign_service_sas`] with this version lists blobs with
-/// `?restype=container&comp=list` (200), after the container was created with an account
-/// SAS (`ss=b&srt=sco&sp=rwdlacup`) from [`sign_account_sas`]; the same tokens signed with a
-/// wrong key get 403 AuthenticationFailed. 2026-06-06 is the newest version in Azurite's
-/// own list of valid API versions; Azurite also verified signatures for the later 2026-10-06
-/// (it only compares versions, `>= 2020-12-06` picks the layout), but would not know the
-/// version as an `x-ms-version` header without `--skipApiVersionCheck`.
+/// 2026-06-06 is the newest version in Azurite 3.37.0's list of valid API versions (the
+/// pinned emulator). Checked by hand against Azurite 3.37.0 (`--inMemoryPersistence
+/// --skipApiVersionCheck --loose`, path-style `http://127.0.0.1:PORT/devstoreaccount1`):
+/// an account SAS from [`sign_account_sas`] (`ss=b&srt=sco&sp=rwdlacup`) creates a
+/// container (201) and puts a blob (201); a container SAS from [`sign_service_sas`]
+/// (`sr=c&sp=rl`) lists it with `?restype=container&comp=list` (200); a blob SAS (`sr=b`,
+/// with `st`, `sip`, `spr`, `rscc`, `rsct`) reads it (200, with the overridden headers).
+/// Azurite's debug log showed the same strings-to-sign as ours. The same tokens signed with
+/// a wrong key, or with `sp` altered after signing, or expired, are refused with 403 (Azurite
+/// answers `AuthorizationFailure` for a bad SAS signature, where Azure says
+/// `AuthenticationFailed`). Versions 2015-04-05, 2018-03-28, 2018-11-09, 2019-02-02,
+/// 2020-10-02, 2020-12-06 and 2026-10-06 (newer than Azurite knows; it only compares
+/// versions to pick the layout) passed the same checks.
 pub const DEFAULT_VERSION: &str = "2026-06-06";
 
 /// The oldest version whose service-SAS layout we know (and Azure still accepts for a
