@@ -15,6 +15,7 @@ pub mod cache;
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod mount;
 pub mod sas;
 pub mod size;
 pub mod token;
