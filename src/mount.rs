@@ -319,7 +319,7 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
         }
     });
     let result = session.run();
-    rt.shutdown_timeout(Duration::from_secs(2));
+    rt.shutdown_background();
     match result {
         Ok(()) => {
             tracing::info!("unmounted {}", mountpoint.display());
