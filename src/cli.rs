@@ -93,11 +93,14 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         Some(l) => {
             let l = l.to_ascii_lowercase();
             if !["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-                return Err(format!("invalid --log-level {l:?}: use error, warn, info, debug or trace"));
+                return Err(format!(
+                    "invalid --log-level {l:?}: use error, warn, info, debug or trace"
+                ));
             }
             EnvFilter::new(format!("warn,blobmount={l}"))
         }
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,blobmount=info")),
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("warn,blobmount=info")),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -194,16 +197,40 @@ mod tests {
     #[test]
     fn the_documented_command_line_parses() {
         let cli = Cli::try_parse_from([
-            "blobmount", "mount", "https://a.blob.core.windows.net/c?sv=x", "/mnt", "--foreground", "--read-only",
-            "--uid", "1", "--gid", "2", "--file-mode", "0600", "--dir-mode", "0700", "--allow-other",
-            "--cache-size", "512M", "--block-size", "4MiB", "--metadata-ttl", "2s", "--log-level", "debug",
+            "blobmount",
+            "mount",
+            "https://a.blob.core.windows.net/c?sv=x",
+            "/mnt",
+            "--foreground",
+            "--read-only",
+            "--uid",
+            "1",
+            "--gid",
+            "2",
+            "--file-mode",
+            "0600",
+            "--dir-mode",
+            "0700",
+            "--allow-other",
+            "--cache-size",
+            "512M",
+            "--block-size",
+            "4MiB",
+            "--metadata-ttl",
+            "2s",
+            "--log-level",
+            "debug",
         ])
         .unwrap();
-        let Command::Mount(m) = cli.command else { panic!("not mount") };
+        let Command::Mount(m) = cli.command else {
+            panic!("not mount")
+        };
         assert_eq!(m.cache_size, 512 << 20);
         assert_eq!(m.block_size, 4 << 20);
         assert_eq!(m.metadata_ttl, Duration::from_secs(2));
         assert_eq!(m.file_mode, 0o600);
-        assert!(Cli::try_parse_from(["blobmount", "mount", "u", "/m", "--cache-size", "lots"]).is_err());
+        assert!(
+            Cli::try_parse_from(["blobmount", "mount", "u", "/m", "--cache-size", "lots"]).is_err()
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use fuser::{Config, MountOption, SessionACL};
 use time::OffsetDateTime;
 
-use crate::blob::retry::RetryPolicy;
 use crate::blob::rest::RestClient;
+use crate::blob::retry::RetryPolicy;
 use crate::blob::{BlobClient, BlobError, ContainerUrl, ErrorKind, ListRequest};
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{BlobFuse, MAX_READ};
@@ -77,9 +77,12 @@ pub fn check_target(sas_url: &str, now: OffsetDateTime) -> Result<Target, MountE
             container.display()
         ))
     })?;
-    let token = SasToken::parse(&query).map_err(|e| MountError::usage(format!("malformed SAS token: {e}")))?;
+    let token = SasToken::parse(&query)
+        .map_err(|e| MountError::usage(format!("malformed SAS token: {e}")))?;
     if let Some(problem) = token.validity_problem(now) {
-        return Err(MountError::failed(format!("the SAS token is {problem}: get a new one")));
+        return Err(MountError::failed(format!(
+            "the SAS token is {problem}: get a new one"
+        )));
     }
     match token.kind() {
         SasKind::Service { resource } | SasKind::UserDelegation { resource } => match resource {
@@ -154,7 +157,9 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
         Err(e) => return Err(MountError::failed(format!("cannot use mountpoint {shown}: {e}"))),
     };
     if !meta.is_dir() {
-        return Err(MountError::usage(format!("mountpoint {shown} is not a directory")));
+        return Err(MountError::usage(format!(
+            "mountpoint {shown} is not a directory"
+        )));
     }
     let canonical = std::fs::canonicalize(path)
         .map_err(|e| MountError::failed(format!("cannot use mountpoint {shown}: {e}")))?;
@@ -178,7 +183,9 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
 /// A directory is a mount point when it is on another device than its parent (or is `/`).
 fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(parent) = path.parent() else { return true };
+    let Some(parent) = path.parent() else {
+        return true;
+    };
     match (std::fs::metadata(path), std::fs::metadata(parent)) {
         (Ok(a), Ok(b)) => a.dev() != b.dev() || a.ino() == b.ino(),
         _ => false,
@@ -230,7 +237,9 @@ pub async fn check_container(target: &Target, client: &dyn BlobClient) -> Result
 fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
     const MIB: u64 = 1 << 20;
     if opts.block_size < 64 * 1024 || opts.block_size > 4000 * MIB {
-        return Err(MountError::usage("--block-size must be between 64K and 4000M"));
+        return Err(MountError::usage(
+            "--block-size must be between 64K and 4000M",
+        ));
     }
     if opts.cache_size < 2 * opts.block_size {
         return Err(MountError::usage(format!(
@@ -255,13 +264,19 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
         .build()
         .map_err(|e| MountError::failed(format!("cannot start the I/O runtime: {e}")))?;
     let credential = Arc::new(Credential::new(target.token.query()));
-    let check_client = RestClient::new(target.container.clone(), credential.clone(), RetryPolicy::short())
-        .map_err(MountError::failed)?;
+    let check_client = RestClient::new(
+        target.container.clone(),
+        credential.clone(),
+        RetryPolicy::short(),
+    )
+    .map_err(MountError::failed)?;
     rt.block_on(check_container(&target, &check_client))?;
     if !target.writable {
         tracing::info!("the SAS token has no write permissions: mounting read-only");
     } else if !opts.read_only {
-        tracing::info!("this version of blobmount mounts read-only (writing comes in a later release)");
+        tracing::info!(
+            "this version of blobmount mounts read-only (writing comes in a later release)"
+        );
     }
     let client = RestClient::new(target.container.clone(), credential, RetryPolicy::default())
         .map_err(MountError::failed)?;
@@ -280,7 +295,10 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     );
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(format!("blobmount:{}/{}", target.container.account, target.container.container)),
+        MountOption::FSName(format!(
+            "blobmount:{}/{}",
+            target.container.account, target.container.container
+        )),
         MountOption::Subtype("blobmount".into()),
         MountOption::RO,
         MountOption::NoDev,
@@ -296,12 +314,16 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     config.n_threads = Some(4);
     let adapter = BlobFuse::new(fs, rt.handle().clone());
     let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
-            " (is fuse3 installed? it provides fusermount3)"
-        } else {
-            ""
-        };
-        MountError::failed(format!("cannot mount on {}: {e}{hint}", mountpoint.display()))
+        let hint =
+            if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
+                " (is fuse3 installed? it provides fusermount3)"
+            } else {
+                ""
+            };
+        MountError::failed(format!(
+            "cannot mount on {}: {e}{hint}",
+            mountpoint.display()
+        ))
     })?;
     tracing::info!(
         "mounted {} on {} (read-only)",
@@ -325,13 +347,18 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
             tracing::info!("unmounted {}", mountpoint.display());
             Ok(())
         }
-        Err(e) => Err(MountError::failed(format!("the FUSE session ended with an error: {e}"))),
+        Err(e) => Err(MountError::failed(format!(
+            "the FUSE session ended with an error: {e}"
+        ))),
     }
 }
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         std::future::pending::<()>().await;
         unreachable!()
     };
@@ -348,7 +375,10 @@ fn lazy_unmount(mountpoint: &Path) {
         .arg(mountpoint)
         .status();
     if !matches!(status, Ok(s) if s.success()) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(mountpoint).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(mountpoint)
+            .status();
     }
 }
 
@@ -357,7 +387,8 @@ mod tests {
     use super::*;
     use crate::sas::{sign_service_sas, ServiceSasParams};
 
-    const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
     fn url(perms: &str, blob: Option<&str>, expiry_from_now: time::Duration) -> String {
         let mut p = ServiceSasParams::new(
@@ -372,22 +403,37 @@ mod tests {
     }
 
     fn err(u: &str) -> String {
-        check_target(u, OffsetDateTime::now_utc()).err().expect("should fail").message
+        check_target(u, OffsetDateTime::now_utc())
+            .err()
+            .expect("should fail")
+            .message
     }
 
     #[test]
     fn token_checks() {
-        let ok = check_target(&url("rl", None, time::Duration::hours(1)), OffsetDateTime::now_utc()).unwrap();
+        let ok = check_target(
+            &url("rl", None, time::Duration::hours(1)),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         assert!(!ok.writable);
-        assert!(check_target(&url("racwdl", None, time::Duration::hours(1)), OffsetDateTime::now_utc())
+        assert!(
+            check_target(
+                &url("racwdl", None, time::Duration::hours(1)),
+                OffsetDateTime::now_utc()
+            )
             .unwrap()
-            .writable);
+            .writable
+        );
         assert!(err(&url("rl", None, time::Duration::hours(-1))).contains("expired"));
         assert!(err(&url("rl", Some("b.txt"), time::Duration::hours(1))).contains("blob SAS"));
         assert!(err(&url("r", None, time::Duration::hours(1))).contains("l (list)"));
         assert!(err(&url("l", None, time::Duration::hours(1))).contains("r (read)"));
         assert!(err("http://127.0.0.1:10000/devstoreaccount1/box").contains("no SAS token"));
-        assert!(err("http://127.0.0.1:10000/devstoreaccount1/box?sv=2020-12-06&sp=rl&sig=abc").contains("malformed"));
+        assert!(
+            err("http://127.0.0.1:10000/devstoreaccount1/box?sv=2020-12-06&sp=rl&sig=abc")
+                .contains("malformed")
+        );
         assert!(err("::nonsense").contains("malformed"));
     }
 
@@ -396,12 +442,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_mountpoint(dir.path(), false).is_ok());
         let missing = dir.path().join("missing");
-        assert!(check_mountpoint(&missing, false).unwrap_err().message.contains("does not exist"));
+        assert!(check_mountpoint(&missing, false)
+            .unwrap_err()
+            .message
+            .contains("does not exist"));
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        assert!(check_mountpoint(&file, false).unwrap_err().message.contains("not a directory"));
-        assert!(check_mountpoint(dir.path(), false).unwrap_err().message.contains("not empty"));
+        assert!(check_mountpoint(&file, false)
+            .unwrap_err()
+            .message
+            .contains("not a directory"));
+        assert!(check_mountpoint(dir.path(), false)
+            .unwrap_err()
+            .message
+            .contains("not empty"));
         assert!(check_mountpoint(dir.path(), true).is_ok());
-        assert!(check_mountpoint(Path::new("/proc"), true).unwrap_err().message.contains("already a mount"));
+        assert!(check_mountpoint(Path::new("/proc"), true)
+            .unwrap_err()
+            .message
+            .contains("already a mount"));
     }
 }

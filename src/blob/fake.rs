@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobClient, BlobError, BlobProps, ErrorKind, ListPage, ListRequest};
+use futures::StreamExt;
+
+use super::{BlobClient, BlobError, BlobProps, ByteStream, ErrorKind, ListPage, ListRequest};
 
 #[derive(Debug, Clone)]
 struct FakeBlob {
@@ -34,8 +36,10 @@ struct State {
     failures: HashMap<Op, VecDeque<ErrorKind>>,
     delays: HashMap<Op, Duration>,
     etag_seq: u64,
-    /// Bytes served by get_range.
+    /// Bytes served by Get Blob.
     bytes_read: u64,
+    /// The next Get Blob body breaks after this many bytes.
+    cut_stream_after: Option<u64>,
 }
 
 /// An in-memory container.
@@ -101,6 +105,11 @@ impl FakeClient {
             .entry(op)
             .or_default()
             .push_back(kind);
+    }
+
+    /// The next Get Blob body fails (transiently) after `bytes` bytes, as a connection reset would.
+    pub fn cut_next_stream_after(&self, bytes: u64) {
+        self.state.lock().unwrap().cut_stream_after = Some(bytes);
     }
 
     /// Every request of this kind waits this long first.
@@ -187,13 +196,13 @@ impl BlobClient for FakeClient {
         }
     }
 
-    async fn get_range(
+    async fn get_stream(
         &self,
         name: &str,
         offset: u64,
         len: u64,
         if_match: Option<&str>,
-    ) -> Result<Bytes, BlobError> {
+    ) -> Result<ByteStream, BlobError> {
         self.enter(Op::GetRange, "Get Blob", name).await?;
         let mut s = self.state.lock().unwrap();
         let b = s
@@ -216,9 +225,30 @@ impl BlobClient for FakeClient {
         let end = (offset + len).min(size) as usize;
         let data = b.data.slice(start..end);
         s.bytes_read += data.len() as u64;
-        Ok(data)
+        let cut = s.cut_stream_after.take();
+        // Served in chunks, as a network would; optionally cut short to test resumption.
+        let mut chunks: Vec<Result<Bytes, BlobError>> = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            if cut.is_some_and(|c| at as u64 >= c) {
+                chunks.push(Err(BlobError::new(
+                    ErrorKind::Transient,
+                    "Get Blob",
+                    name,
+                    "injected reset",
+                )));
+                break;
+            }
+            let n = (data.len() - at).min(FAKE_CHUNK);
+            chunks.push(Ok(data.slice(at..at + n)));
+            at += n;
+        }
+        Ok(futures::stream::iter(chunks).boxed())
     }
 }
+
+/// Chunk size of fake Get Blob bodies.
+const FAKE_CHUNK: usize = 700;
 
 fn not_found(op: &'static str, name: &str) -> BlobError {
     let mut e = BlobError::new(

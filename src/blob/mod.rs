@@ -72,16 +72,40 @@ pub trait BlobClient: Send + Sync + 'static {
     /// Get Blob Properties (HEAD).
     async fn properties(&self, name: &str) -> Result<BlobProps, BlobError>;
 
-    /// Get Blob of `len` bytes at `offset`. With `if_match`, the service answers 412
-    /// ([`ErrorKind::ConditionNotMet`]) when the blob's ETag is no longer that one.
+    /// Get Blob of `len > 0` bytes at `offset`, as a stream of chunks. Opening the request is
+    /// retried; an error while streaming is reported in the stream (the caller resumes). With
+    /// `if_match`, the service answers 412 ([`ErrorKind::ConditionNotMet`]) when the blob's
+    /// ETag is no longer that one.
+    async fn get_stream(
+        &self,
+        name: &str,
+        offset: u64,
+        len: u64,
+        if_match: Option<&str>,
+    ) -> Result<ByteStream, BlobError>;
+
+    /// Get Blob of `len` bytes at `offset` into one buffer (small reads, tests).
     async fn get_range(
         &self,
         name: &str,
         offset: u64,
         len: u64,
         if_match: Option<&str>,
-    ) -> Result<Bytes, BlobError>;
+    ) -> Result<Bytes, BlobError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut stream = self.get_stream(name, offset, len, if_match).await?;
+        let mut buf = bytes::BytesMut::with_capacity(len as usize);
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
 }
+
+/// The body of a Get Blob, chunk by chunk.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, BlobError>>;
 
 /// Lists every page of a request, following NextMarker.
 pub async fn list_all(

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -17,7 +16,9 @@ use url::Url;
 
 use super::retry::RetryPolicy;
 use super::xml;
-use super::{BlobClient, BlobError, BlobProps, ContainerUrl, ErrorKind, ListPage, ListRequest};
+use super::{
+    BlobClient, BlobError, BlobProps, ByteStream, ContainerUrl, ErrorKind, ListPage, ListRequest,
+};
 use crate::token::Credential;
 
 /// The REST API version sent as `x-ms-version`.
@@ -301,79 +302,50 @@ impl BlobClient for RestClient {
         props_from_headers(name, resp.headers())
     }
 
-    async fn get_range(
+    async fn get_stream(
         &self,
         name: &str,
         offset: u64,
         len: u64,
         if_match: Option<&str>,
-    ) -> Result<Bytes, BlobError> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
+    ) -> Result<ByteStream, BlobError> {
         let url = self.blob_url(name);
-        let range = format!("bytes={}-{}", offset, offset + len - 1);
-        self.retry
-            .run(|| async {
-                let resp = self
-                    .attempt(Method::GET, "Get Blob", name, &url, |r| {
-                        let r = r.header("x-ms-range", &range);
-                        match if_match {
-                            Some(etag) => r.header("If-Match", etag),
-                            None => r,
-                        }
-                    })
-                    .await?;
-                read_body(name, resp, len).await
+        let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
+        let resp = self
+            .retry
+            .run(|| {
+                self.attempt(Method::GET, "Get Blob", name, &url, |r| {
+                    let r = r.header("x-ms-range", &range);
+                    match if_match {
+                        Some(etag) => r.header("If-Match", etag),
+                        None => r,
+                    }
+                })
             })
-            .await
-    }
-}
-
-/// Reads a ranged GET's body into one buffer of the expected size; a short body (connection
-/// reset mid-way) is a transient error.
-async fn read_body(name: &str, resp: Response, len: u64) -> Result<Bytes, AttemptError> {
-    let transient = |detail: String| {
-        (
-            BlobError::new(ErrorKind::Transient, "Get Blob", name, detail),
-            None,
-        )
-    };
-    if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
-        return Err((
-            BlobError::new(
+            .await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
+            return Err(BlobError::new(
                 ErrorKind::Other,
                 "Get Blob",
                 name,
                 format!("unexpected status {}", resp.status()),
-            ),
-            None,
-        ));
-    }
-    let mut buf = BytesMut::with_capacity(len as usize);
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| transient(transport_detail(&e)))?;
-        if buf.len() + chunk.len() > len as usize {
-            return Err((
-                BlobError::new(
-                    ErrorKind::Other,
-                    "Get Blob",
-                    name,
-                    "answer longer than the requested range",
-                ),
-                None,
             ));
         }
-        buf.extend_from_slice(&chunk);
+        let target = name.to_string();
+        Ok(resp
+            .bytes_stream()
+            .map(move |chunk| {
+                chunk.map_err(|e| {
+                    BlobError::new(
+                        ErrorKind::Transient,
+                        "Get Blob",
+                        &target,
+                        transport_detail(&e),
+                    )
+                })
+            })
+            .boxed())
     }
-    if (buf.len() as u64) < len {
-        return Err(transient(format!(
-            "answer ended after {} of {len} bytes",
-            buf.len()
-        )));
-    }
-    Ok(buf.freeze())
 }
 
 #[cfg(test)]

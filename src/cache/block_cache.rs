@@ -1,22 +1,23 @@
 //! A byte-budgeted LRU cache of blob blocks, shared by every handle of the mount.
 //!
 //! - Keys carry the blob's ETag: a new version of a blob never hits blocks of the old one.
-//! - The budget covers cached blocks *and* blocks being fetched (reserved before the request is
-//!   sent), so the bytes held never exceed it.
-//! - Two readers needing the same block share one request (single flight). The fetch runs as
-//!   its own task, so a reader that gives up (interrupted) does not cancel it for the others.
-//! - Demand reads evict least-recently-used blocks and, if the budget is taken by fetches in
-//!   flight, wait for one to finish; prefetches never wait: they are skipped when there is no room.
+//! - Blocks are fetched in *runs*: consecutive blocks reserved together and filled by one
+//!   streaming request, each block handed over as soon as its bytes are in ([`Run`]).
+//! - The budget covers cached blocks *and* blocks being fetched (reserved when a run begins),
+//!   so the bytes held never exceed it.
+//! - Two readers needing the same block share one request: a block being fetched is in flight,
+//!   and waiters join it. The fetch does not depend on any one waiter staying.
+//! - Demand reads evict least-recently-used blocks and, if the budget is taken by blocks in
+//!   flight, wait for room; readahead never waits: it is skipped when there is no room.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::blob::{BlobError, ErrorKind};
 
@@ -28,13 +29,20 @@ pub struct BlockKey {
     pub index: u64,
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<Bytes, BlobError>>>;
+/// A block being fetched, shared by everyone waiting for it.
+pub type Pending = Shared<BoxFuture<'static, Result<Bytes, BlobError>>>;
 
 struct State {
     lru: LruCache<BlockKey, Bytes>,
     cached_bytes: u64,
     reserved_bytes: u64,
-    inflight: HashMap<BlockKey, Fetch>,
+    inflight: HashMap<BlockKey, Pending>,
+}
+
+impl State {
+    fn is_free(&self, key: &BlockKey) -> bool {
+        !self.lru.contains(key) && !self.inflight.contains_key(key)
+    }
 }
 
 /// Counters, for logs, tests and benchmarks.
@@ -43,8 +51,10 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub shared_waits: AtomicU64,
-    pub prefetches: AtomicU64,
-    pub prefetch_skipped: AtomicU64,
+    /// Runs started (each is one request), and blocks in them.
+    pub runs: AtomicU64,
+    pub run_blocks: AtomicU64,
+    pub readahead_skipped: AtomicU64,
     pub evictions: AtomicU64,
 }
 
@@ -55,10 +65,82 @@ pub struct BlockCache {
     pub stats: CacheStats,
 }
 
-enum Plan {
-    Hit(Bytes),
-    Wait(Fetch),
+/// Consecutive blocks reserved and in flight, to be filled in order by one fetch. Dropping a
+/// run with blocks left fails them (their waiters get an error) and releases their room.
+pub struct Run {
+    cache: Arc<BlockCache>,
+    slots: VecDeque<Slot>,
+}
+
+struct Slot {
+    key: BlockKey,
+    size: u64,
+    tx: oneshot::Sender<Result<Bytes, BlobError>>,
+}
+
+/// What [`BlockCache::begin_run`] did.
+pub enum Begin {
+    Started(Run),
+    /// Nothing to fetch: the blocks are cached or in flight, or too few were free.
+    Nothing,
+    /// The first free block does not fit in the budget now.
     NoRoom,
+}
+
+impl Run {
+    /// Index of the next block to fill.
+    pub fn next_index(&self) -> Option<u64> {
+        self.slots.front().map(|s| s.key.index)
+    }
+
+    /// Size of the next block to fill.
+    pub fn next_size(&self) -> Option<u64> {
+        self.slots.front().map(|s| s.size)
+    }
+
+    /// Bytes still to fill.
+    pub fn remaining_bytes(&self) -> u64 {
+        self.slots.iter().map(|s| s.size).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The next block's bytes are in: cache them and wake its waiters.
+    pub fn complete_next(&mut self, data: Bytes) {
+        if let Some(slot) = self.slots.pop_front() {
+            let result = Ok(data);
+            self.cache.finish(&slot.key, slot.size, &result);
+            let _ = slot.tx.send(result);
+        }
+    }
+
+    /// Fails every block left.
+    pub fn fail(mut self, e: BlobError) {
+        self.fail_rest(&e);
+    }
+
+    fn fail_rest(&mut self, e: &BlobError) {
+        while let Some(slot) = self.slots.pop_front() {
+            let result = Err(e.clone());
+            self.cache.finish(&slot.key, slot.size, &result);
+            let _ = slot.tx.send(result);
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.slots.is_empty() {
+            let e = BlobError::new(ErrorKind::Other, "Get Blob", "", "block fetch abandoned");
+            self.fail_rest(&e);
+        }
+    }
 }
 
 impl BlockCache {
@@ -80,7 +162,7 @@ impl BlockCache {
         self.budget
     }
 
-    /// Bytes held now: cached blocks plus reservations of fetches in flight.
+    /// Bytes held now: cached blocks plus reservations of blocks in flight.
     pub fn used(&self) -> u64 {
         let s = self.lock();
         s.cached_bytes + s.reserved_bytes
@@ -91,144 +173,132 @@ impl BlockCache {
         self.lock().lru.contains(key)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    /// Whether the block is neither cached nor in flight.
+    pub fn is_free(&self, key: &BlockKey) -> bool {
+        self.lock().is_free(key)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The block, from the cache or fetched with `fetch` (at most `size` bytes). Waits for room
-    /// in the budget if fetches in flight hold all of it.
-    pub async fn get<F, Fut>(
+    /// The block if cached (marking it recently used), or its fetch if in flight.
+    fn lookup(&self, key: &BlockKey) -> Option<Pending> {
+        let mut s = self.lock();
+        if let Some(b) = s.lru.get(key) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            let b = b.clone();
+            return Some(futures::future::ready(Ok(b)).boxed().shared());
+        }
+        let f = s.inflight.get(key).cloned();
+        if f.is_some() {
+            self.stats.shared_waits.fetch_add(1, Ordering::Relaxed);
+        }
+        f
+    }
+
+    /// Reserves and puts in flight a run of consecutive blocks from `blocks`: it starts at the
+    /// first free block (neither cached nor in flight) and extends while blocks are free and
+    /// fit in the budget. A run shorter than `min_len` is not started (readahead waits until it
+    /// can ask for enough to be worth a request). Demand runs may evict; so may readahead, but
+    /// it never waits.
+    pub fn begin_run(self: &Arc<Self>, blocks: &[(BlockKey, u64)], min_len: usize) -> Begin {
+        let mut s = self.lock();
+        let Some(first) = blocks.iter().position(|(k, _)| s.is_free(k)) else {
+            return Begin::Nothing;
+        };
+        let mut end = first;
+        let mut reserved = 0;
+        while end < blocks.len() && s.is_free(&blocks[end].0) {
+            let size = blocks[end].1;
+            while s.cached_bytes + s.reserved_bytes + reserved + size > self.budget {
+                match s.lru.pop_lru() {
+                    Some((_, b)) => {
+                        s.cached_bytes -= b.len() as u64;
+                        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+            if s.cached_bytes + s.reserved_bytes + reserved + size > self.budget {
+                break;
+            }
+            reserved += size;
+            end += 1;
+        }
+        let n = end - first;
+        if n == 0 {
+            return Begin::NoRoom;
+        }
+        if n < min_len {
+            self.stats.readahead_skipped.fetch_add(1, Ordering::Relaxed);
+            return Begin::Nothing;
+        }
+        s.reserved_bytes += reserved;
+        let mut slots = VecDeque::with_capacity(n);
+        for (key, size) in &blocks[first..end] {
+            let (tx, rx) = oneshot::channel();
+            let pending = rx
+                .map(|r| {
+                    r.unwrap_or_else(|_| {
+                        Err(BlobError::new(
+                            ErrorKind::Other,
+                            "Get Blob",
+                            "",
+                            "block fetch abandoned",
+                        ))
+                    })
+                })
+                .boxed()
+                .shared();
+            s.inflight.insert(key.clone(), pending);
+            slots.push_back(Slot {
+                key: key.clone(),
+                size: *size,
+                tx,
+            });
+        }
+        drop(s);
+        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        self.stats.run_blocks.fetch_add(n as u64, Ordering::Relaxed);
+        Begin::Started(Run {
+            cache: Arc::clone(self),
+            slots,
+        })
+    }
+
+    /// The block, from the cache, joined in flight, or fetched: `fetch` is given a one-block run
+    /// to fill (it must not wait for it). Waits for room while the budget is all in flight.
+    pub async fn get(
         self: &Arc<Self>,
-        key: BlockKey,
+        key: &BlockKey,
         size: u64,
-        fetch: F,
-    ) -> Result<Bytes, BlobError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
-    {
-        let mut fetch = Some(fetch);
+        fetch: impl Fn(Run),
+    ) -> Result<Bytes, BlobError> {
         loop {
             let notified = self.freed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let plan = self.plan(&key, size, &mut fetch, true);
-            match plan {
-                Plan::Hit(b) => return Ok(b),
-                Plan::Wait(f) => return f.await,
-                Plan::NoRoom => notified.await,
+            if let Some(p) = self.lookup(key) {
+                return p.await;
             }
-        }
-    }
-
-    /// Starts fetching the block in the background unless it is cached, in flight, or there is
-    /// no room in the budget. Returns whether a fetch was started.
-    pub fn prefetch<F, Fut>(self: &Arc<Self>, key: BlockKey, size: u64, fetch: F) -> bool
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
-    {
-        let started = self.start(key, size, fetch);
-        if started {
-            self.stats.prefetches.fetch_add(1, Ordering::Relaxed);
-        }
-        started
-    }
-
-    /// Like [`prefetch`](Self::prefetch), for a block about to be read: callers start all the
-    /// blocks a read needs before waiting for them, so they are fetched in parallel and before
-    /// any readahead.
-    pub fn start<F, Fut>(self: &Arc<Self>, key: BlockKey, size: u64, fetch: F) -> bool
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
-    {
-        {
-            let s = self.lock();
-            if s.lru.contains(&key) || s.inflight.contains_key(&key) {
-                return false;
-            }
-        }
-        let mut fetch = Some(fetch);
-        match self.plan(&key, size, &mut fetch, false) {
-            Plan::Wait(_) if fetch.is_none() => true,
-            Plan::NoRoom => {
-                self.stats.prefetch_skipped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// Under the lock: a hit, a fetch to wait for (joined or started), or no room.
-    fn plan<F, Fut>(
-        self: &Arc<Self>,
-        key: &BlockKey,
-        size: u64,
-        fetch: &mut Option<F>,
-        demand: bool,
-    ) -> Plan
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, BlobError>> + Send + 'static,
-    {
-        let mut s = self.lock();
-        if let Some(b) = s.lru.get(key) {
-            if demand {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            }
-            return Plan::Hit(b.clone());
-        }
-        if let Some(f) = s.inflight.get(key) {
-            if demand {
-                self.stats.shared_waits.fetch_add(1, Ordering::Relaxed);
-            }
-            return Plan::Wait(f.clone());
-        }
-        // Make room: evict least recently used blocks until the reservation fits.
-        while s.cached_bytes + s.reserved_bytes + size > self.budget {
-            match s.lru.pop_lru() {
-                Some((_, b)) => {
-                    s.cached_bytes -= b.len() as u64;
-                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            match self.begin_run(&[(key.clone(), size)], 1) {
+                Begin::Started(run) => {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    let pending = self.lock().inflight.get(key).cloned();
+                    fetch(run);
+                    if let Some(p) = pending {
+                        return p.await;
+                    }
                 }
-                None => break,
+                Begin::Nothing => {}
+                Begin::NoRoom => notified.await,
             }
         }
-        if s.cached_bytes + s.reserved_bytes + size > self.budget {
-            return Plan::NoRoom;
-        }
-        if demand {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        }
-        let fetch = fetch.take().expect("a fetch is started at most once");
-        s.reserved_bytes += size;
-        let fut = fetch();
-        let cache = Arc::clone(self);
-        let task_key = key.clone();
-        let task = tokio::spawn(async move {
-            let result = fut.await;
-            cache.complete(&task_key, size, &result);
-            result
-        });
-        let shared = async move {
-            task.await.unwrap_or_else(|e| {
-                Err(BlobError::new(
-                    ErrorKind::Other,
-                    "Get Blob",
-                    "",
-                    format!("fetch task failed: {e}"),
-                ))
-            })
-        }
-        .boxed()
-        .shared();
-        s.inflight.insert(key.clone(), shared.clone());
-        Plan::Wait(shared)
     }
 
-    /// A fetch finished: release its reservation, cache its block, wake waiters.
-    fn complete(&self, key: &BlockKey, reserved: u64, result: &Result<Bytes, BlobError>) {
+    /// A block of a run is done: release its reservation, cache it, wake those waiting for room.
+    fn finish(&self, key: &BlockKey, reserved: u64, result: &Result<Bytes, BlobError>) {
         let mut s = self.lock();
         s.inflight.remove(key);
         s.reserved_bytes -= reserved;
@@ -263,24 +333,30 @@ mod tests {
         Bytes::from(vec![fill; n])
     }
 
+    /// A fetch that fills every block of the run at once with `fill`.
+    fn filler(fill: u8, calls: Arc<AtomicUsize>) -> impl Fn(Run) {
+        move |mut run: Run| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            while let Some(size) = run.next_size() {
+                run.complete_next(data(size as usize, fill));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn hits_after_first_fetch_and_keys_include_etag() {
         let c = BlockCache::new(1000);
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
-            let calls = calls.clone();
             let b = c
-                .get(key("a", "e1", 0), 100, move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Ok(data(100, 1))
-                })
+                .get(&key("a", "e1", 0), 100, filler(1, calls.clone()))
                 .await
                 .unwrap();
             assert_eq!(b, data(100, 1));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let b = c
-            .get(key("a", "e2", 0), 100, || async { Ok(data(100, 2)) })
+            .get(&key("a", "e2", 0), 100, filler(2, calls.clone()))
             .await
             .unwrap();
         assert_eq!(b, data(100, 2), "another ETag is another block");
@@ -290,12 +366,11 @@ mod tests {
     #[tokio::test]
     async fn budget_is_never_exceeded_and_lru_evicts_oldest() {
         let c = BlockCache::new(350);
+        let calls = Arc::new(AtomicUsize::new(0));
         for i in 0..10 {
-            c.get(key("a", "e", i), 100, move || async move {
-                Ok(data(100, i as u8))
-            })
-            .await
-            .unwrap();
+            c.get(&key("a", "e", i), 100, filler(i as u8, calls.clone()))
+                .await
+                .unwrap();
             assert!(c.used() <= 350);
         }
         assert!(c.contains(&key("a", "e", 9)));
@@ -308,94 +383,119 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_readers_share_one_fetch() {
-        let c = BlockCache::new(1000);
-        let calls = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let c = c.clone();
-            let calls = calls.clone();
-            tasks.push(tokio::spawn(async move {
-                c.get(key("a", "e", 0), 100, move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok(data(100, 9))
-                })
-                .await
-            }));
-        }
-        for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap(), data(100, 9));
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    async fn runs_start_at_the_first_free_block_and_stop_at_a_busy_one() {
+        let c = BlockCache::new(10_000);
+        let keys: Vec<_> = (0..8).map(|i| (key("a", "e", i), 100)).collect();
+        let Begin::Started(mut r1) = c.begin_run(&keys[2..4], 1) else {
+            panic!()
+        };
+        assert_eq!((r1.next_index(), r1.len()), (Some(2), 2));
+        // 0..8 with 2 and 3 in flight: the run is 0..2.
+        let Begin::Started(r2) = c.begin_run(&keys, 1) else {
+            panic!()
+        };
+        assert_eq!((r2.next_index(), r2.len()), (Some(0), 2));
+        // Then only 4..8 is free, and a run shorter than asked is not started.
+        assert!(matches!(c.begin_run(&keys, 5), Begin::Nothing));
+        let Begin::Started(r3) = c.begin_run(&keys, 4) else {
+            panic!()
+        };
+        assert_eq!((r3.next_index(), r3.len()), (Some(4), 4));
+        assert!(matches!(c.begin_run(&keys, 1), Begin::Nothing));
+        r1.complete_next(data(100, 2));
+        assert!(c.contains(&key("a", "e", 2)));
+        drop(r1);
+        assert!(
+            c.is_free(&key("a", "e", 3)),
+            "a dropped run releases its blocks"
+        );
+        r2.fail(BlobError::new(ErrorKind::Transient, "Get Blob", "a", "x"));
+        drop(r3);
+        assert_eq!(c.used(), 100);
     }
 
     #[tokio::test]
-    async fn prefetch_is_skipped_without_room_and_demand_waits_for_room() {
-        let c = BlockCache::new(200);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
-        // Two slow prefetches take the whole budget.
-        let r1 = rx.clone();
-        assert!(c.prefetch(key("a", "e", 0), 100, move || async move {
-            let rx = r1.lock().await.take().unwrap();
-            let _ = rx.await;
-            Ok(data(100, 0))
-        }));
-        assert!(c.prefetch(key("a", "e", 1), 100, || async { Ok(data(100, 1)) }));
-        tokio::task::yield_now().await;
-        // Block 1 finished and is cached; block 0 still reserved. A third prefetch evicts block 1.
-        assert!(
-            !c.prefetch(key("a", "e", 1), 100, || async { Ok(data(100, 1)) }),
-            "already cached"
+    async fn waiters_share_one_fetch_and_get_each_block_as_it_arrives() {
+        let c = BlockCache::new(1000);
+        let keys: Vec<_> = (0..3).map(|i| (key("a", "e", i), 100)).collect();
+        let Begin::Started(mut run) = c.begin_run(&keys, 1) else {
+            panic!()
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for i in 0..3 {
+            for _ in 0..4 {
+                let c = c.clone();
+                let calls = calls.clone();
+                waiters.push(tokio::spawn(async move {
+                    c.get(&key("a", "e", i), 100, filler(9, calls)).await
+                }));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        run.complete_next(data(100, 0));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            waiters.iter().filter(|w| w.is_finished()).count(),
+            4,
+            "block 0 is served before the run ends"
         );
-        assert!(c.used() <= 200);
-        // A demand read of a new block evicts cached block 1 and proceeds.
-        let b = c
-            .get(key("a", "e", 2), 100, || async { Ok(data(100, 2)) })
-            .await
-            .unwrap();
-        assert_eq!(b, data(100, 2));
-        // Now the budget is: 100 reserved (block 0) + 100 cached (block 2). With block 2 evictable,
-        // a prefetch still fits; with everything reserved, it is skipped.
-        let c2 = BlockCache::new(100);
-        let (tx2, rx2) = tokio::sync::oneshot::channel::<()>();
-        assert!(c2.prefetch(key("b", "e", 0), 100, move || async move {
-            let _ = rx2.await;
-            Ok(data(100, 0))
-        }));
-        assert!(!c2.prefetch(key("b", "e", 1), 100, || async { Ok(data(100, 1)) }));
-        assert_eq!(c2.stats.prefetch_skipped.load(Ordering::Relaxed), 1);
-        // A demand read waits until the reservation is released, then fetches.
-        let c3 = c2.clone();
-        let waiter = tokio::spawn(async move {
-            c3.get(key("b", "e", 1), 100, || async { Ok(data(100, 1)) })
-                .await
+        run.complete_next(data(100, 1));
+        run.complete_next(data(100, 2));
+        for (n, w) in waiters.into_iter().enumerate() {
+            assert_eq!(w.await.unwrap().unwrap(), data(100, (n / 4) as u8));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "nobody fetched on their own"
+        );
+    }
+
+    #[tokio::test]
+    async fn readahead_is_skipped_without_room_and_demand_waits_for_room() {
+        let c = BlockCache::new(200);
+        let keys: Vec<_> = (0..4).map(|i| (key("a", "e", i), 100)).collect();
+        let Begin::Started(mut run) = c.begin_run(&keys, 1) else {
+            panic!()
+        };
+        assert_eq!(run.len(), 2, "the run stops at the budget");
+        assert!(matches!(c.begin_run(&keys[2..], 1), Begin::NoRoom));
+        let c2 = c.clone();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let waiter = tokio::spawn({
+            let calls = calls.clone();
+            async move { c2.get(&key("a", "e", 3), 100, filler(3, calls)).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished());
-        tx2.send(()).unwrap();
-        assert_eq!(waiter.await.unwrap().unwrap(), data(100, 1));
-        assert!(c2.used() <= 100);
-        tx.send(()).unwrap();
+        assert!(
+            !waiter.is_finished(),
+            "everything is reserved: the demand read waits"
+        );
+        run.complete_next(data(100, 0));
+        assert_eq!(waiter.await.unwrap().unwrap(), data(100, 3));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(c.used() <= 200);
+        drop(run);
     }
 
     #[tokio::test]
-    async fn errors_are_shared_and_not_cached() {
+    async fn errors_reach_waiters_and_are_not_cached() {
         let c = BlockCache::new(1000);
         let e = c
-            .get(key("a", "e", 0), 100, || async {
-                Err(BlobError::new(ErrorKind::NotFound, "Get Blob", "a", ""))
+            .get(&key("a", "e", 0), 100, |run: Run| {
+                run.fail(BlobError::new(ErrorKind::NotFound, "Get Blob", "a", ""))
             })
             .await
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert_eq!(c.used(), 0);
+        let calls = Arc::new(AtomicUsize::new(0));
         let b = c
-            .get(key("a", "e", 0), 100, || async { Ok(data(10, 1)) })
+            .get(&key("a", "e", 0), 10, filler(1, calls))
             .await
             .unwrap();
         assert_eq!(b.len(), 10);
-        assert_eq!(c.used(), 10, "a short last block holds only its own bytes");
+        assert_eq!(c.used(), 10);
     }
 }

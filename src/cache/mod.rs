@@ -3,9 +3,10 @@
 //! prefetch ([`prefetch::ReadPattern`]).
 
 pub mod block_cache;
+pub mod fetch;
 pub mod prefetch;
 
-pub use block_cache::{BlockCache, BlockKey, CacheStats};
+pub use block_cache::{Begin, BlockCache, BlockKey, CacheStats, Run};
 pub use prefetch::ReadPattern;
 
 /// The blocks `[first, last]` (inclusive) covering `len > 0` bytes at `offset`.

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use futures::future::{try_join_all, BoxFuture, FutureExt};
+use futures::future::try_join_all;
 
 use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
-use crate::cache::{self, BlockCache, BlockKey, ReadPattern};
+use crate::cache::{self, fetch, Begin, BlockCache, BlockKey, ReadPattern};
 use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
 use handles::{DirHandle, FileHandle, Handles, Version};
 use inode::{join, InodeTable};
@@ -40,9 +40,9 @@ pub struct FsConfig {
 }
 
 impl FsConfig {
-    /// Most blocks read ahead for one sequential reader: a quarter of the cache, at most 16.
+    /// Most blocks read ahead for one sequential reader: a quarter of the cache, at most 32.
     pub fn max_prefetch_window(&self) -> u64 {
-        (self.cache_size / self.block_size / 4).clamp(1, 16)
+        (self.cache_size / self.block_size / 4).clamp(1, 32)
     }
 }
 
@@ -392,28 +392,37 @@ impl Fs {
         lock(&self.files).remove(fh);
     }
 
-    /// The cache key, length and fetch of block `index` of the handle's version.
-    fn block_fetch(
-        &self,
-        h: &FileHandle,
-        v: &Version,
-        index: u64,
-    ) -> (
-        BlockKey,
-        u64,
-        impl FnOnce() -> BoxFuture<'static, Result<Bytes, BlobError>> + Send,
-    ) {
-        let (start, len) = cache::block_range(index, self.cfg.block_size, v.size);
-        let key = BlockKey {
+    fn source(&self, h: &FileHandle, v: &Version) -> fetch::Source {
+        fetch::Source {
+            client: self.client.clone(),
             blob: h.blob.clone(),
             etag: v.etag.clone(),
-            index,
-        };
-        let client = self.client.clone();
-        let (blob, etag) = (h.blob.clone(), v.etag.clone());
-        let fetch =
-            move || async move { client.get_range(&blob, start, len, Some(&etag)).await }.boxed();
-        (key, len, fetch)
+            block_size: self.cfg.block_size,
+        }
+    }
+
+    /// Cache keys and lengths of blocks `from..=to` of the handle's version.
+    fn blocks(&self, h: &FileHandle, v: &Version, from: u64, to: u64) -> Vec<(BlockKey, u64)> {
+        (from..=to)
+            .map(|index| {
+                let key = BlockKey {
+                    blob: h.blob.clone(),
+                    etag: v.etag.clone(),
+                    index,
+                };
+                (
+                    key,
+                    cache::block_range(index, self.cfg.block_size, v.size).1,
+                )
+            })
+            .collect()
+    }
+
+    /// Starts a run over `blocks` (at least `min_len` of them) filled by one streaming request.
+    fn start_run(&self, src: &fetch::Source, blocks: &[(BlockKey, u64)], min_len: usize) {
+        if let Begin::Started(run) = self.cache.begin_run(blocks, min_len) {
+            tokio::spawn(fetch::fill(src.clone(), run));
+        }
     }
 
     async fn read_version(
@@ -430,19 +439,22 @@ impl Fs {
         let len = u64::from(size).min(v.size - offset);
         let (first, last) = cache::block_span(offset, len, bs);
         let ahead = lock(&h.pattern).record(offset, len, bs);
-        // The blocks this read needs start first, then readahead; then wait for the needed ones.
-        for b in first..=last {
-            let (key, len, fetch) = self.block_fetch(h, v, b);
-            self.cache.start(key, len, fetch);
+        let window_end = (last + ahead).min(cache::block_count(v.size, bs) - 1);
+        let src = self.source(h, v);
+        let needed = self.blocks(h, v, first, last);
+        // A needed block missing: one request for it and the readahead window behind it.
+        if needed.iter().any(|(k, _)| self.cache.is_free(k)) {
+            self.start_run(&src, &self.blocks(h, v, first, window_end), 1);
         }
-        let last_block = cache::block_count(v.size, bs).saturating_sub(1);
-        for b in (last + 1)..=(last + ahead).min(last_block) {
-            let (key, len, fetch) = self.block_fetch(h, v, b);
-            self.cache.prefetch(key, len, fetch);
+        // Readahead: top the window up once half of it is free, so requests stay large.
+        if window_end > last {
+            let min_len = ahead.div_ceil(2).min(window_end - last) as usize;
+            self.start_run(&src, &self.blocks(h, v, last + 1, window_end), min_len);
         }
-        let blocks = try_join_all((first..=last).map(|b| {
-            let (key, len, fetch) = self.block_fetch(h, v, b);
-            self.cache.get(key, len, fetch)
+        let blocks = try_join_all(needed.iter().map(|(key, len)| {
+            self.cache.get(key, *len, |run| {
+                tokio::spawn(fetch::fill(src.clone(), run));
+            })
         }))
         .await?;
         let skip = (offset - first * bs) as usize;

@@ -14,7 +14,7 @@ fn config(ttl: Duration) -> FsConfig {
         dir_mode: 0o755,
         metadata_ttl: ttl,
         block_size: BS,
-        cache_size: 16 * BS,
+        cache_size: 64 * BS,
         read_only: true,
     }
 }
@@ -226,7 +226,16 @@ async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() 
     let (fh, _) = fs.open(a.ino, false).await.unwrap();
     assert_eq!(read_all(&fs, fh, 256).await, data);
     fs.release(fh);
-    assert!(fs.cache().stats.prefetches.load(Ordering::Relaxed) > 0);
+    let stats = &fs.cache().stats;
+    assert!(
+        stats.run_blocks.load(Ordering::Relaxed) > 2 * stats.runs.load(Ordering::Relaxed),
+        "sequential reads fetch several blocks per request"
+    );
+    assert_eq!(
+        fake.bytes_read(),
+        data.len() as u64,
+        "every byte fetched once"
+    );
     assert!(fs.cache().used() <= fs.cache().budget());
 
     let (fake, fs) = setup(Duration::from_secs(60));
@@ -243,7 +252,7 @@ async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() 
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(fake.count(Op::GetRange), 5);
     assert_eq!(fake.bytes_read(), 5 * BS);
-    assert_eq!(fs.cache().stats.prefetches.load(Ordering::Relaxed), 0);
+    assert_eq!(fs.cache().stats.run_blocks.load(Ordering::Relaxed), 5);
 }
 
 #[tokio::test]
