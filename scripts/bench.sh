@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Sequential-read benchmark of blobmount against Azurite (in memory, on loopback):
+#   1. uploads one random blob (default 1 GiB) in 8 MiB blocks with the Azure SDK;
+#   2. times `curl` GETs of the whole blob: the baseline;
+#   3. mounts the container (release build, default options, --foreground) and times
+#      `cat FILE > /dev/null` right after mounting (cold) and again (warm);
+#   4. reads the daemon's peak RSS (VmHWM in /proc/PID/status);
+# and prints one table with the ratios and their targets:
+#   cold / curl >= 0.6,  warm / curl >= 1.0,  peak RSS <= cache budget + 40 MiB.
+#
+# Environment:
+#   BENCH_SIZE_MIB=1024     blob size in MiB
+#   BENCH_MOUNT_ARGS=""     extra `blobmount mount` options (e.g. "--cache-size 2G")
+#   BENCH_CACHE_BUDGET_MIB  cache budget for the RSS target (default: from --cache-size in
+#                           BENCH_MOUNT_ARGS, else the default shown by `blobmount mount --help`)
+#   BENCH_SKIP_MOUNT=1      stop after the curl baseline (no FUSE needed)
+#   BENCH_STRICT=1          exit 1 if a target is missed
+# Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+SIZE=$((SIZE_MIB * 1024 * 1024))
+BIN=$ROOT/target/release/blobmount
+ACCOUNT=devstoreaccount1
+CONTAINER=bench
+BLOB=big.bin
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/blobmount-bench.XXXXXX")
+MNT=$WORK/mnt
+AZURITE_PID=
+MOUNT_PID=
+
+is_mounted() {
+    awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    set +e
+    if is_mounted "$MNT"; then
+        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+    fi
+    stop_pid "$MOUNT_PID"
+    stop_pid "$AZURITE_PID"
+    if is_mounted "$MNT"; then
+        say "warning: $MNT is still mounted; leaving $WORK in place"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() { date +%s.%N; }
+# mib_per_s BYTES SECONDS
+mib_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
+
+# --- setup ------------------------------------------------------------------------
+EXTRA_APT_PACKAGES=curl bash scripts/install-test-deps.sh
+say "building (cargo build --release)"
+cargo build --release --quiet
+[ -x "$BIN" ] || die "$BIN missing after the build"
+
+PORT=$(node -e 'const s = require("net").createServer();
+                s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
+say "starting Azurite on 127.0.0.1:$PORT (in memory)"
+(
+    cd "$WORK"
+    exec "$ROOT/node_modules/.bin/azurite-blob" --inMemoryPersistence \
+        --blobHost 127.0.0.1 --blobPort "$PORT" \
+        --skipApiVersionCheck --loose --silent --disableTelemetry --disableProductStyleUrl \
+        </dev/null >"$WORK/azurite.log" 2>&1
+) &
+AZURITE_PID=$!
+for ((i = 0; i < 300; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$WORK/azurite.log" >&2; die "Azurite exited"; }
+    sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "Azurite did not listen within 30 s"
+
+say "uploading a ${SIZE_MIB} MiB random blob $CONTAINER/$BLOB"
+t0=$(now)
+node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --random "$BLOB" "$SIZE"
+t1=$(now)
+say "uploaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+
+# A container SAS (read, list) from the SDK: an independent signer, for curl and the mount.
+SAS_URL=$(node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --sas rl 2)
+BLOB_URL="${SAS_URL%%\?*}/$BLOB?${SAS_URL#*\?}"
+
+# --- curl baseline --------------------------------------------------------------------
+curl_get() {
+    local out code bytes secs
+    out=$(curl -sS --noproxy '*' -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "$BLOB_URL")
+    read -r code bytes secs <<<"$out"
+    [ "$code" = 200 ] || die "curl GET: HTTP $code"
+    [ "$bytes" = "$SIZE" ] || die "curl GET: got $bytes bytes, wanted $SIZE"
+    echo "$secs"
+}
+say "curl GET (1st)"
+CURL1=$(curl_get)
+say "curl GET (2nd)"
+CURL2=$(curl_get)
+
+# --- blobmount ----------------------------------------------------------------------------
+COLD='' WARM='' HWM_KIB='' BUDGET_MIB=''
+if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
+    # shellcheck disable=SC2206 # word splitting of the extra options is wanted
+    EXTRA=(${BENCH_MOUNT_ARGS:-})
+    mkdir -p "$MNT"
+    say "mounting on $MNT"
+    "$BIN" mount "$SAS_URL" "$MNT" --foreground --log-level warn "${EXTRA[@]}" \
+        </dev/null >"$WORK/blobmount.log" 2>&1 &
+    MOUNT_PID=$!
+    for ((i = 0; i < 200; i++)); do
+        is_mounted "$MNT" && break
+        if ! kill -0 "$MOUNT_PID" 2>/dev/null; then
+            cat "$WORK/blobmount.log" >&2
+            die "blobmount exited before mounting"
+        fi
+        sleep 0.1
+    done
+    is_mounted "$MNT" || { cat "$WORK/blobmount.log" >&2; die "blobmount did not mount within 20 s"; }
+
+    say "cold read: cat $BLOB > /dev/null"
+    t0=$(now)
+    cat "$MNT/$BLOB" >/dev/null
+    t1=$(now)
+    COLD=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    got=$(stat -c %s "$MNT/$BLOB")
+    [ "$got" = "$SIZE" ] || die "the mounted file has $got bytes, wanted $SIZE"
+
+    say "warm read: cat $BLOB > /dev/null"
+    t0=$(now)
+    cat "$MNT/$BLOB" >/dev/null
+    t1=$(now)
+    WARM=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+
+    HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MOUNT_PID/status")
+
+    # The cache budget: BENCH_CACHE_BUDGET_MIB, else --cache-size from the extra options,
+    # else the default in `blobmount mount --help` ("[default: 512M]").
+    BUDGET_MIB=${BENCH_CACHE_BUDGET_MIB:-}
+    if [ -z "$BUDGET_MIB" ]; then
+        size_text=
+        for ((i = 0; i < ${#EXTRA[@]}; i++)); do
+            case ${EXTRA[i]} in
+            --cache-size=*) size_text=${EXTRA[i]#--cache-size=} ;;
+            --cache-size) size_text=${EXTRA[i + 1]:-} ;;
+            esac
+        done
+        if [ -z "$size_text" ]; then
+            size_text=$("$BIN" mount --help 2>/dev/null |
+                awk '/--cache-size/ { f = NR } f && NR - f <= 8 && match($0, /\[default: [^]]+\]/) { print substr($0, RSTART + 10, RLENGTH - 11); exit }')
+        fi
+        BUDGET_MIB=$(awk -v s="$size_text" 'BEGIN {
+            if (!match(s, /^[0-9.]+/)) exit
+            n = substr(s, 1, RLENGTH); u = tolower(substr(s, RLENGTH + 1))
+            if (u == "" || u == "b") m = 1 / 1048576
+            else if (u ~ /^k/) m = 1 / 1024
+            else if (u ~ /^m/) m = 1
+            else if (u ~ /^g/) m = 1024
+            else if (u ~ /^t/) m = 1048576
+            else exit
+            printf "%d", n * m }')
+    fi
+
+    say "unmounting"
+    fusermount3 -u "$MNT"
+    stop_pid "$MOUNT_PID"
+    MOUNT_PID=
+fi
+
+# --- the table ----------------------------------------------------------------------------
+verdict() { # verdict VALUE OP TARGET -> ok / MISS
+    awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? (v >= t) : (v <= t); print (ok ? "ok" : "MISS") }'
+}
+MISSED=0
+row() { printf '| %-34s | %12s | %12s | %-22s | %-6s |\n' "$@"; }
+
+echo
+echo "blobmount sequential read, ${SIZE_MIB} MiB blob, Azurite in memory on loopback, $(nproc) cores"
+row "measurement" "time (s)" "MiB/s" "target" "result"
+row "----------------------------------" "------------" "------------" "----------------------" "------"
+row "curl GET, 1st (baseline)" "$CURL1" "$(mib_per_s "$SIZE" "$CURL1")" "" ""
+row "curl GET, 2nd" "$CURL2" "$(mib_per_s "$SIZE" "$CURL2")" "" ""
+if [ -n "$COLD" ]; then
+    r_cold=$(awk -v c="$CURL1" -v m="$COLD" 'BEGIN { printf "%.2f", c / m }')
+    r_warm=$(awk -v c="$CURL1" -v m="$WARM" 'BEGIN { printf "%.2f", c / m }')
+    v_cold=$(verdict "$r_cold" ">=" 0.6)
+    v_warm=$(verdict "$r_warm" ">=" 1.0)
+    hwm_mib=$(awk -v k="$HWM_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
+    row "blobmount cold read (cat)" "$COLD" "$(mib_per_s "$SIZE" "$COLD")" "" ""
+    row "blobmount warm re-read (cat)" "$WARM" "$(mib_per_s "$SIZE" "$WARM")" "" ""
+    row "ratio cold / curl (throughput)" "" "$r_cold" ">= 0.6" "$v_cold"
+    row "ratio warm / curl (throughput)" "" "$r_warm" ">= 1.0" "$v_warm"
+    if [ -n "$BUDGET_MIB" ]; then
+        limit=$((BUDGET_MIB + 40))
+        v_rss=$(verdict "$hwm_mib" "<=" "$limit")
+        row "daemon peak RSS (VmHWM), MiB" "" "$hwm_mib" "<= $limit (cache + 40)" "$v_rss"
+    else
+        v_rss=ok
+        row "daemon peak RSS (VmHWM), MiB" "" "$hwm_mib" "(cache budget unknown)" ""
+    fi
+    for v in "$v_cold" "$v_warm" "$v_rss"; do
+        [ "$v" = ok ] || MISSED=1
+    done
+else
+    row "blobmount cold / warm / RSS" "skipped" "" "" ""
+fi
+echo
+
+if [ "$MISSED" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
+    exit 1
+fi

@@ -1,0 +1,99 @@
+// Seeds a container on a local Azurite with a few files, through the Azure Storage SDK and the
+// emulator's well-known development account.
+//
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT [CONTAINER]            demo content (scripts/demo.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --random NAME SIZE_BYTES
+//                                   one random blob of SIZE_BYTES, uploaded in 8 MiB blocks
+//                                   (Put Block + Put Block List) from memory (scripts/bench.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --sas PERMISSIONS HOURS
+//                                   prints a container SAS URL made by the SDK (scripts/bench.sh)
+//
+// BLOB_ENDPOINT is the account URL, e.g. http://127.0.0.1:10000/devstoreaccount1.
+import { randomBytes } from "node:crypto";
+import { BlobServiceClient, ContainerSASPermissions } from "@azure/storage-blob";
+
+const ACCOUNT = "devstoreaccount1";
+// The emulator's public, well-known development key (not a secret).
+const KEY =
+  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+const [endpoint, containerName = "demo", mode, ...rest] = process.argv.slice(2);
+if (!endpoint) {
+  console.error("usage: node scripts/demo-seed.mjs BLOB_ENDPOINT [CONTAINER] [--random NAME SIZE_BYTES | --sas PERMISSIONS HOURS]");
+  process.exit(2);
+}
+
+const connectionString =
+  `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${KEY};BlobEndpoint=${endpoint};`;
+const service = BlobServiceClient.fromConnectionString(connectionString);
+const container = service.getContainerClient(containerName);
+await container.createIfNotExists();
+
+if (mode === "--sas") {
+  const [permissions = "rl", hours = "2"] = rest;
+  const url = await container.generateSasUrl({
+    permissions: ContainerSASPermissions.parse(permissions),
+    expiresOn: new Date(Date.now() + Number(hours) * 3600 * 1000),
+  });
+  console.log(url);
+  process.exit(0);
+}
+
+async function put(name, data, contentType = "application/octet-stream") {
+  const body = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  await container
+    .getBlockBlobClient(name)
+    .uploadData(body, { blobHTTPHeaders: { blobContentType: contentType } });
+  console.log(`  ${name} (${body.length} bytes)`);
+}
+
+if (mode === "--random") {
+  const [name, sizeText] = rest;
+  const size = Number(sizeText);
+  if (!name || !Number.isSafeInteger(size) || size < 0) {
+    console.error("--random needs NAME and SIZE_BYTES");
+    process.exit(2);
+  }
+  const blob = container.getBlockBlobClient(name);
+  const blockSize = 8 * 1024 * 1024;
+  const ids = [];
+  for (let off = 0, i = 0; off < size; off += blockSize, i++) {
+    const n = Math.min(blockSize, size - off);
+    const id = Buffer.from(String(i).padStart(8, "0")).toString("base64");
+    await blob.stageBlock(id, randomBytes(n), n);
+    ids.push(id);
+  }
+  await blob.commitBlockList(ids);
+  const props = await blob.getProperties();
+  console.error(`  ${name} (${props.contentLength} bytes, ${ids.length} blocks)`);
+  process.exit(0);
+}
+
+console.log(`seeding container "${containerName}" at ${endpoint}:`);
+await put(
+  "README.txt",
+  [
+    "Hello from blobmount!",
+    "",
+    "This directory is an Azure Blob Storage container (here: the Azurite emulator),",
+    "mounted read-only with a SAS that allows read and list (sp=rl).",
+    "",
+    "Try: ls -lR, cat docs/guide.md, sha256sum big/random-20MiB.bin",
+    "",
+  ].join("\n"),
+  "text/plain",
+);
+await put(
+  "docs/guide.md",
+  "# Guide\n\nBlobs whose names contain '/' show up as directories.\n",
+  "text/markdown",
+);
+await put("docs/nested/deeper/note.txt", "Three levels down.\n", "text/plain");
+await put(
+  "data/numbers.csv",
+  "n,square\n" + Array.from({ length: 100 }, (_, i) => `${i},${i * i}`).join("\n") + "\n",
+  "text/csv",
+);
+await put("odd names/ü #1 + more.txt", "Spaces, unicode and punctuation in names work too.\n", "text/plain");
+await put("big/random-20MiB.bin", randomBytes(20 * 1024 * 1024));
+console.log("done");
