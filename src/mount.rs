@@ -312,6 +312,11 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
         SessionACL::Owner
     };
     config.n_threads = Some(4);
+    // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
+    // unmount, not kill the process and leave a dead mount behind.
+    let signals = rt
+        .block_on(async { Signals::new() })
+        .map_err(|e| MountError::failed(format!("cannot install signal handlers: {e}")))?;
     let adapter = BlobFuse::new(fs, rt.handle().clone());
     let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
         let hint =
@@ -333,7 +338,7 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     let mut unmounter = session.unmount_callable();
     let signal_mountpoint = mountpoint.clone();
     rt.spawn(async move {
-        let which = wait_for_signal().await;
+        let which = signals.wait().await;
         tracing::info!("{which}: unmounting {}", signal_mountpoint.display());
         if let Err(e) = unmounter.unmount() {
             tracing::warn!("unmount failed ({e}); detaching lazily");
@@ -353,18 +358,26 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+/// SIGINT and SIGTERM, caught from the moment this is created.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
     }
 }
 
