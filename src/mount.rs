@@ -215,17 +215,21 @@ fn explain_check_failure(target: &Target, e: &BlobError) -> String {
         (ErrorKind::Forbidden, _) => format!(
             "the service rejected the SAS token for {where_}{ids}: wrong or revoked signature, a token for another account or container, or a clock far off"
         ),
+        (ErrorKind::Transient, _) if e.status.is_some() => {
+            format!("the service at {where_} keeps failing (HTTP {}): {}{ids}", e.status.unwrap_or_default(), e.detail)
+        }
         (ErrorKind::Transient, _) => format!("cannot reach {where_}: {}{ids}", e.detail),
         _ => format!("checking {where_} failed: {e}"),
     }
 }
 
-/// Lists one blob to prove the container exists and the token is accepted.
+/// Lists one blob (no delimiter: the cheapest listing) to prove the container exists and the
+/// token is accepted.
 pub async fn check_container(target: &Target, client: &dyn BlobClient) -> Result<(), MountError> {
     client
         .list(ListRequest {
             prefix: "",
-            delimiter: Some("/"),
+            delimiter: None,
             marker: None,
             max_results: Some(1),
         })

@@ -27,7 +27,11 @@ pub struct Source {
 /// in the cache, and their waiters get the error.
 pub async fn fill(src: Source, run: Run) {
     let started = std::time::Instant::now();
-    let (first, blocks, bytes) = (run.next_index().unwrap_or(0), run.len(), run.remaining_bytes());
+    let (first, blocks, bytes) = (
+        run.next_index().unwrap_or(0),
+        run.len(),
+        run.remaining_bytes(),
+    );
     fill_run(&src, run).await;
     tracing::debug!(blob = %src.blob, first, blocks, bytes, ms = started.elapsed().as_millis() as u64, "block run done");
 }

@@ -156,7 +156,9 @@ impl Fs {
             self.client.properties(&path),
             self.client.list(ListRequest {
                 prefix: &sub,
-                delimiter: Some("/"),
+                // Any blob under the prefix makes a directory; no delimiter, so the service
+                // can answer with the first one it finds.
+                delimiter: None,
                 marker: None,
                 max_results: Some(1),
             })

@@ -35,8 +35,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
 type Predicate = Box<dyn Fn(&RecordedRequest) -> bool + Send + Sync>;
 
-/// One request as the proxy received it.
-#[derive(Debug, Clone)]
+/// One request as the proxy received it. Its Debug form hides the SAS signature.
+#[derive(Clone)]
 pub struct RecordedRequest {
     /// 0, 1, 2... in order of arrival.
     pub seq: usize,
@@ -52,6 +52,27 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
     /// Whether a [`Fault`] answered this request instead of Azurite.
     pub injected: bool,
+}
+
+impl std::fmt::Debug for RecordedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                url::form_urlencoded::parse(self.query.as_bytes()).map(|(k, v)| {
+                    let v = if k == "sig" { "REDACTED".into() } else { v };
+                    (k, v)
+                }),
+            )
+            .finish();
+        f.debug_struct("RecordedRequest")
+            .field("seq", &self.seq)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &query)
+            .field("status", &self.status)
+            .field("injected", &self.injected)
+            .finish()
+    }
 }
 
 impl RecordedRequest {

@@ -223,7 +223,10 @@ impl Rest {
             .iter()
             .map(|(k, v)| (format!("x-ms-meta-{k}"), *v))
             .collect();
-        let mut headers: Vec<(&str, &str)> = vec![("x-ms-blob-type", "BlockBlob")];
+        // An empty body would go out without Content-Length, which Put Blob requires.
+        let length = bytes.len().to_string();
+        let mut headers: Vec<(&str, &str)> =
+            vec![("x-ms-blob-type", "BlockBlob"), ("Content-Length", &length)];
         headers.extend(meta.iter().map(|(k, v)| (k.as_str(), *v)));
         self.call(
             &format!("put blob {container}/{name}"),
