@@ -83,6 +83,10 @@ impl Filesystem for BlobFuse {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        tracing::info!("block cache: {}", self.fs.cache().stats.summary());
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
         self.rt.spawn(async move {

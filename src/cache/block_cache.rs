@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 use tokio::sync::{oneshot, Notify};
@@ -56,6 +56,26 @@ pub struct CacheStats {
     pub run_blocks: AtomicU64,
     pub readahead_skipped: AtomicU64,
     pub evictions: AtomicU64,
+    /// Evicted blocks whose memory was reused for a new block.
+    pub recycled: AtomicU64,
+}
+
+impl CacheStats {
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "hits {} misses {} shared {} runs {} (blocks {}) readahead skipped {} evictions {} recycled {}",
+            g(&self.hits),
+            g(&self.misses),
+            g(&self.shared_waits),
+            g(&self.runs),
+            g(&self.run_blocks),
+            g(&self.readahead_skipped),
+            g(&self.evictions),
+            g(&self.recycled)
+        )
+    }
 }
 
 pub struct BlockCache {
@@ -70,6 +90,9 @@ pub struct BlockCache {
 pub struct Run {
     cache: Arc<BlockCache>,
     slots: VecDeque<Slot>,
+    /// Buffers of blocks evicted to make room for this run, to be filled again: reusing them
+    /// spares the page faults of fresh allocations.
+    spare: Vec<BytesMut>,
 }
 
 struct Slot {
@@ -109,6 +132,20 @@ impl Run {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// An empty buffer for a block of `size` bytes, recycled when possible.
+    pub fn buffer(&mut self, size: u64) -> BytesMut {
+        let mut b = match self.spare.pop() {
+            Some(b) => {
+                self.cache.stats.recycled.fetch_add(1, Ordering::Relaxed);
+                b
+            }
+            None => BytesMut::new(),
+        };
+        b.clear();
+        b.reserve(size as usize);
+        b
     }
 
     /// The next block's bytes are in: cache them and wake its waiters.
@@ -207,23 +244,13 @@ impl BlockCache {
         let Some(first) = blocks.iter().position(|(k, _)| s.is_free(k)) else {
             return Begin::Nothing;
         };
+        // How many consecutive free blocks fit, counting cached blocks as evictable; decided
+        // before evicting anything, so a run that will not start costs no cached data.
+        let room = self.budget - s.reserved_bytes;
         let mut end = first;
         let mut reserved = 0;
-        while end < blocks.len() && s.is_free(&blocks[end].0) {
-            let size = blocks[end].1;
-            while s.cached_bytes + s.reserved_bytes + reserved + size > self.budget {
-                match s.lru.pop_lru() {
-                    Some((_, b)) => {
-                        s.cached_bytes -= b.len() as u64;
-                        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => break,
-                }
-            }
-            if s.cached_bytes + s.reserved_bytes + reserved + size > self.budget {
-                break;
-            }
-            reserved += size;
+        while end < blocks.len() && s.is_free(&blocks[end].0) && reserved + blocks[end].1 <= room {
+            reserved += blocks[end].1;
             end += 1;
         }
         let n = end - first;
@@ -233,6 +260,16 @@ impl BlockCache {
         if n < min_len {
             self.stats.readahead_skipped.fetch_add(1, Ordering::Relaxed);
             return Begin::Nothing;
+        }
+        let mut spare = Vec::new();
+        while s.cached_bytes + s.reserved_bytes + reserved > self.budget {
+            let (_, b) = s.lru.pop_lru().expect("cached bytes are in the LRU");
+            s.cached_bytes -= b.len() as u64;
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            // Unique (no reader holds it): its memory serves a new block.
+            if let Ok(m) = b.try_into_mut() {
+                spare.push(m);
+            }
         }
         s.reserved_bytes += reserved;
         let mut slots = VecDeque::with_capacity(n);
@@ -261,9 +298,11 @@ impl BlockCache {
         drop(s);
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
         self.stats.run_blocks.fetch_add(n as u64, Ordering::Relaxed);
+        spare.truncate(n);
         Begin::Started(Run {
             cache: Arc::clone(self),
             slots,
+            spare,
         })
     }
 

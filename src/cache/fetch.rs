@@ -51,8 +51,8 @@ async fn fill_run(src: &Source, mut run: Run) {
             .await
         {
             Ok(mut stream) => {
-                if buf.capacity() == 0 {
-                    buf.reserve(size as usize);
+                if buf.is_empty() {
+                    buf = run.buffer(size);
                 }
                 loop {
                     match stream.next().await {
@@ -62,9 +62,10 @@ async fn fill_run(src: &Source, mut run: Run) {
                                 let take = (size as usize - buf.len()).min(chunk.len());
                                 buf.extend_from_slice(&chunk.split_to(take));
                                 if buf.len() as u64 == size {
-                                    run.complete_next(buf.split().freeze());
+                                    let block = std::mem::take(&mut buf).freeze();
+                                    run.complete_next(block);
                                     if let Some(next) = run.next_size() {
-                                        buf.reserve(next as usize);
+                                        buf = run.buffer(next);
                                     }
                                 }
                             }
