@@ -92,6 +92,17 @@ impl Filesystem for BlobFuse {
         self.rt.spawn(async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
+                // Inode 0 is a negative entry the kernel caches for the TTL: repeated probes
+                // of a missing name do not even reach us.
+                Err(libc::ENOENT) if !ttl.is_zero() => {
+                    let none = Attr {
+                        ino: 0,
+                        kind: Kind::File,
+                        size: 0,
+                        mtime: SystemTime::UNIX_EPOCH,
+                    };
+                    reply.entry(&ttl, &file_attr(fs.config(), &none), Generation(0))
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });

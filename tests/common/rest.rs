@@ -362,23 +362,8 @@ pub fn container_sas_url(
     expiry: OffsetDateTime,
 ) -> String {
     let params = ServiceSasParams {
-        account: ACCOUNT.to_string(),
-        container: container.to_string(),
-        blob: None,
-        permissions: permissions.to_string(),
         start,
-        expiry: Some(expiry),
-        ip: None,
-        protocol: None,
-        identifier: None,
-        version: DEFAULT_VERSION.to_string(),
-        snapshot_time: None,
-        encryption_scope: None,
-        cache_control: None,
-        content_disposition: None,
-        content_encoding: None,
-        content_language: None,
-        content_type: None,
+        ..ServiceSasParams::new(ACCOUNT, container, permissions, expiry)
     };
     let token = sign_service_sas(&params, ACCOUNT_KEY).expect("sign service SAS");
     let mut u = Url::parse(account_url).expect("account url");
