@@ -84,6 +84,66 @@ pub trait BlobClient: Send + Sync + 'static {
         if_match: Option<&str>,
     ) -> Result<ByteStream, BlobError>;
 
+    /// Put Block: stages `data` under `block_id` (base64, all ids of a blob the same length),
+    /// with Content-MD5. Staged blocks are invisible until a Put Block List commits them.
+    async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError>;
+
+    /// Put Block From URL: stages `len` bytes at `offset` of blob `source` (same container)
+    /// as block `block_id` of `name`, copied by the service. With `source_if_match`, fails
+    /// if the source is no longer that version.
+    async fn put_block_from_url(
+        &self,
+        name: &str,
+        block_id: &str,
+        source: &str,
+        offset: u64,
+        len: u64,
+        source_if_match: Option<&str>,
+    ) -> Result<(), BlobError>;
+
+    /// Put Block List: commits the blob as the given blocks (staged or committed, looked up
+    /// as "Latest"), in order. The one commit point of a write.
+    async fn put_block_list(
+        &self,
+        name: &str,
+        block_ids: &[String],
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError>;
+
+    /// Put Blob: the whole blob in one request (empty files, directory markers, small files).
+    async fn put_blob(
+        &self,
+        name: &str,
+        data: Bytes,
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError>;
+
+    /// Get Block List: the committed blocks of a blob (empty for a blob written by Put Blob).
+    async fn get_block_list(
+        &self,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<Vec<CommittedBlock>, BlobError>;
+
+    /// Delete Blob.
+    async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError>;
+
+    /// Copy Blob from `source` (same container) to `dest`. The service may finish at once
+    /// ([`CopyState::Success`]) or later (`Pending`: poll [`BlobClient::copy_info`]).
+    async fn copy_blob(
+        &self,
+        dest: &str,
+        source: &str,
+        source_if_match: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<CopyInfo, BlobError>;
+
+    /// The state of the last copy into `name` (from its properties).
+    async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError>;
+
+    /// Set Blob Metadata: replaces the metadata (a new ETag, same content).
+    async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError>;
+
     /// Get Blob of `len` bytes at `offset` into one buffer (small reads, tests).
     async fn get_range(
         &self,
@@ -102,6 +162,51 @@ pub trait BlobClient: Send + Sync + 'static {
         }
         Ok(buf.freeze())
     }
+}
+
+/// Conditions and properties of a write that creates a blob version (Put Block List, Put Blob,
+/// Copy Blob, Set Blob Metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `If-Match`: only if the blob is still this version (else [`ErrorKind::ConditionNotMet`]).
+    pub if_match: Option<String>,
+    /// `If-None-Match: *`: only if the blob does not exist (else `ConditionNotMet` or
+    /// `Conflict` with code `BlobAlreadyExists`).
+    pub if_none_match_any: bool,
+    /// User metadata of the new version (replaces the old); keys are valid C# identifiers.
+    pub metadata: HashMap<String, String>,
+    pub content_type: Option<String>,
+}
+
+/// The version a write created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+/// One block of a blob's committed block list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlock {
+    /// The block id, base64 as the service returns it.
+    pub id: String,
+    pub size: u64,
+}
+
+/// Where a server-side copy stands (`x-ms-copy-status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyState {
+    Success,
+    Pending,
+    /// Failed or aborted, with the service's description.
+    Failed(String),
+}
+
+/// A Copy Blob operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyInfo {
+    pub id: String,
+    pub state: CopyState,
 }
 
 /// The body of a Get Blob, chunk by chunk.

@@ -17,9 +17,11 @@ use url::Url;
 use super::retry::RetryPolicy;
 use super::xml;
 use super::{
-    BlobClient, BlobError, BlobProps, ByteStream, ContainerUrl, ErrorKind, ListPage, ListRequest,
+    BlobClient, BlobError, BlobProps, ByteStream, Committed, CommittedBlock, ContainerUrl,
+    CopyInfo, ErrorKind, ListPage, ListRequest, WriteOptions,
 };
 use crate::token::Credential;
+use bytes::Bytes;
 
 /// The REST API version sent as `x-ms-version`.
 pub const API_VERSION: &str = "2023-11-03";
@@ -138,6 +140,10 @@ impl RestClient {
             }
         }
     }
+}
+
+fn unimplemented_op(op: &'static str, name: &str) -> BlobError {
+    BlobError::new(ErrorKind::Other, op, name, "not implemented yet")
 }
 
 /// The cause of a transport error, without the URL (which carries the token).
@@ -345,6 +351,72 @@ impl BlobClient for RestClient {
                 })
             })
             .boxed())
+    }
+
+    // Write operations: being implemented (issue 3); until then the mount is read-only and
+    // never calls them.
+    async fn put_block(&self, name: &str, _block_id: &str, _data: Bytes) -> Result<(), BlobError> {
+        Err(unimplemented_op("Put Block", name))
+    }
+
+    async fn put_block_from_url(
+        &self,
+        name: &str,
+        _block_id: &str,
+        _source: &str,
+        _offset: u64,
+        _len: u64,
+        _source_if_match: Option<&str>,
+    ) -> Result<(), BlobError> {
+        Err(unimplemented_op("Put Block From URL", name))
+    }
+
+    async fn put_block_list(
+        &self,
+        name: &str,
+        _ids: &[String],
+        _opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        Err(unimplemented_op("Put Block List", name))
+    }
+
+    async fn put_blob(
+        &self,
+        name: &str,
+        _data: Bytes,
+        _opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        Err(unimplemented_op("Put Blob", name))
+    }
+
+    async fn get_block_list(
+        &self,
+        name: &str,
+        _if_match: Option<&str>,
+    ) -> Result<Vec<CommittedBlock>, BlobError> {
+        Err(unimplemented_op("Get Block List", name))
+    }
+
+    async fn delete_blob(&self, name: &str, _if_match: Option<&str>) -> Result<(), BlobError> {
+        Err(unimplemented_op("Delete Blob", name))
+    }
+
+    async fn copy_blob(
+        &self,
+        dest: &str,
+        _source: &str,
+        _source_if_match: Option<&str>,
+        _opts: &WriteOptions,
+    ) -> Result<CopyInfo, BlobError> {
+        Err(unimplemented_op("Copy Blob", dest))
+    }
+
+    async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError> {
+        Err(unimplemented_op("Get Blob Properties", name))
+    }
+
+    async fn set_metadata(&self, name: &str, _opts: &WriteOptions) -> Result<Committed, BlobError> {
+        Err(unimplemented_op("Set Blob Metadata", name))
     }
 }
 

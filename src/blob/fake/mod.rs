@@ -1,6 +1,8 @@
 //! An in-memory [`BlobClient`] for unit tests: a sorted map of blobs with the service's listing
-//! semantics (prefix, delimiter, markers, page size), request counters, injectable failures and
-//! delays.
+//! semantics (prefix, delimiter, markers, page size), staged and committed blocks, conditional
+//! writes, request counters, injectable failures and delays.
+
+mod write;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -11,7 +13,10 @@ use bytes::Bytes;
 
 use futures::StreamExt;
 
-use super::{BlobClient, BlobError, BlobProps, ByteStream, ErrorKind, ListPage, ListRequest};
+use super::{
+    BlobClient, BlobError, BlobProps, ByteStream, Committed, CommittedBlock, CopyInfo, ErrorKind,
+    ListPage, ListRequest, WriteOptions,
+};
 
 #[derive(Debug, Clone)]
 struct FakeBlob {
@@ -19,6 +24,9 @@ struct FakeBlob {
     etag: String,
     last_modified: SystemTime,
     metadata: HashMap<String, String>,
+    /// Committed blocks (id, size); empty for a blob written in one Put Blob.
+    blocks: Vec<(String, u64)>,
+    copy: Option<CopyInfo>,
 }
 
 /// Which operation a counter or an injected failure is about.
@@ -27,6 +35,14 @@ pub enum Op {
     List,
     Properties,
     GetRange,
+    PutBlock,
+    PutBlockFromUrl,
+    PutBlockList,
+    PutBlob,
+    GetBlockList,
+    Delete,
+    Copy,
+    SetMetadata,
 }
 
 #[derive(Default)]
@@ -40,6 +56,21 @@ struct State {
     bytes_read: u64,
     /// The next Get Blob body breaks after this many bytes.
     cut_stream_after: Option<u64>,
+    /// Uncommitted blocks by blob name, then block id.
+    staged: HashMap<String, HashMap<String, Bytes>>,
+    /// Bytes received by Put Block.
+    bytes_uploaded: u64,
+}
+
+impl State {
+    fn next_version(&mut self) -> (String, SystemTime) {
+        self.etag_seq += 1;
+        let seq = self.etag_seq;
+        (
+            format!("\"0xFAKE{seq:08}\""),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq),
+        )
+    }
 }
 
 /// An in-memory container.
@@ -60,19 +91,19 @@ impl FakeClient {
 
     pub fn put_with_metadata(&self, name: &str, data: impl Into<Bytes>, metadata: &[(&str, &str)]) {
         let mut s = self.state.lock().unwrap();
-        s.etag_seq += 1;
-        let seq = s.etag_seq;
-        let etag = format!("\"0xFAKE{seq:08}\"");
+        let (etag, last_modified) = s.next_version();
         s.blobs.insert(
             name.to_string(),
             FakeBlob {
                 data: data.into(),
                 etag,
-                last_modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq),
+                last_modified,
                 metadata: metadata
                     .iter()
                     .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
                     .collect(),
+                blocks: Vec::new(),
+                copy: None,
             },
         );
     }
@@ -94,6 +125,28 @@ impl FakeClient {
 
     pub fn bytes_read(&self) -> u64 {
         self.state.lock().unwrap().bytes_read
+    }
+
+    /// Bytes received by Put Block (not Put Block From URL: the service copies those).
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.state.lock().unwrap().bytes_uploaded
+    }
+
+    /// A blob's content, metadata and committed block sizes, as the service holds them.
+    pub fn blob(&self, name: &str) -> Option<(Bytes, HashMap<String, String>, Vec<u64>)> {
+        let s = self.state.lock().unwrap();
+        s.blobs.get(name).map(|b| {
+            (
+                b.data.clone(),
+                b.metadata.clone(),
+                b.blocks.iter().map(|(_, n)| *n).collect(),
+            )
+        })
+    }
+
+    /// Names of all blobs, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.state.lock().unwrap().blobs.keys().cloned().collect()
     }
 
     /// The next request of this kind fails with `kind` (queued: call again for more).
@@ -245,12 +298,107 @@ impl BlobClient for FakeClient {
         }
         Ok(futures::stream::iter(chunks).boxed())
     }
+
+    async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError> {
+        self.enter(Op::PutBlock, "Put Block", name).await?;
+        write::put_block(&mut self.state.lock().unwrap(), name, block_id, data)
+    }
+
+    async fn put_block_from_url(
+        &self,
+        name: &str,
+        block_id: &str,
+        source: &str,
+        offset: u64,
+        len: u64,
+        source_if_match: Option<&str>,
+    ) -> Result<(), BlobError> {
+        self.enter(Op::PutBlockFromUrl, "Put Block From URL", name)
+            .await?;
+        write::put_block_from_url(
+            &mut self.state.lock().unwrap(),
+            name,
+            block_id,
+            source,
+            offset,
+            len,
+            source_if_match,
+        )
+    }
+
+    async fn put_block_list(
+        &self,
+        name: &str,
+        block_ids: &[String],
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        self.enter(Op::PutBlockList, "Put Block List", name).await?;
+        write::put_block_list(&mut self.state.lock().unwrap(), name, block_ids, opts)
+    }
+
+    async fn put_blob(
+        &self,
+        name: &str,
+        data: Bytes,
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        self.enter(Op::PutBlob, "Put Blob", name).await?;
+        write::put_blob(&mut self.state.lock().unwrap(), name, data, opts)
+    }
+
+    async fn get_block_list(
+        &self,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<Vec<CommittedBlock>, BlobError> {
+        self.enter(Op::GetBlockList, "Get Block List", name).await?;
+        write::get_block_list(&self.state.lock().unwrap(), name, if_match)
+    }
+
+    async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError> {
+        self.enter(Op::Delete, "Delete Blob", name).await?;
+        write::delete_blob(&mut self.state.lock().unwrap(), name, if_match)
+    }
+
+    async fn copy_blob(
+        &self,
+        dest: &str,
+        source: &str,
+        source_if_match: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<CopyInfo, BlobError> {
+        self.enter(Op::Copy, "Copy Blob", dest).await?;
+        write::copy_blob(
+            &mut self.state.lock().unwrap(),
+            dest,
+            source,
+            source_if_match,
+            opts,
+        )
+    }
+
+    async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError> {
+        self.enter(Op::Properties, "Get Blob Properties", name)
+            .await?;
+        let s = self.state.lock().unwrap();
+        let b = s
+            .blobs
+            .get(name)
+            .ok_or_else(|| not_found("Get Blob Properties", name))?;
+        Ok(b.copy.clone())
+    }
+
+    async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
+        self.enter(Op::SetMetadata, "Set Blob Metadata", name)
+            .await?;
+        write::set_metadata(&mut self.state.lock().unwrap(), name, opts)
+    }
 }
 
 /// Chunk size of fake Get Blob bodies.
 const FAKE_CHUNK: usize = 700;
 
-fn not_found(op: &'static str, name: &str) -> BlobError {
+pub(super) fn not_found(op: &'static str, name: &str) -> BlobError {
     let mut e = BlobError::new(
         ErrorKind::NotFound,
         op,
