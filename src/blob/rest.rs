@@ -14,6 +14,11 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
 
+// The write operations, in src/blob/rest_write.rs: a child module, so that it shares the
+// request machinery below without widening its visibility.
+#[path = "rest_write.rs"]
+mod write;
+
 use super::retry::RetryPolicy;
 use super::xml;
 use super::{
@@ -140,10 +145,6 @@ impl RestClient {
             }
         }
     }
-}
-
-fn unimplemented_op(op: &'static str, name: &str) -> BlobError {
-    BlobError::new(ErrorKind::Other, op, name, "not implemented yet")
 }
 
 /// The cause of a transport error, without the URL (which carries the token).
@@ -353,70 +354,68 @@ impl BlobClient for RestClient {
             .boxed())
     }
 
-    // Write operations: being implemented (issue 3); until then the mount is read-only and
-    // never calls them.
-    async fn put_block(&self, name: &str, _block_id: &str, _data: Bytes) -> Result<(), BlobError> {
-        Err(unimplemented_op("Put Block", name))
+    async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError> {
+        write::put_block(self, name, block_id, data).await
     }
 
     async fn put_block_from_url(
         &self,
         name: &str,
-        _block_id: &str,
-        _source: &str,
-        _offset: u64,
-        _len: u64,
-        _source_if_match: Option<&str>,
+        block_id: &str,
+        source: &str,
+        offset: u64,
+        len: u64,
+        source_if_match: Option<&str>,
     ) -> Result<(), BlobError> {
-        Err(unimplemented_op("Put Block From URL", name))
+        write::put_block_from_url(self, name, block_id, source, offset, len, source_if_match).await
     }
 
     async fn put_block_list(
         &self,
         name: &str,
-        _ids: &[String],
-        _opts: &WriteOptions,
+        ids: &[String],
+        opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
-        Err(unimplemented_op("Put Block List", name))
+        write::put_block_list(self, name, ids, opts).await
     }
 
     async fn put_blob(
         &self,
         name: &str,
-        _data: Bytes,
-        _opts: &WriteOptions,
+        data: Bytes,
+        opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
-        Err(unimplemented_op("Put Blob", name))
+        write::put_blob(self, name, data, opts).await
     }
 
     async fn get_block_list(
         &self,
         name: &str,
-        _if_match: Option<&str>,
+        if_match: Option<&str>,
     ) -> Result<Vec<CommittedBlock>, BlobError> {
-        Err(unimplemented_op("Get Block List", name))
+        write::get_block_list(self, name, if_match).await
     }
 
-    async fn delete_blob(&self, name: &str, _if_match: Option<&str>) -> Result<(), BlobError> {
-        Err(unimplemented_op("Delete Blob", name))
+    async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError> {
+        write::delete_blob(self, name, if_match).await
     }
 
     async fn copy_blob(
         &self,
         dest: &str,
-        _source: &str,
-        _source_if_match: Option<&str>,
-        _opts: &WriteOptions,
+        source: &str,
+        source_if_match: Option<&str>,
+        opts: &WriteOptions,
     ) -> Result<CopyInfo, BlobError> {
-        Err(unimplemented_op("Copy Blob", dest))
+        write::copy_blob(self, dest, source, source_if_match, opts).await
     }
 
     async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError> {
-        Err(unimplemented_op("Get Blob Properties", name))
+        write::copy_info(self, name).await
     }
 
-    async fn set_metadata(&self, name: &str, _opts: &WriteOptions) -> Result<Committed, BlobError> {
-        Err(unimplemented_op("Set Blob Metadata", name))
+    async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
+        write::set_metadata(self, name, opts).await
     }
 }
 

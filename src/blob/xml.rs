@@ -1,12 +1,12 @@
-//! The XML bodies of the Blob service (List Blobs answers, error bodies), read with quick-xml's
-//! serde support.
+//! The XML bodies of the Blob service (List Blobs answers, error bodies, block lists), read and
+//! written with quick-xml's serde support.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{BlobProps, ListPage};
+use super::{BlobProps, CommittedBlock, ListPage};
 
 #[derive(Debug, Deserialize)]
 struct EnumerationResults {
@@ -130,6 +130,64 @@ pub fn parse_error(body: &str) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The XML declaration the service's examples start their request bodies with.
+const XML_DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
+
+/// The body of a Put Block List: every id as `<Latest>` (the staged block if there is one,
+/// else the committed one), in order.
+#[derive(Debug, Serialize)]
+#[serde(rename = "BlockList")]
+struct PutBlockListXml<'a> {
+    #[serde(rename = "Latest")]
+    latest: &'a [String],
+}
+
+/// Writes the body of a Put Block List:
+/// `<?xml ...?><BlockList><Latest>id</Latest>...</BlockList>`.
+pub fn put_block_list_body(ids: &[String]) -> Result<String, String> {
+    let mut out = String::from(XML_DECLARATION);
+    PutBlockListXml { latest: ids }
+        .serialize(quick_xml::se::Serializer::new(&mut out))
+        .map_err(|e| format!("cannot write the block list: {e}"))?;
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+struct GetBlockListXml {
+    #[serde(rename = "CommittedBlocks", default)]
+    committed: BlockSeqXml,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BlockSeqXml {
+    #[serde(rename = "Block", default)]
+    blocks: Vec<BlockXml>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BlockXml {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Size")]
+    size: u64,
+}
+
+/// Parses a Get Block List answer: the committed blocks, in order (uncommitted ones, if the
+/// answer lists them, are ignored).
+pub fn parse_block_list(body: &str) -> Result<Vec<CommittedBlock>, String> {
+    let parsed: GetBlockListXml = quick_xml::de::from_str(body)
+        .map_err(|e| format!("malformed Get Block List answer: {e}"))?;
+    Ok(parsed
+        .committed
+        .blocks
+        .into_iter()
+        .map(|b| CommittedBlock {
+            id: b.name,
+            size: b.size,
+        })
+        .collect())
+}
+
 /// Parses an RFC 1123 date as the service sends it (`Last-Modified`).
 pub fn parse_http_date(s: &str) -> Result<SystemTime, String> {
     httpdate::parse_http_date(s).map_err(|e| format!("bad date {s:?}: {e}"))
@@ -227,5 +285,78 @@ mod tests {
             Some("Server failed to authenticate the request.")
         );
         assert_eq!(parse_error(""), (None, None));
+    }
+
+    #[test]
+    fn block_list_body_is_exactly_the_documented_xml() {
+        let ids = vec![
+            "AAAAAA==".to_string(),
+            "AQAAAA==".to_string(),
+            "a+b/c=<&>".to_string(),
+        ];
+        assert_eq!(
+            put_block_list_body(&ids).unwrap(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>\
+             <Latest>AAAAAA==</Latest><Latest>AQAAAA==</Latest>\
+             <Latest>a+b/c=&lt;&amp;&gt;</Latest></BlockList>"
+        );
+        let empty = put_block_list_body(&[]).unwrap();
+        assert!(
+            empty == "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList/>"
+                || empty == "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList></BlockList>",
+            "{empty}"
+        );
+    }
+
+    #[test]
+    fn parses_committed_blocks_and_ignores_uncommitted_ones() {
+        // The sample answer of the Get Block List reference (blocklisttype=all), ids made real.
+        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>
+<BlockList>
+  <CommittedBlocks>
+     <Block>
+        <Name>QmxvY2tJZDE=</Name>
+        <Size>4194304</Size>
+     </Block>
+     <Block>
+        <Name>QmxvY2tJZDI=</Name>
+        <Size>17</Size>
+     </Block>
+  </CommittedBlocks>
+  <UncommittedBlocks>
+    <Block>
+      <Name>QmxvY2tJZDM=</Name>
+      <Size>1024</Size>
+    </Block>
+  </UncommittedBlocks>
+ </BlockList>";
+        let blocks = parse_block_list(body).unwrap();
+        assert_eq!(
+            blocks,
+            vec![
+                CommittedBlock {
+                    id: "QmxvY2tJZDE=".into(),
+                    size: 4194304
+                },
+                CommittedBlock {
+                    id: "QmxvY2tJZDI=".into(),
+                    size: 17
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn block_list_of_a_blob_without_blocks() {
+        // A blob written by Put Blob has no committed blocks.
+        for body in [
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><CommittedBlocks /></BlockList>",
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><CommittedBlocks></CommittedBlocks><UncommittedBlocks /></BlockList>",
+            "<BlockList/>",
+        ] {
+            assert_eq!(parse_block_list(body).unwrap(), vec![], "{body}");
+        }
+        assert!(parse_block_list("<BlockList><CommittedBlocks><Block><Name>x</Name></Block></CommittedBlocks></BlockList>").is_err());
+        assert!(parse_block_list("not xml").is_err());
     }
 }

@@ -7,6 +7,7 @@
 pub mod dircache;
 pub mod handles;
 pub mod inode;
+pub mod staging;
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;

@@ -1,0 +1,485 @@
+//! Write staging: the new version of one blob, built while programs write.
+//!
+//! - Written bytes go to an unlinked local file (a sparse mirror of the blob's blocks), so
+//!   memory does not grow with file size, programs read back what they wrote, and a block can
+//!   be written again after it was uploaded.
+//! - The blob is cut in blocks of the block size. A block the writer has moved past is uploaded
+//!   at once with Put Block (several in parallel), under an id unique to this upload.
+//! - Bytes written but not yet uploaded hold a share of the mount-wide write budget; a writer
+//!   that would exceed it waits (backpressure) while uploads catch up.
+//! - The commit (close, fsync) uploads what is left, has the service copy untouched ranges of
+//!   the version writing started from (Put Block From URL, or the ids of a previous commit),
+//!   and commits with one conditional Put Block List: the blob is the old or the new version.
+//! - Bytes of the old version needed to complete a partly written block are read from the
+//!   service; if they cannot be, the write fails (never filled with zeros).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::blob::{BlobClient, BlobError, Committed, ErrorKind, WriteOptions};
+use crate::cache;
+
+/// The mount-wide budget of bytes written but not yet uploaded.
+pub struct WriteBudget {
+    sem: Arc<Semaphore>,
+    bytes: u64,
+}
+
+impl WriteBudget {
+    pub fn new(bytes: u64) -> Arc<Self> {
+        let permits = bytes.min(Semaphore::MAX_PERMITS as u64) as usize;
+        Arc::new(WriteBudget {
+            sem: Arc::new(Semaphore::new(permits)),
+            bytes,
+        })
+    }
+
+    pub fn available(&self) -> u64 {
+        self.sem.available_permits() as u64
+    }
+
+    pub fn total(&self) -> u64 {
+        self.bytes
+    }
+
+    fn try_take(&self, n: u64) -> Option<OwnedSemaphorePermit> {
+        self.sem.clone().try_acquire_many_owned(n as u32).ok()
+    }
+
+    async fn take(&self, n: u64) -> OwnedSemaphorePermit {
+        self.sem
+            .clone()
+            .acquire_many_owned(n as u32)
+            .await
+            .expect("the write budget is never closed")
+    }
+}
+
+/// The version writing started from, still part of the file up to `len`.
+#[derive(Debug, Clone)]
+struct Base {
+    etag: Arc<str>,
+    len: u64,
+}
+
+enum Block {
+    /// Written locally and not uploaded since; holds its share of the budget (none after a
+    /// failed upload).
+    Dirty(Option<OwnedSemaphorePermit>),
+    /// Being uploaded under this id.
+    Uploading(String, JoinHandle<Result<(), BlobError>>),
+    /// Staged in the service under this id, identical to the local copy.
+    Staged(String),
+}
+
+/// How a commit ended.
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// Nothing had changed.
+    Unchanged,
+    Committed(Committed),
+}
+
+pub struct Staging {
+    client: Arc<dyn BlobClient>,
+    budget: Arc<WriteBudget>,
+    blob: Arc<str>,
+    file: Arc<File>,
+    size: u64,
+    base: Option<Base>,
+    /// The commit condition: `If-Match` this ETag, or (None) `If-None-Match: *`.
+    expect: Option<Arc<str>>,
+    bs: u64,
+    blocks: BTreeMap<u64, Block>,
+    /// Block ids of the last commit made here, by index: reused for untouched blocks.
+    committed_ids: Vec<String>,
+    upload_id: u64,
+    next_seq: u64,
+    metadata: HashMap<String, String>,
+    changed: bool,
+    mtime: SystemTime,
+}
+
+impl Staging {
+    /// A staging for `blob`. `existing` is the current version (ETag and size) if the blob
+    /// exists; with `truncate`, its content is dropped (the file starts empty), otherwise the
+    /// file starts as that version.
+    pub fn new(
+        client: Arc<dyn BlobClient>,
+        budget: Arc<WriteBudget>,
+        dir: &std::path::Path,
+        blob: Arc<str>,
+        block_size: u64,
+        existing: Option<(Arc<str>, u64)>,
+        truncate: bool,
+        metadata: HashMap<String, String>,
+    ) -> std::io::Result<Self> {
+        let file = tempfile::tempfile_in(dir)?;
+        let is_new = existing.is_none();
+        let (size, base, expect) = match existing {
+            Some((etag, len)) if !truncate => (len, Some(Base { etag: etag.clone(), len }), Some(etag)),
+            Some((etag, _)) => (0, None, Some(etag)),
+            None => (0, None, None),
+        };
+        Ok(Staging {
+            client,
+            budget,
+            blob,
+            file: Arc::new(file),
+            size,
+            base,
+            expect,
+            bs: block_size,
+            blocks: BTreeMap::new(),
+            committed_ids: Vec::new(),
+            upload_id: fastrand::u64(..),
+            next_seq: 0,
+            metadata,
+            // A new or truncated file is a change even before any write.
+            changed: truncate || is_new,
+            mtime: SystemTime::now(),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn mtime(&self) -> SystemTime {
+        self.mtime
+    }
+
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Block ids: fixed length (base64 of 32 hex digits), unique to this upload.
+    fn new_id(&mut self) -> String {
+        self.next_seq += 1;
+        base64::engine::general_purpose::STANDARD.encode(format!("{:016x}{:016x}", self.upload_id, self.next_seq))
+    }
+
+    fn block_extent(&self, index: u64) -> (u64, u64) {
+        cache::block_range(index, self.bs, self.size)
+    }
+
+    fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
+        BlobError::new(ErrorKind::Other, op, &self.blob, format!("local staging file: {e}"))
+    }
+
+    /// Makes block `index` writable: waits out its upload, loads the old version's bytes it
+    /// needs (unless `covered`: the write replaces all of them), and takes its budget share.
+    /// Blocks in `busy` (those of the write in progress) are not uploaded to make room.
+    async fn touch(&mut self, index: u64, covered: bool, busy: RangeInclusive<u64>) -> Result<(), BlobError> {
+        match self.blocks.remove(&index) {
+            Some(Block::Dirty(p)) => {
+                self.blocks.insert(index, Block::Dirty(p));
+                return Ok(());
+            }
+            Some(Block::Uploading(_, handle)) => {
+                // The local copy is intact; the upload is simply superseded.
+                let _ = handle.await;
+            }
+            Some(Block::Staged(_)) => {}
+            None => {
+                if !covered {
+                    self.load_base(index).await?;
+                }
+            }
+        }
+        let permit = self.reserve(busy).await;
+        self.blocks.insert(index, Block::Dirty(Some(permit)));
+        Ok(())
+    }
+
+    /// Takes one block's share of the budget; if it is all taken, uploads this file's other
+    /// dirty blocks first, then waits.
+    async fn reserve(&mut self, busy: RangeInclusive<u64>) -> OwnedSemaphorePermit {
+        if let Some(p) = self.budget.try_take(self.bs) {
+            return p;
+        }
+        self.upload_dirty(|i| !busy.contains(&i));
+        self.budget.take(self.bs).await
+    }
+
+    /// Copies the old version's bytes of block `index` into the local file.
+    async fn load_base(&mut self, index: u64) -> Result<(), BlobError> {
+        let Some(base) = self.base.clone() else { return Ok(()) };
+        let start = index * self.bs;
+        if start >= base.len {
+            return Ok(());
+        }
+        let len = self.bs.min(base.len - start);
+        let data = self.client.get_range(&self.blob, start, len, Some(&base.etag)).await?;
+        if data.len() as u64 != len {
+            return Err(BlobError::new(ErrorKind::Other, "Get Blob", &self.blob, "short read of the old version"));
+        }
+        self.write_local(start, data).await
+    }
+
+    async fn write_local(&self, offset: u64, data: Bytes) -> Result<(), BlobError> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+            .await
+            .map_err(|e| self.io_error("write", std::io::Error::other(e)))?
+            .map_err(|e| self.io_error("write", e))
+    }
+
+    async fn read_local(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len as usize];
+            let mut done = 0;
+            while done < buf.len() {
+                match file.read_at(&mut buf[done..], offset + done as u64)? {
+                    0 => break, // past the local file's end: a hole, zeros
+                    n => done += n,
+                }
+            }
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| self.io_error("read", std::io::Error::other(e)))?
+        .map_err(|e| self.io_error("read", e))
+    }
+
+    /// Writes `data` at `offset`. Blocks the writer has moved past are uploaded.
+    pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        let (first, last) = cache::block_span(offset, data.len() as u64, self.bs);
+        let base_len = self.base.as_ref().map_or(0, |b| b.len);
+        for index in first..=last {
+            let start = index * self.bs;
+            let old_end = (start + self.bs).min(base_len.max(self.size));
+            let covered = offset <= start && end >= old_end;
+            self.touch(index, covered, first..=last).await?;
+        }
+        self.write_local(offset, Bytes::copy_from_slice(data)).await?;
+        self.size = self.size.max(end);
+        self.changed = true;
+        self.mtime = SystemTime::now();
+        // Sequential writers: everything before this write's first block is done.
+        self.upload_dirty(|i| i < first);
+        Ok(())
+    }
+
+    /// Starts uploading the dirty blocks `which` selects.
+    fn upload_dirty(&mut self, which: impl Fn(u64) -> bool) {
+        let ready: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(i, b)| matches!(b, Block::Dirty(_)) && which(**i))
+            .map(|(i, _)| *i)
+            .collect();
+        for index in ready {
+            let Some(Block::Dirty(permit)) = self.blocks.remove(&index) else { continue };
+            let (start, len) = self.block_extent(index);
+            if len == 0 {
+                continue; // truncated away
+            }
+            let id = self.new_id();
+            let (client, blob, file, id2) = (self.client.clone(), self.blob.clone(), self.file.clone(), id.clone());
+            let handle = tokio::spawn(async move {
+                let _permit = permit; // the budget share is released when the upload ends
+                let data = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    let mut done = 0;
+                    while done < buf.len() {
+                        match file.read_at(&mut buf[done..], start + done as u64)? {
+                            0 => break,
+                            n => done += n,
+                        }
+                    }
+                    Ok::<_, std::io::Error>(buf)
+                })
+                .await
+                .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", &blob, e.to_string()))?
+                .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", &blob, format!("local staging file: {e}")))?;
+                client.put_block(&blob, &id2, Bytes::from(data)).await
+            });
+            self.blocks.insert(index, Block::Uploading(id, handle));
+        }
+    }
+
+    /// Reads what the file holds now: written blocks from the local copy, the rest from the
+    /// version writing started from, zeros past it.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        if offset >= self.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = len.min(self.size - offset);
+        let (first, last) = cache::block_span(offset, len, self.bs);
+        let base_len = self.base.as_ref().map_or(0, |b| b.len);
+        let mut out = Vec::with_capacity(len as usize);
+        for index in first..=last {
+            let (bstart, blen) = self.block_extent(index);
+            let from = offset.max(bstart);
+            let to = (offset + len).min(bstart + blen);
+            if self.blocks.contains_key(&index) || from >= base_len {
+                out.extend_from_slice(&self.read_local(from, to - from).await?);
+            } else {
+                let base = self.base.as_ref().expect("base_len > 0");
+                let upto = to.min(base.len);
+                let data = self.client.get_range(&self.blob, from, upto - from, Some(&base.etag)).await?;
+                out.extend_from_slice(&data);
+                out.resize(out.len() + (to - upto) as usize, 0);
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Changes the size (truncate or extend with zeros).
+    pub async fn set_size(&mut self, size: u64) -> Result<(), BlobError> {
+        if size == self.size {
+            return Ok(());
+        }
+        // The block holding the new end keeps part of its bytes: make it a local block.
+        let boundary = size.min(self.size);
+        if boundary % self.bs != 0 {
+            let index = boundary / self.bs;
+            self.touch(index, false, index..=index).await?;
+        }
+        let file = self.file.clone();
+        let (local_end, new_len) = (self.size.min(size), size);
+        tokio::task::spawn_blocking(move || {
+            // Zero what lies past the old end locally, then size the file.
+            file.set_len(local_end)?;
+            file.set_len(new_len)
+        })
+        .await
+        .map_err(|e| self.io_error("truncate", std::io::Error::other(e)))?
+        .map_err(|e| self.io_error("truncate", e))?;
+        if let Some(b) = self.base.as_mut() {
+            b.len = b.len.min(size);
+        }
+        let keep = cache::block_count(size, self.bs);
+        self.blocks.retain(|i, _| *i < keep);
+        self.committed_ids.truncate(cache::block_count(size.min(self.base.as_ref().map_or(0, |b| b.len)), self.bs) as usize);
+        self.size = size;
+        self.changed = true;
+        self.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    /// Uploads what is left and commits the new version with one Put Block List.
+    pub async fn commit(&mut self) -> Result<CommitOutcome, BlobError> {
+        if !self.changed {
+            return Ok(CommitOutcome::Unchanged);
+        }
+        let opts = WriteOptions {
+            if_match: self.expect.as_deref().map(str::to_string),
+            if_none_match_any: self.expect.is_none(),
+            metadata: self.metadata.clone(),
+            content_type: None,
+        };
+        if self.size == 0 {
+            let c = self.client.put_blob(&self.blob, Bytes::new(), &opts).await?;
+            self.committed(c.clone(), Vec::new());
+            return Ok(CommitOutcome::Committed(c));
+        }
+        self.upload_dirty(|_| true);
+        let n = cache::block_count(self.size, self.bs);
+        let base = self.base.clone();
+        let mut ids = Vec::with_capacity(n as usize);
+        // Uploads to wait for: (index whose state they settle, id, upload).
+        let mut pending = Vec::new();
+        for index in 0..n {
+            let (start, len) = self.block_extent(index);
+            match self.blocks.remove(&index) {
+                Some(Block::Uploading(id, handle)) => {
+                    pending.push((Some(index), id.clone(), handle));
+                    ids.push(id);
+                }
+                Some(Block::Staged(id)) => {
+                    self.blocks.insert(index, Block::Staged(id.clone()));
+                    ids.push(id);
+                }
+                Some(Block::Dirty(_)) => unreachable!("all dirty blocks were just sent"),
+                None => {
+                    let id = match (self.committed_ids.get(index as usize), &base) {
+                        (Some(id), _) => {
+                            ids.push(id.clone());
+                            continue;
+                        }
+                        (None, Some(b)) if start + len <= b.len => {
+                            // Unchanged range of the old version: the service copies it.
+                            let id = self.new_id();
+                            let (client, blob, etag, id2) =
+                                (self.client.clone(), self.blob.clone(), b.etag.clone(), id.clone());
+                            let h = tokio::spawn(async move {
+                                client.put_block_from_url(&blob, &id2, &blob, start, len, Some(&etag)).await
+                            });
+                            pending.push((None, id.clone(), h));
+                            id
+                        }
+                        _ => {
+                            // Never written and past the old version: zeros (a hole).
+                            let id = self.new_id();
+                            let (client, blob, id2) = (self.client.clone(), self.blob.clone(), id.clone());
+                            let h = tokio::spawn(async move {
+                                client.put_block(&blob, &id2, Bytes::from(vec![0u8; len as usize])).await
+                            });
+                            pending.push((None, id.clone(), h));
+                            id
+                        }
+                    };
+                    ids.push(id);
+                }
+            }
+        }
+        let mut failure = None;
+        for (index, id, handle) in pending {
+            let result = handle
+                .await
+                .unwrap_or_else(|e| Err(BlobError::new(ErrorKind::Other, "Put Block", &self.blob, e.to_string())));
+            match (result, index) {
+                (Ok(()), Some(i)) => {
+                    self.blocks.insert(i, Block::Staged(id));
+                }
+                (Ok(()), None) => {}
+                (Err(e), i) => {
+                    if let Some(i) = i {
+                        // The local copy is intact: send it again at the next commit.
+                        self.blocks.insert(i, Block::Dirty(None));
+                    }
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let c = self.client.put_block_list(&self.blob, &ids, &opts).await?;
+        self.committed(c.clone(), ids);
+        Ok(CommitOutcome::Committed(c))
+    }
+
+    /// After a commit: the new version is the base of further writes.
+    fn committed(&mut self, c: Committed, ids: Vec<String>) {
+        let etag: Arc<str> = c.etag.as_str().into();
+        self.base = Some(Base {
+            etag: etag.clone(),
+            len: self.size,
+        });
+        self.expect = Some(etag);
+        self.committed_ids = ids;
+        self.blocks.clear();
+        self.changed = false;
+    }
+}
+
+#[cfg(test)]
+#[path = "staging_tests.rs"]
+mod tests;

@@ -1,0 +1,210 @@
+//! Staging against the in-memory fake service.
+
+use super::*;
+use crate::blob::fake::{FakeClient, Op};
+use std::time::Duration;
+
+const BS: u64 = 1000;
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+struct Env {
+    fake: Arc<FakeClient>,
+    budget: Arc<WriteBudget>,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(budget_blocks: u64) -> Env {
+        Env {
+            fake: Arc::new(FakeClient::new()),
+            budget: WriteBudget::new(budget_blocks * BS),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn staging(&self, name: &str, truncate: bool) -> Staging {
+        let existing = match self.fake.properties(name).await {
+            Ok(p) => Some((Arc::from(p.etag.as_str()), p.size)),
+            Err(_) => None,
+        };
+        Staging::new(self.fake.clone(), self.budget.clone(), self.dir.path(), name.into(), BS, existing, truncate, HashMap::new())
+            .unwrap()
+    }
+
+    fn content(&self, name: &str) -> Vec<u8> {
+        self.fake.blob(name).unwrap().0.to_vec()
+    }
+}
+
+#[tokio::test]
+async fn a_sequential_write_uploads_as_it_goes_and_commits_once() {
+    let env = Env::new(4);
+    let data = pattern(10 * BS as usize + 500, 1);
+    let mut s = env.staging("new.bin", false).await;
+    for chunk in data.chunks(128) {
+        let off = chunk.as_ptr() as usize - data.as_ptr() as usize;
+        s.write(off as u64, chunk).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(env.fake.count(Op::PutBlock) >= 9, "blocks go up while writing");
+    assert_eq!(env.fake.count(Op::PutBlockList), 0);
+    assert!(env.fake.blob("new.bin").is_none(), "nothing visible before the commit");
+    assert!(matches!(s.commit().await.unwrap(), CommitOutcome::Committed(_)));
+    assert_eq!(env.content("new.bin"), data);
+    assert_eq!(env.fake.blob("new.bin").unwrap().2.len(), 11);
+    assert_eq!(env.fake.count(Op::PutBlockList), 1);
+    assert_eq!(env.fake.bytes_uploaded(), data.len() as u64, "each byte sent once");
+    assert!(matches!(s.commit().await.unwrap(), CommitOutcome::Unchanged));
+    assert_eq!(env.budget.available(), env.budget.total(), "the budget is all returned");
+}
+
+#[tokio::test]
+async fn random_writes_read_back_before_the_commit() {
+    let env = Env::new(8);
+    let mut s = env.staging("r.bin", false).await;
+    let mut model = vec![0u8; 5 * BS as usize];
+    let mut rng = fastrand::Rng::with_seed(5);
+    for _ in 0..200 {
+        let off = rng.usize(..model.len() - 10);
+        let len = rng.usize(1..(model.len() - off).min(2500));
+        let data = pattern(len, rng.u8(..));
+        s.write(off as u64, &data).await.unwrap();
+        model[off..off + len].copy_from_slice(&data);
+        let check = rng.usize(..model.len());
+        let got = s.read(check as u64, 700).await.unwrap();
+        let size = s.size() as usize;
+        let (from, to) = (check.min(size), (check + 700).min(size));
+        assert_eq!(&got[..], &model[from..to]);
+    }
+    let size = s.size() as usize;
+    s.commit().await.unwrap();
+    assert_eq!(env.content("r.bin"), model[..size]);
+}
+
+#[tokio::test]
+async fn appending_to_a_put_blob_copies_the_old_bytes_in_the_service() {
+    let env = Env::new(4);
+    let old = pattern(3 * BS as usize + 200, 2);
+    env.fake.put("log", old.clone());
+    let mut s = env.staging("log", false).await;
+    s.write(old.len() as u64, b"appended line\n").await.unwrap();
+    s.commit().await.unwrap();
+    let mut want = old.clone();
+    want.extend_from_slice(b"appended line\n");
+    assert_eq!(env.content("log"), want);
+    // Blocks 0-2 were copied by the service; block 3 needed its old 200 bytes.
+    assert_eq!(env.fake.count(Op::PutBlockFromUrl), 3);
+    assert_eq!(env.fake.bytes_uploaded(), 214);
+    assert_eq!(env.fake.bytes_read(), 200);
+}
+
+#[tokio::test]
+async fn a_mid_file_overwrite_uploads_only_the_changed_block() {
+    let env = Env::new(4);
+    let old = pattern(3 * BS as usize, 3);
+    env.fake.put("three", old.clone());
+    let mut s = env.staging("three", false).await;
+    s.write(BS + 10, b"XYZ").await.unwrap();
+    s.commit().await.unwrap();
+    let mut want = old.clone();
+    want[BS as usize + 10..BS as usize + 13].copy_from_slice(b"XYZ");
+    assert_eq!(env.content("three"), want);
+    assert_eq!(env.fake.bytes_uploaded(), BS, "only block 1 went up");
+    assert_eq!(env.fake.count(Op::PutBlockFromUrl), 2);
+    // Writing again after the commit reuses the committed blocks by id.
+    let copies = env.fake.count(Op::PutBlockFromUrl);
+    s.write(0, b"A").await.unwrap();
+    s.commit().await.unwrap();
+    want[0] = b'A';
+    assert_eq!(env.content("three"), want);
+    assert_eq!(env.fake.count(Op::PutBlockFromUrl), copies, "no copies: ids of the last commit");
+    assert_eq!(env.fake.bytes_uploaded(), 2 * BS);
+}
+
+#[tokio::test]
+async fn truncate_shrinks_and_extends_with_zeros() {
+    let env = Env::new(4);
+    let old = pattern(3 * BS as usize + 7, 4);
+    env.fake.put("t", old.clone());
+    let mut s = env.staging("t", false).await;
+    s.set_size(BS + 5).await.unwrap();
+    s.set_size(2 * BS + 1).await.unwrap();
+    assert_eq!(&s.read(BS, 10).await.unwrap()[..], &[&old[BS as usize..BS as usize + 5], &[0u8; 5][..]].concat()[..]);
+    s.commit().await.unwrap();
+    let mut want = old[..BS as usize + 5].to_vec();
+    want.resize(2 * BS as usize + 1, 0);
+    assert_eq!(env.content("t"), want);
+    // O_TRUNC: the old content is dropped without reading it.
+    let mut s = env.staging("t", true).await;
+    s.write(0, b"fresh").await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(env.content("t"), b"fresh");
+}
+
+#[tokio::test]
+async fn commits_are_conditional() {
+    let env = Env::new(4);
+    env.fake.put("c", "base");
+    let mut s = env.staging("c", false).await;
+    s.write(0, b"mine").await.unwrap();
+    env.fake.put("c", "theirs");
+    let e = s.commit().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ConditionNotMet);
+    assert_eq!(env.content("c"), b"theirs", "their version is untouched");
+    // A new file that appeared meanwhile is not overwritten.
+    let mut s = env.staging("n", false).await;
+    s.write(0, b"mine").await.unwrap();
+    env.fake.put("n", "theirs");
+    assert_eq!(s.commit().await.unwrap_err().code.as_deref(), Some("BlobAlreadyExists"));
+    assert_eq!(env.content("n"), b"theirs");
+}
+
+#[tokio::test]
+async fn old_bytes_that_cannot_be_read_fail_the_write() {
+    let env = Env::new(4);
+    env.fake.put("f", pattern(2 * BS as usize, 5));
+    let mut s = env.staging("f", false).await;
+    env.fake.fail_next(Op::GetRange, ErrorKind::Forbidden);
+    assert_eq!(s.write(10, b"x").await.unwrap_err().kind, ErrorKind::Forbidden);
+    // A write covering the whole block needs no old bytes.
+    s.write(BS, &pattern(BS as usize, 6)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_writer_waits_for_uploads_when_the_budget_is_spent() {
+    let env = Env::new(2);
+    env.fake.set_delay(Op::PutBlock, Duration::from_millis(30));
+    let data = pattern(12 * BS as usize, 7);
+    let mut s = env.staging("slow", false).await;
+    for (i, chunk) in data.chunks(BS as usize / 2).enumerate() {
+        s.write((i * chunk.len()) as u64, chunk).await.unwrap();
+        assert!(env.budget.available() <= env.budget.total());
+    }
+    s.commit().await.unwrap();
+    assert_eq!(env.content("slow"), data);
+    assert_eq!(env.budget.available(), env.budget.total());
+}
+
+#[tokio::test]
+async fn a_failed_upload_is_sent_again_at_the_next_commit() {
+    let env = Env::new(4);
+    let data = pattern(2 * BS as usize, 8);
+    let mut s = env.staging("retry", false).await;
+    s.write(0, &data).await.unwrap();
+    env.fake.fail_next(Op::PutBlock, ErrorKind::Transient);
+    assert!(s.commit().await.is_err());
+    assert!(env.fake.blob("retry").is_none());
+    s.commit().await.unwrap();
+    assert_eq!(env.content("retry"), data);
+}
+
+#[tokio::test]
+async fn an_empty_new_file_commits() {
+    let env = Env::new(2);
+    let mut s = env.staging("empty", false).await;
+    s.commit().await.unwrap();
+    assert_eq!(env.content("empty"), b"");
+}
