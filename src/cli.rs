@@ -41,7 +41,7 @@ struct MountArgs {
     /// Stay in the foreground (required in this version), until unmounted or SIGINT/SIGTERM.
     #[arg(long)]
     foreground: bool,
-    /// Mount read-only (this version always does).
+    /// Mount read-only (also the case when the SAS has no write permission).
     #[arg(long)]
     read_only: bool,
     /// Owner of files and directories [default: the user running blobmount].
@@ -71,6 +71,14 @@ struct MountArgs {
     /// How long attributes, listings and missing names are trusted (e.g. 1s, 500ms, 1m; 0 = never).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     metadata_ttl: Duration,
+    /// Memory for data written but not yet uploaded, for the whole mount: writers wait when it is
+    /// full (e.g. 256M).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    write_buffer: u64,
+    /// Directory for the local copies of files being written (unlinked files, gone on exit)
+    /// [default: $TMPDIR or /var/tmp].
+    #[arg(long)]
+    staging_dir: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace [default: info, or RUST_LOG].
     #[arg(long)]
     log_level: Option<String>,
@@ -137,6 +145,11 @@ fn run_mount(args: MountArgs) -> i32 {
         cache_size: args.cache_size,
         block_size: args.block_size,
         metadata_ttl: args.metadata_ttl,
+        write_buffer: args.write_buffer,
+        staging_dir: args
+            .staging_dir
+            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/tmp")),
     };
     match mount::run(opts) {
         Ok(()) => 0,

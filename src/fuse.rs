@@ -2,7 +2,7 @@
 //!
 //! Every callback that may touch the network is spawned onto the tokio runtime and replies
 //! when its work is done, so the FUSE threads never wait on the service and one slow request
-//! never holds up another. Changes are refused with EROFS: this version mounts read-only.
+//! never holds up another.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -16,7 +16,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Fs, FsConfig, Kind};
+use crate::fs::{Attr, Fs, FsConfig, Kind, OpenMode};
 
 /// Largest read the kernel is asked to send in one request.
 pub const MAX_READ: u32 = 1 << 20;
@@ -123,10 +123,13 @@ impl Filesystem for BlobFuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        let mode = OpenMode {
+            write: flags.acc_mode() != OpenAccMode::O_RDONLY,
+            truncate: flags.0 & libc::O_TRUNC != 0,
+        };
         let fs = self.fs.clone();
         self.rt.spawn(async move {
-            match fs.open(ino.0, write).await {
+            match fs.open(ino.0, mode).await {
                 Ok((fh, keep_cache)) => {
                     let f = if keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
@@ -170,19 +173,28 @@ impl Filesystem for BlobFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
-        reply.ok();
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            fs.release(fh.0).await;
+            reply.ok();
+        });
     }
 
     fn flush(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -264,16 +276,14 @@ impl Filesystem for BlobFuse {
         reply.statfs(BLOCKS, BLOCKS, BLOCKS, FILES, FILES, 4096, 255, 4096);
     }
 
-    // Everything below changes the tree: refused on this read-only mount.
-
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
@@ -284,8 +294,135 @@ impl Filesystem for BlobFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        let (fs, ttl) = (self.fs.clone(), self.ttl);
+        self.rt.spawn(async move {
+            let cfg = fs.config();
+            if cfg.read_only {
+                return reply.error(Errno::EROFS);
+            }
+            // Only the mount's owner can own files here.
+            if uid.is_some_and(|u| u != cfg.uid) || gid.is_some_and(|g| g != cfg.gid) {
+                return reply.error(Errno::EPERM);
+            }
+            let result = match size {
+                Some(size) => fs.set_size(ino.0, size).await,
+                // Times and mode are not kept yet: accepted, so `touch` and `cp -p` work.
+                None => {
+                    let _ = mode;
+                    fs.getattr(ino.0).await
+                }
+            };
+            match result {
+                Ok(a) => reply.attr(&ttl, &file_attr(fs.config(), &a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
+        self.rt.spawn(async move {
+            let exclusive = flags & libc::O_EXCL != 0;
+            let truncate = flags & libc::O_TRUNC != 0;
+            match fs.create(parent.0, &name, exclusive, truncate).await {
+                Ok((a, fh)) => reply.created(
+                    &ttl,
+                    &file_attr(fs.config(), &a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lo: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (fs, data) = (self.fs.clone(), data.to_vec());
+        self.rt.spawn(async move {
+            match fs.write(fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.fsync(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _m: u32,
+        _u: u32,
+        reply: ReplyEntry,
+    ) {
+        let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
+        self.rt.spawn(async move {
+            match fs.mkdir(parent.0, &name).await {
+                Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name.to_owned());
+        self.rt.spawn(async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name.to_owned());
+        self.rt.spawn(async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    // Not supported yet: refused (EROFS on a read-only mount, ENOSYS-like EPERM otherwise).
 
     fn mknod(
         &self,
@@ -297,23 +434,11 @@ impl Filesystem for BlobFuse {
         _r: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+        reply.error(self.refused());
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        reply.error(self.refused());
     }
 
     fn rename(
@@ -326,49 +451,24 @@ impl Filesystem for BlobFuse {
         _f: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        reply.error(if self.fs.config().read_only {
+            Errno::EROFS
+        } else {
+            Errno::EXDEV
+        });
     }
 
     fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+        reply.error(self.refused());
     }
+}
 
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _wf: WriteFlags,
-        _flags: OpenFlags,
-        _lo: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _f: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
+impl BlobFuse {
+    fn refused(&self) -> Errno {
+        if self.fs.config().read_only {
+            Errno::EROFS
+        } else {
+            Errno::EPERM
+        }
     }
 }

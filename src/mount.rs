@@ -34,6 +34,8 @@ pub struct MountOptions {
     pub cache_size: u64,
     pub block_size: u64,
     pub metadata_ttl: Duration,
+    pub write_buffer: u64,
+    pub staging_dir: PathBuf,
 }
 
 /// A failed check or mount: one line for the user, and the exit code.
@@ -245,6 +247,13 @@ fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
             "--block-size must be between 64K and 4000M",
         ));
     }
+    if opts.write_buffer < opts.block_size {
+        return Err(MountError::usage(format!(
+            "--write-buffer ({}) must hold at least one block of --block-size ({})",
+            crate::size::format_size(opts.write_buffer),
+            crate::size::format_size(opts.block_size)
+        )));
+    }
     if opts.cache_size < 2 * opts.block_size {
         return Err(MountError::usage(format!(
             "--cache-size ({}) must hold at least two blocks of --block-size ({})",
@@ -275,12 +284,17 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     )
     .map_err(MountError::failed)?;
     rt.block_on(check_container(&target, &check_client))?;
-    if !target.writable {
+    let read_only = opts.read_only || !target.writable;
+    if !target.writable && !opts.read_only {
         tracing::info!("the SAS token has no write permissions: mounting read-only");
-    } else if !opts.read_only {
-        tracing::info!(
-            "this version of blobmount mounts read-only (writing comes in a later release)"
-        );
+    }
+    if !read_only {
+        std::fs::create_dir_all(&opts.staging_dir).map_err(|e| {
+            MountError::failed(format!(
+                "cannot use staging directory {}: {e}",
+                opts.staging_dir.display()
+            ))
+        })?;
     }
     let client = RestClient::new(target.container.clone(), credential, RetryPolicy::default())
         .map_err(MountError::failed)?;
@@ -294,7 +308,9 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
             metadata_ttl: opts.metadata_ttl,
             block_size: opts.block_size,
             cache_size: opts.cache_size,
-            read_only: true,
+            read_only,
+            write_buffer: opts.write_buffer,
+            staging_dir: opts.staging_dir.clone(),
         },
     );
     let mut config = Config::default();
@@ -304,7 +320,11 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
             target.container.account, target.container.container
         )),
         MountOption::Subtype("blobmount".into()),
-        MountOption::RO,
+        if read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::DefaultPermissions,
@@ -335,9 +355,10 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
         ))
     })?;
     tracing::info!(
-        "mounted {} on {} (read-only)",
+        "mounted {} on {} ({})",
         target.container.display(),
-        mountpoint.display()
+        mountpoint.display(),
+        if read_only { "read-only" } else { "read-write" }
     );
     let mut unmounter = session.unmount_callable();
     let signal_mountpoint = mountpoint.clone();

@@ -36,7 +36,7 @@ pub fn invalid_component(name: &str) -> Option<&'static str> {
 pub type Hidden = (String, &'static str);
 
 /// One complete listing of a directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listing {
     pub entries: BTreeMap<String, EntryInfo>,
     fetched: Instant,
@@ -144,6 +144,28 @@ impl DirCache {
             self.listings.put(dir.to_string(), l.clone());
         }
         l
+    }
+
+    /// Records a change made through this mount in a cached listing (and forgets a negative
+    /// entry), so the listing stays complete and right until it expires.
+    pub fn upsert_entry(&mut self, dir: &str, name: &str, info: EntryInfo) {
+        self.negatives.pop(&(dir.to_string(), name.to_string()));
+        if let Some(l) = self.listings.get_mut(dir) {
+            Arc::make_mut(l).entries.insert(name.to_string(), info);
+        }
+    }
+
+    /// Records a removal made through this mount.
+    pub fn remove_entry(&mut self, dir: &str, name: &str) {
+        if let Some(l) = self.listings.get_mut(dir) {
+            Arc::make_mut(l).entries.remove(name);
+        }
+        self.insert_negative(dir, name);
+    }
+
+    /// Forgets what is known of directory `dir`'s contents.
+    pub fn forget_dir(&mut self, dir: &str) {
+        self.listings.pop(dir);
     }
 
     /// Whether `name` in `dir` was recently found not to exist.

@@ -23,6 +23,8 @@ pub struct FileHandle {
     /// metadata that turns out stale may move to the blob's current version.
     pub served: AtomicBool,
     pub pattern: Mutex<ReadPattern>,
+    /// For handles opened for writing: the file's staging, shared by its writers.
+    pub writer: Option<Arc<super::write::WriteFile>>,
 }
 
 impl FileHandle {

@@ -8,6 +8,7 @@ pub mod dircache;
 pub mod handles;
 pub mod inode;
 pub mod staging;
+mod write;
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
@@ -23,6 +24,7 @@ use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
 use handles::{DirHandle, FileHandle, Handles, Version};
 use inode::{join, InodeTable};
 pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
+pub use write::OpenMode;
 
 pub type Errno = i32;
 
@@ -38,6 +40,10 @@ pub struct FsConfig {
     pub block_size: u64,
     pub cache_size: u64,
     pub read_only: bool,
+    /// Bytes written but not yet uploaded, for the whole mount (backpressure above it).
+    pub write_buffer: u64,
+    /// Where the local copies of files being written live (unlinked temp files).
+    pub staging_dir: std::path::PathBuf,
 }
 
 impl FsConfig {
@@ -57,6 +63,9 @@ pub struct Fs {
     hidden: Mutex<HiddenNames>,
     files: Mutex<Handles<FileHandle>>,
     dir_handles: Mutex<Handles<DirHandle>>,
+    /// Files being written, by inode: every handle of the file shares one staging.
+    writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
+    staging: staging::StagingArea,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +88,12 @@ fn fail(e: BlobError) -> Errno {
 impl Fs {
     pub fn new(client: Arc<dyn BlobClient>, cfg: FsConfig) -> Arc<Self> {
         let mount_time = SystemTime::now();
+        let staging = staging::StagingArea {
+            client: client.clone(),
+            budget: staging::WriteBudget::new(cfg.write_buffer),
+            dir: cfg.staging_dir.clone(),
+            block_size: cfg.block_size,
+        };
         Arc::new(Fs {
             client,
             cache: BlockCache::new(cfg.cache_size),
@@ -89,6 +104,8 @@ impl Fs {
             hidden: Mutex::new(HiddenNames::new(10_000)),
             files: Mutex::new(Handles::default()),
             dir_handles: Mutex::new(Handles::default()),
+            writers: Mutex::new(std::collections::HashMap::new()),
+            staging,
         })
     }
 
@@ -221,7 +238,8 @@ impl Fs {
             if let Some(ino) = inodes.child(parent, name) {
                 let fresh = inodes
                     .get(ino)
-                    .is_some_and(|n| n.validated.elapsed() < self.cfg.metadata_ttl);
+                    .is_some_and(|n| n.validated.elapsed() < self.cfg.metadata_ttl)
+                    || self.writer(ino).is_some();
                 if fresh {
                     let info = inodes.get(ino).expect("child exists").info.clone();
                     let ino = inodes.upsert(parent, name, info, true);
@@ -251,7 +269,7 @@ impl Fs {
     /// Attributes of an inode; a file's are refreshed with a HEAD once the TTL has passed.
     pub async fn getattr(&self, ino: u64) -> Result<Attr, Errno> {
         let (path, info, fresh) = self.node(ino)?;
-        if fresh || info.kind == Kind::Dir {
+        if fresh || info.kind == Kind::Dir || self.writer(ino).is_some() {
             return self.attr_of(ino);
         }
         self.refresh_file(ino, &path).await?;
@@ -284,11 +302,12 @@ impl Fs {
             return Err(libc::ENOTDIR);
         }
         let listing = self.listing(&path).await?;
-        let entries = listing
-            .entries
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut entries = listing.entries.clone();
+        // Files being written here are listed (with their current size) before their commit.
+        for (name, info) in self.files_being_written_in(ino) {
+            entries.insert(name, info);
+        }
+        let entries = entries.into_iter().collect();
         Ok(lock(&self.dir_handles).insert(DirHandle { ino, entries }))
     }
 
@@ -357,13 +376,29 @@ impl Fs {
 
     /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle. Returns
     /// the handle and whether the kernel may keep its page cache (same version as last open).
-    pub async fn open(&self, ino: u64, write: bool) -> Result<(u64, bool), Errno> {
-        if write {
-            return Err(libc::EROFS);
-        }
+    /// A file being written through this mount is read from its staging instead.
+    async fn open_read(
+        &self,
+        ino: u64,
+        writer: Option<Arc<write::WriteFile>>,
+    ) -> Result<(u64, bool), Errno> {
         let (path, mut info, fresh) = self.node(ino)?;
         if info.kind == Kind::Dir {
             return Err(libc::EISDIR);
+        }
+        if writer.is_some() || self.writer(ino).is_some() {
+            let fh = lock(&self.files).insert(FileHandle {
+                ino,
+                blob: path.into(),
+                version: Mutex::new(Version {
+                    etag: "".into(),
+                    size: 0,
+                }),
+                served: false.into(),
+                pattern: Mutex::new(ReadPattern::new(0, 0)),
+                writer,
+            });
+            return Ok((fh, false));
         }
         if !fresh || info.etag.is_none() {
             info = self.refresh_file(ino, &path).await?;
@@ -387,12 +422,9 @@ impl Fs {
             served: false.into(),
             // Parallel kernel readahead may deliver reads slightly out of order.
             pattern: Mutex::new(ReadPattern::new(window, self.cfg.block_size.min(1 << 20))),
+            writer: None,
         });
         Ok((fh, keep_cache))
-    }
-
-    pub fn release(&self, fh: u64) {
-        lock(&self.files).remove(fh);
     }
 
     fn source(&self, h: &FileHandle, v: &Version) -> fetch::Source {
@@ -480,6 +512,10 @@ impl Fs {
     /// opened from metadata that was already stale), the handle moves to the current version.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, Errno> {
         let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+        if let Some(w) = self.writer(h.ino) {
+            // Read your writes: what the file holds now, uncommitted changes included.
+            return w.read(offset, size).await.map_err(fail);
+        }
         let v = h.version();
         match self.read_version(&h, &v, offset, size).await {
             Ok(b) => {

@@ -14,8 +14,8 @@
 //!   service; if they cannot be, the write fails (never filled with zeros).
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::RangeInclusive;
 use std::fs::File;
+use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -109,36 +109,50 @@ pub struct Staging {
     mtime: SystemTime,
 }
 
-impl Staging {
+/// Where the stagings of one mount come from: its client, write budget, local directory and
+/// block size.
+#[derive(Clone)]
+pub struct StagingArea {
+    pub client: Arc<dyn BlobClient>,
+    pub budget: Arc<WriteBudget>,
+    pub dir: std::path::PathBuf,
+    pub block_size: u64,
+}
+
+impl StagingArea {
     /// A staging for `blob`. `existing` is the current version (ETag and size) if the blob
     /// exists; with `truncate`, its content is dropped (the file starts empty), otherwise the
-    /// file starts as that version.
-    pub fn new(
-        client: Arc<dyn BlobClient>,
-        budget: Arc<WriteBudget>,
-        dir: &std::path::Path,
+    /// file starts as that version. `metadata` goes to the new version.
+    pub fn stage(
+        &self,
         blob: Arc<str>,
-        block_size: u64,
         existing: Option<(Arc<str>, u64)>,
         truncate: bool,
         metadata: HashMap<String, String>,
-    ) -> std::io::Result<Self> {
-        let file = tempfile::tempfile_in(dir)?;
+    ) -> std::io::Result<Staging> {
+        let file = tempfile::tempfile_in(&self.dir)?;
         let is_new = existing.is_none();
         let (size, base, expect) = match existing {
-            Some((etag, len)) if !truncate => (len, Some(Base { etag: etag.clone(), len }), Some(etag)),
+            Some((etag, len)) if !truncate => (
+                len,
+                Some(Base {
+                    etag: etag.clone(),
+                    len,
+                }),
+                Some(etag),
+            ),
             Some((etag, _)) => (0, None, Some(etag)),
             None => (0, None, None),
         };
         Ok(Staging {
-            client,
-            budget,
+            client: self.client.clone(),
+            budget: self.budget.clone(),
             blob,
             file: Arc::new(file),
             size,
             base,
             expect,
-            bs: block_size,
+            bs: self.block_size,
             blocks: BTreeMap::new(),
             committed_ids: Vec::new(),
             upload_id: fastrand::u64(..),
@@ -149,7 +163,9 @@ impl Staging {
             mtime: SystemTime::now(),
         })
     }
+}
 
+impl Staging {
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -165,7 +181,8 @@ impl Staging {
     /// Block ids: fixed length (base64 of 32 hex digits), unique to this upload.
     fn new_id(&mut self) -> String {
         self.next_seq += 1;
-        base64::engine::general_purpose::STANDARD.encode(format!("{:016x}{:016x}", self.upload_id, self.next_seq))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{:016x}{:016x}", self.upload_id, self.next_seq))
     }
 
     fn block_extent(&self, index: u64) -> (u64, u64) {
@@ -173,13 +190,23 @@ impl Staging {
     }
 
     fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
-        BlobError::new(ErrorKind::Other, op, &self.blob, format!("local staging file: {e}"))
+        BlobError::new(
+            ErrorKind::Other,
+            op,
+            &self.blob,
+            format!("local staging file: {e}"),
+        )
     }
 
     /// Makes block `index` writable: waits out its upload, loads the old version's bytes it
     /// needs (unless `covered`: the write replaces all of them), and takes its budget share.
     /// Blocks in `busy` (those of the write in progress) are not uploaded to make room.
-    async fn touch(&mut self, index: u64, covered: bool, busy: RangeInclusive<u64>) -> Result<(), BlobError> {
+    async fn touch(
+        &mut self,
+        index: u64,
+        covered: bool,
+        busy: RangeInclusive<u64>,
+    ) -> Result<(), BlobError> {
         match self.blocks.remove(&index) {
             Some(Block::Dirty(p)) => {
                 self.blocks.insert(index, Block::Dirty(p));
@@ -213,15 +240,25 @@ impl Staging {
 
     /// Copies the old version's bytes of block `index` into the local file.
     async fn load_base(&mut self, index: u64) -> Result<(), BlobError> {
-        let Some(base) = self.base.clone() else { return Ok(()) };
+        let Some(base) = self.base.clone() else {
+            return Ok(());
+        };
         let start = index * self.bs;
         if start >= base.len {
             return Ok(());
         }
         let len = self.bs.min(base.len - start);
-        let data = self.client.get_range(&self.blob, start, len, Some(&base.etag)).await?;
+        let data = self
+            .client
+            .get_range(&self.blob, start, len, Some(&base.etag))
+            .await?;
         if data.len() as u64 != len {
-            return Err(BlobError::new(ErrorKind::Other, "Get Blob", &self.blob, "short read of the old version"));
+            return Err(BlobError::new(
+                ErrorKind::Other,
+                "Get Blob",
+                &self.blob,
+                "short read of the old version",
+            ));
         }
         self.write_local(start, data).await
     }
@@ -266,7 +303,8 @@ impl Staging {
             let covered = offset <= start && end >= old_end;
             self.touch(index, covered, first..=last).await?;
         }
-        self.write_local(offset, Bytes::copy_from_slice(data)).await?;
+        self.write_local(offset, Bytes::copy_from_slice(data))
+            .await?;
         self.size = self.size.max(end);
         self.changed = true;
         self.mtime = SystemTime::now();
@@ -284,13 +322,20 @@ impl Staging {
             .map(|(i, _)| *i)
             .collect();
         for index in ready {
-            let Some(Block::Dirty(permit)) = self.blocks.remove(&index) else { continue };
+            let Some(Block::Dirty(permit)) = self.blocks.remove(&index) else {
+                continue;
+            };
             let (start, len) = self.block_extent(index);
             if len == 0 {
                 continue; // truncated away
             }
             let id = self.new_id();
-            let (client, blob, file, id2) = (self.client.clone(), self.blob.clone(), self.file.clone(), id.clone());
+            let (client, blob, file, id2) = (
+                self.client.clone(),
+                self.blob.clone(),
+                self.file.clone(),
+                id.clone(),
+            );
             let handle = tokio::spawn(async move {
                 let _permit = permit; // the budget share is released when the upload ends
                 let data = tokio::task::spawn_blocking(move || {
@@ -306,7 +351,14 @@ impl Staging {
                 })
                 .await
                 .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", &blob, e.to_string()))?
-                .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", &blob, format!("local staging file: {e}")))?;
+                .map_err(|e| {
+                    BlobError::new(
+                        ErrorKind::Other,
+                        "Put Block",
+                        &blob,
+                        format!("local staging file: {e}"),
+                    )
+                })?;
                 client.put_block(&blob, &id2, Bytes::from(data)).await
             });
             self.blocks.insert(index, Block::Uploading(id, handle));
@@ -332,7 +384,10 @@ impl Staging {
             } else {
                 let base = self.base.as_ref().expect("base_len > 0");
                 let upto = to.min(base.len);
-                let data = self.client.get_range(&self.blob, from, upto - from, Some(&base.etag)).await?;
+                let data = self
+                    .client
+                    .get_range(&self.blob, from, upto - from, Some(&base.etag))
+                    .await?;
                 out.extend_from_slice(&data);
                 out.resize(out.len() + (to - upto) as usize, 0);
             }
@@ -366,7 +421,10 @@ impl Staging {
         }
         let keep = cache::block_count(size, self.bs);
         self.blocks.retain(|i, _| *i < keep);
-        self.committed_ids.truncate(cache::block_count(size.min(self.base.as_ref().map_or(0, |b| b.len)), self.bs) as usize);
+        self.committed_ids.truncate(cache::block_count(
+            size.min(self.base.as_ref().map_or(0, |b| b.len)),
+            self.bs,
+        ) as usize);
         self.size = size;
         self.changed = true;
         self.mtime = SystemTime::now();
@@ -385,7 +443,10 @@ impl Staging {
             content_type: None,
         };
         if self.size == 0 {
-            let c = self.client.put_blob(&self.blob, Bytes::new(), &opts).await?;
+            let c = self
+                .client
+                .put_blob(&self.blob, Bytes::new(), &opts)
+                .await?;
             self.committed(c.clone(), Vec::new());
             return Ok(CommitOutcome::Committed(c));
         }
@@ -416,10 +477,16 @@ impl Staging {
                         (None, Some(b)) if start + len <= b.len => {
                             // Unchanged range of the old version: the service copies it.
                             let id = self.new_id();
-                            let (client, blob, etag, id2) =
-                                (self.client.clone(), self.blob.clone(), b.etag.clone(), id.clone());
+                            let (client, blob, etag, id2) = (
+                                self.client.clone(),
+                                self.blob.clone(),
+                                b.etag.clone(),
+                                id.clone(),
+                            );
                             let h = tokio::spawn(async move {
-                                client.put_block_from_url(&blob, &id2, &blob, start, len, Some(&etag)).await
+                                client
+                                    .put_block_from_url(&blob, &id2, &blob, start, len, Some(&etag))
+                                    .await
                             });
                             pending.push((None, id.clone(), h));
                             id
@@ -427,9 +494,12 @@ impl Staging {
                         _ => {
                             // Never written and past the old version: zeros (a hole).
                             let id = self.new_id();
-                            let (client, blob, id2) = (self.client.clone(), self.blob.clone(), id.clone());
+                            let (client, blob, id2) =
+                                (self.client.clone(), self.blob.clone(), id.clone());
                             let h = tokio::spawn(async move {
-                                client.put_block(&blob, &id2, Bytes::from(vec![0u8; len as usize])).await
+                                client
+                                    .put_block(&blob, &id2, Bytes::from(vec![0u8; len as usize]))
+                                    .await
                             });
                             pending.push((None, id.clone(), h));
                             id
@@ -441,9 +511,14 @@ impl Staging {
         }
         let mut failure = None;
         for (index, id, handle) in pending {
-            let result = handle
-                .await
-                .unwrap_or_else(|e| Err(BlobError::new(ErrorKind::Other, "Put Block", &self.blob, e.to_string())));
+            let result = handle.await.unwrap_or_else(|e| {
+                Err(BlobError::new(
+                    ErrorKind::Other,
+                    "Put Block",
+                    &self.blob,
+                    e.to_string(),
+                ))
+            });
             match (result, index) {
                 (Ok(()), Some(i)) => {
                     self.blocks.insert(i, Block::Staged(id));

@@ -7,7 +7,9 @@ use std::time::Duration;
 const BS: u64 = 1000;
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 struct Env {
@@ -30,7 +32,13 @@ impl Env {
             Ok(p) => Some((Arc::from(p.etag.as_str()), p.size)),
             Err(_) => None,
         };
-        Staging::new(self.fake.clone(), self.budget.clone(), self.dir.path(), name.into(), BS, existing, truncate, HashMap::new())
+        let area = StagingArea {
+            client: self.fake.clone(),
+            budget: self.budget.clone(),
+            dir: self.dir.path().to_path_buf(),
+            block_size: BS,
+        };
+        area.stage(name.into(), existing, truncate, HashMap::new())
             .unwrap()
     }
 
@@ -49,16 +57,36 @@ async fn a_sequential_write_uploads_as_it_goes_and_commits_once() {
         s.write(off as u64, chunk).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(env.fake.count(Op::PutBlock) >= 9, "blocks go up while writing");
+    assert!(
+        env.fake.count(Op::PutBlock) >= 9,
+        "blocks go up while writing"
+    );
     assert_eq!(env.fake.count(Op::PutBlockList), 0);
-    assert!(env.fake.blob("new.bin").is_none(), "nothing visible before the commit");
-    assert!(matches!(s.commit().await.unwrap(), CommitOutcome::Committed(_)));
+    assert!(
+        env.fake.blob("new.bin").is_none(),
+        "nothing visible before the commit"
+    );
+    assert!(matches!(
+        s.commit().await.unwrap(),
+        CommitOutcome::Committed(_)
+    ));
     assert_eq!(env.content("new.bin"), data);
     assert_eq!(env.fake.blob("new.bin").unwrap().2.len(), 11);
     assert_eq!(env.fake.count(Op::PutBlockList), 1);
-    assert_eq!(env.fake.bytes_uploaded(), data.len() as u64, "each byte sent once");
-    assert!(matches!(s.commit().await.unwrap(), CommitOutcome::Unchanged));
-    assert_eq!(env.budget.available(), env.budget.total(), "the budget is all returned");
+    assert_eq!(
+        env.fake.bytes_uploaded(),
+        data.len() as u64,
+        "each byte sent once"
+    );
+    assert!(matches!(
+        s.commit().await.unwrap(),
+        CommitOutcome::Unchanged
+    ));
+    assert_eq!(
+        env.budget.available(),
+        env.budget.total(),
+        "the budget is all returned"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +148,11 @@ async fn a_mid_file_overwrite_uploads_only_the_changed_block() {
     s.commit().await.unwrap();
     want[0] = b'A';
     assert_eq!(env.content("three"), want);
-    assert_eq!(env.fake.count(Op::PutBlockFromUrl), copies, "no copies: ids of the last commit");
+    assert_eq!(
+        env.fake.count(Op::PutBlockFromUrl),
+        copies,
+        "no copies: ids of the last commit"
+    );
     assert_eq!(env.fake.bytes_uploaded(), 2 * BS);
 }
 
@@ -132,7 +164,10 @@ async fn truncate_shrinks_and_extends_with_zeros() {
     let mut s = env.staging("t", false).await;
     s.set_size(BS + 5).await.unwrap();
     s.set_size(2 * BS + 1).await.unwrap();
-    assert_eq!(&s.read(BS, 10).await.unwrap()[..], &[&old[BS as usize..BS as usize + 5], &[0u8; 5][..]].concat()[..]);
+    assert_eq!(
+        &s.read(BS, 10).await.unwrap()[..],
+        &[&old[BS as usize..BS as usize + 5], &[0u8; 5][..]].concat()[..]
+    );
     s.commit().await.unwrap();
     let mut want = old[..BS as usize + 5].to_vec();
     want.resize(2 * BS as usize + 1, 0);
@@ -158,7 +193,10 @@ async fn commits_are_conditional() {
     let mut s = env.staging("n", false).await;
     s.write(0, b"mine").await.unwrap();
     env.fake.put("n", "theirs");
-    assert_eq!(s.commit().await.unwrap_err().code.as_deref(), Some("BlobAlreadyExists"));
+    assert_eq!(
+        s.commit().await.unwrap_err().code.as_deref(),
+        Some("BlobAlreadyExists")
+    );
     assert_eq!(env.content("n"), b"theirs");
 }
 
@@ -168,7 +206,10 @@ async fn old_bytes_that_cannot_be_read_fail_the_write() {
     env.fake.put("f", pattern(2 * BS as usize, 5));
     let mut s = env.staging("f", false).await;
     env.fake.fail_next(Op::GetRange, ErrorKind::Forbidden);
-    assert_eq!(s.write(10, b"x").await.unwrap_err().kind, ErrorKind::Forbidden);
+    assert_eq!(
+        s.write(10, b"x").await.unwrap_err().kind,
+        ErrorKind::Forbidden
+    );
     // A write covering the whole block needs no old bytes.
     s.write(BS, &pattern(BS as usize, 6)).await.unwrap();
 }

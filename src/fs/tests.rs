@@ -16,6 +16,8 @@ fn config(ttl: Duration) -> FsConfig {
         block_size: BS,
         cache_size: 64 * BS,
         read_only: true,
+        write_buffer: 8 * BS,
+        staging_dir: std::env::temp_dir(),
     }
 }
 
@@ -205,14 +207,14 @@ async fn reads_return_exact_bytes_at_block_edges() {
         let data = pattern(size);
         fake.put(&name, data.clone());
         let a = lookup(&fs, ROOT_INO, &name).await.unwrap();
-        let (fh, _) = fs.open(a.ino, false).await.unwrap();
+        let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
         assert_eq!(read_all(&fs, fh, 300).await, data, "size {size}");
         // A read spanning three blocks at an odd offset.
         if size > 3 * BS as usize {
             let b = fs.read(fh, BS - 5, 2 * BS as u32 + 10).await.unwrap();
             assert_eq!(&b[..], &data[BS as usize - 5..3 * BS as usize + 5]);
         }
-        fs.release(fh);
+        fs.release(fh).await;
     }
 }
 
@@ -223,9 +225,9 @@ async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() 
     fake.put("big", data.clone());
     let a = lookup(&fs, ROOT_INO, "big").await.unwrap();
 
-    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     assert_eq!(read_all(&fs, fh, 256).await, data);
-    fs.release(fh);
+    fs.release(fh).await;
     let stats = &fs.cache().stats;
     assert!(
         stats.run_blocks.load(Ordering::Relaxed) > 2 * stats.runs.load(Ordering::Relaxed),
@@ -241,7 +243,7 @@ async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() 
     let (fake, fs) = setup(Duration::from_secs(60));
     fake.put("big", data.clone());
     let a = lookup(&fs, ROOT_INO, "big").await.unwrap();
-    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     for (i, off) in [40 * BS + 3, 2 * BS, 60 * BS, 17 * BS + 100, 33]
         .into_iter()
         .enumerate()
@@ -261,7 +263,7 @@ async fn an_open_handle_keeps_its_version() {
     let old = pattern(4 * BS as usize);
     fake.put("f", old.clone());
     let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
-    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     assert!(!keep, "first open: no page cache to keep");
     let b = fs.read(fh, 0, BS as u32).await.unwrap();
     assert_eq!(&b[..], &old[..BS as usize]);
@@ -269,15 +271,15 @@ async fn an_open_handle_keeps_its_version() {
     // Cached block: still the old version. Uncached block: refused, never the new bytes.
     assert_eq!(&fs.read(fh, 10, 10).await.unwrap()[..], &old[10..20]);
     assert_eq!(fs.read(fh, 3 * BS, 10).await, Err(libc::ESTALE));
-    fs.release(fh);
+    fs.release(fh).await;
     // A new open reads the new version.
-    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     assert!(!keep, "new version: the kernel must drop its cached pages");
     assert_eq!(&fs.read(fh, 3 * BS, 10).await.unwrap()[..], &[9u8; 10]);
-    fs.release(fh);
-    let (fh, keep) = fs.open(a.ino, false).await.unwrap();
+    fs.release(fh).await;
+    let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     assert!(keep, "same version: the kernel may keep its pages");
-    fs.release(fh);
+    fs.release(fh).await;
 }
 
 #[tokio::test]
@@ -286,7 +288,7 @@ async fn a_handle_opened_from_stale_metadata_reads_the_current_version() {
     fake.put("f", "old content");
     let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
     fake.put("f", "new content!");
-    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     assert_eq!(read_all(&fs, fh, 100).await, b"new content!");
 }
 
@@ -299,7 +301,7 @@ async fn errors_map_to_errno() {
     assert_eq!(fs.getattr(a.ino).await, Err(libc::EACCES));
     fake.fail_next(Op::List, ErrorKind::Transient);
     assert_eq!(lookup(&fs, ROOT_INO, "other").await, Err(libc::EIO));
-    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     fake.fail_next(Op::GetRange, ErrorKind::Transient);
     assert_eq!(fs.read(fh, 0, 4).await, Err(libc::EIO));
     assert_eq!(
@@ -307,7 +309,17 @@ async fn errors_map_to_errno() {
         b"data",
         "errors are not cached"
     );
-    assert_eq!(fs.open(a.ino, true).await, Err(libc::EROFS));
+    assert_eq!(
+        fs.open(
+            a.ino,
+            OpenMode {
+                write: true,
+                truncate: false
+            }
+        )
+        .await,
+        Err(libc::EROFS)
+    );
     fake.remove("f");
     assert_eq!(fs.getattr(a.ino).await, Err(libc::ENOENT));
 }
@@ -318,7 +330,7 @@ async fn a_slow_read_does_not_hold_up_lookups_or_listings() {
     fake.put("slow", pattern(BS as usize));
     fake.put("d/x", "x");
     let a = lookup(&fs, ROOT_INO, "slow").await.unwrap();
-    let (fh, _) = fs.open(a.ino, false).await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     fake.set_delay(Op::GetRange, Duration::from_secs(3600));
     let fs2 = fs.clone();
     let reader = tokio::spawn(async move { fs2.read(fh, 0, 10).await });
@@ -332,4 +344,167 @@ async fn a_slow_read_does_not_hold_up_lookups_or_listings() {
     assert_eq!(listed.len(), 3);
     assert!(!reader.is_finished());
     reader.abort();
+}
+
+fn setup_rw(ttl: Duration) -> (Arc<FakeClient>, Arc<Fs>) {
+    let fake = Arc::new(FakeClient::new());
+    let mut cfg = config(ttl);
+    cfg.read_only = false;
+    let fs = Fs::new(fake.clone(), cfg);
+    (fake, fs)
+}
+
+#[tokio::test]
+async fn a_new_file_is_listed_while_written_and_lands_on_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("d/old", "x");
+    let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+    assert_eq!(names(&fs, d.ino).await.len(), 3);
+    let (a, fh) = fs
+        .create(d.ino, OsStr::new("new.txt"), true, false)
+        .await
+        .unwrap();
+    let data = pattern(3 * BS as usize + 5);
+    fs.write(fh, 0, &data[..2000]).await.unwrap();
+    // Visible with its growing size, to lookups and listings, before any commit.
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 2000);
+    assert!(names(&fs, d.ino).await.iter().any(|(n, _)| n == "new.txt"));
+    assert_eq!(lookup(&fs, d.ino, "new.txt").await.unwrap().ino, a.ino);
+    // Read your writes, through another handle.
+    let (rfh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(&fs.read(rfh, 100, 50).await.unwrap()[..], &data[100..150]);
+    fs.write(fh, 2000, &data[2000..]).await.unwrap();
+    assert!(fake.blob("d/new.txt").is_none());
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    fs.release(rfh).await;
+    assert_eq!(&fake.blob("d/new.txt").unwrap().0[..], &data[..]);
+    // O_EXCL on an existing name.
+    assert_eq!(
+        fs.create(d.ino, OsStr::new("new.txt"), true, false)
+            .await
+            .unwrap_err(),
+        libc::EEXIST
+    );
+    // After the commit, reads come from the service, bytes equal.
+    let (rfh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(&fs.read(rfh, 0, 10_000).await.unwrap()[..], &data[..]);
+}
+
+#[tokio::test]
+async fn exclusive_create_is_exclusive_within_the_mount() {
+    let (_fake, fs) = setup_rw(Duration::from_secs(60));
+    let (_, fh) = fs
+        .create(ROOT_INO, OsStr::new("lock"), true, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs.create(ROOT_INO, OsStr::new("lock"), true, false)
+            .await
+            .unwrap_err(),
+        libc::EEXIST
+    );
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn truncate_and_append_edit_existing_blobs() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", pattern(2 * BS as usize));
+    let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let attr = fs.set_size(a.ino, 10).await.unwrap();
+    assert_eq!(attr.size, 10);
+    assert_eq!(
+        &fake.blob("f").unwrap().0[..],
+        &pattern(2 * BS as usize)[..10]
+    );
+    let (fh, _) = fs
+        .open(
+            a.ino,
+            OpenMode {
+                write: true,
+                truncate: false,
+            },
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 10, b"+tail").await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    let mut want = pattern(2 * BS as usize)[..10].to_vec();
+    want.extend_from_slice(b"+tail");
+    assert_eq!(&fake.blob("f").unwrap().0[..], &want[..]);
+    let (fh, _) = fs
+        .open(
+            a.ino,
+            OpenMode {
+                write: true,
+                truncate: true,
+            },
+        )
+        .await
+        .unwrap();
+    fs.release(fh).await;
+    assert_eq!(&fake.blob("f").unwrap().0[..], b"");
+}
+
+#[tokio::test]
+async fn mkdir_rmdir_unlink() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let d = fs.mkdir(ROOT_INO, OsStr::new("newdir")).await.unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    let (_, meta, _) = fake.blob("newdir").unwrap();
+    assert_eq!(meta["hdi_isfolder"], "true");
+    assert_eq!(
+        fs.mkdir(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        libc::EEXIST
+    );
+    let (f, fh) = fs
+        .create(d.ino, OsStr::new("f"), false, false)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"x").await.unwrap();
+    fs.release(fh).await;
+    assert_eq!(
+        fs.rmdir(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        fs.unlink(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        libc::EISDIR
+    );
+    fs.unlink(d.ino, OsStr::new("f")).await.unwrap();
+    assert!(fake.blob("newdir/f").is_none());
+    assert_eq!(lookup(&fs, d.ino, "f").await.unwrap_err(), libc::ENOENT);
+    fs.rmdir(ROOT_INO, OsStr::new("newdir")).await.unwrap();
+    assert!(fake.names().is_empty());
+    assert_eq!(
+        lookup(&fs, ROOT_INO, "newdir").await.unwrap_err(),
+        libc::ENOENT
+    );
+    let _ = f;
+    // A prefix-only directory (no marker) can be removed once empty too.
+    fake.put("p/only", "x");
+    let p = lookup(&fs, ROOT_INO, "p").await.unwrap();
+    fs.unlink(p.ino, OsStr::new("only")).await.unwrap();
+    fs.rmdir(ROOT_INO, OsStr::new("p")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_commit_is_returned_by_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let (_, fh) = fs
+        .create(ROOT_INO, OsStr::new("f"), false, false)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"data").await.unwrap();
+    fake.fail_next(Op::PutBlockList, ErrorKind::Transient);
+    assert_eq!(fs.flush(fh).await.unwrap_err(), libc::EIO);
+    assert!(
+        fake.blob("f").is_none(),
+        "the blob is the old version (none), never a mix"
+    );
+    fs.flush(fh).await.unwrap();
+    assert_eq!(&fake.blob("f").unwrap().0[..], b"data");
+    fs.release(fh).await;
 }

@@ -1,0 +1,515 @@
+//! Changing the tree: opening files for writing, writes, commits on flush/fsync/release,
+//! truncate, create, mkdir, rmdir, unlink. The data path is in [`super::staging`].
+//!
+//! Lock order: `inodes` before `writers`, never the other way round.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::dircache::{invalid_component, NAME_MAX};
+use super::handles::{FileHandle, Version};
+use super::inode::join;
+use super::staging::{CommitOutcome, Staging};
+use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
+use crate::blob::{BlobError, ErrorKind, WriteOptions, FOLDER_META};
+use crate::cache::ReadPattern;
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenMode {
+    pub write: bool,
+    pub truncate: bool,
+}
+
+/// A file being written: one staging shared by all its write handles.
+pub struct WriteFile {
+    staging: tokio::sync::Mutex<Staging>,
+    handles: AtomicUsize,
+}
+
+impl WriteFile {
+    pub async fn read(&self, offset: u64, size: u32) -> Result<Bytes, BlobError> {
+        self.staging
+            .lock()
+            .await
+            .read(offset, u64::from(size))
+            .await
+    }
+}
+
+/// Why a commit failed, for the log; the caller gets EIO.
+fn commit_failure(blob: &str, e: &BlobError) {
+    match (e.kind, e.code.as_deref()) {
+        (ErrorKind::ConditionNotMet, _) | (_, Some("BlobAlreadyExists")) => tracing::error!(
+            blob,
+            "not committed: the blob was changed by someone else since this file was opened ({e}); \
+             the other version was kept, and this file's data was not saved"
+        ),
+        _ => tracing::error!(blob, "not committed: {e}"),
+    }
+}
+
+impl Fs {
+    pub(super) fn writer(&self, ino: u64) -> Option<Arc<WriteFile>> {
+        lock(&self.writers).get(&ino).cloned()
+    }
+
+    /// Entries for the files being written in directory `dir` (not committed yet, perhaps).
+    pub(super) fn files_being_written_in(&self, dir: u64) -> Vec<(String, EntryInfo)> {
+        let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
+        let inodes = lock(&self.inodes);
+        inos.into_iter()
+            .filter_map(|ino| inodes.get(ino))
+            .filter(|n| n.parent == dir)
+            .map(|n| (n.name.clone(), n.info.clone()))
+            .collect()
+    }
+
+    fn check_writable(&self) -> Result<(), Errno> {
+        if self.cfg.read_only {
+            Err(libc::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The directory path of `parent` and a validated `name` in it.
+    fn child_name<'a>(&self, parent: u64, name: &'a OsStr) -> Result<(String, &'a str), Errno> {
+        let name = name.to_str().ok_or(libc::EINVAL)?;
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if invalid_component(name).is_some() || name.contains('/') {
+            return Err(libc::EINVAL);
+        }
+        let (dir, info, _) = self.node(parent)?;
+        if info.kind != Kind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        Ok((dir, name))
+    }
+
+    /// Records new attributes of an inode and of its entry in the cached listing.
+    fn record(&self, ino: u64, info: EntryInfo) -> Attr {
+        let mut inodes = lock(&self.inodes);
+        let Some(n) = inodes.get_mut(ino) else {
+            return Attr {
+                ino,
+                kind: info.kind,
+                size: info.size,
+                mtime: info.mtime,
+            };
+        };
+        n.info = info.clone();
+        n.validated = Instant::now();
+        let (parent, name) = (n.parent, n.name.clone());
+        let attr = n.attr(ino);
+        let dir = inodes
+            .get(parent)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        drop(inodes);
+        lock(&self.dirs).upsert_entry(&dir, &name, info);
+        attr
+    }
+
+    fn new_staging(
+        &self,
+        blob: &str,
+        existing: Option<(Arc<str>, u64)>,
+        truncate: bool,
+        metadata: HashMap<String, String>,
+    ) -> Result<Staging, Errno> {
+        self.staging
+            .stage(blob.into(), existing, truncate, metadata)
+            .map_err(|e| {
+                tracing::error!(
+                    "cannot create a staging file in {}: {e}",
+                    self.cfg.staging_dir.display()
+                );
+                libc::EIO
+            })
+    }
+
+    /// The writer of an existing file, created (from its current version) if needed.
+    async fn writer_for(&self, ino: u64, truncate: bool) -> Result<Arc<WriteFile>, Errno> {
+        if let Some(w) = self.writer(ino) {
+            if truncate {
+                w.staging.lock().await.set_size(0).await.map_err(fail)?;
+            }
+            return Ok(w);
+        }
+        let (path, _, _) = self.node(ino)?;
+        let props = self.client.properties(&path).await.map_err(fail)?;
+        let staging = self.new_staging(
+            &path,
+            Some((props.etag.as_str().into(), props.size)),
+            truncate,
+            props.metadata,
+        )?;
+        let w = Arc::new(WriteFile {
+            staging: tokio::sync::Mutex::new(staging),
+            handles: AtomicUsize::new(0),
+        });
+        // Another open may have raced us: keep the first.
+        Ok(lock(&self.writers).entry(ino).or_insert(w).clone())
+    }
+
+    fn insert_handle(&self, ino: u64, path: &str, writer: Arc<WriteFile>) -> u64 {
+        writer.handles.fetch_add(1, Ordering::SeqCst);
+        lock(&self.files).insert(FileHandle {
+            ino,
+            blob: path.into(),
+            version: std::sync::Mutex::new(Version {
+                etag: "".into(),
+                size: 0,
+            }),
+            served: false.into(),
+            pattern: std::sync::Mutex::new(ReadPattern::new(0, 0)),
+            writer: Some(writer),
+        })
+    }
+
+    /// Opens a file; for writing, its handle shares the file's staging.
+    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, bool), Errno> {
+        if !(mode.write || mode.truncate) {
+            return self.open_read(ino, None).await;
+        }
+        self.check_writable()?;
+        let (path, info, _) = self.node(ino)?;
+        if info.kind == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        let w = self.writer_for(ino, mode.truncate).await?;
+        if mode.truncate {
+            self.touch_attr(ino, &w).await;
+        }
+        Ok((self.insert_handle(ino, &path, w), false))
+    }
+
+    /// Creates a file (O_CREAT). With `exclusive` (O_EXCL), a name that exists, or that another
+    /// handle of this mount is creating, answers EEXIST; the commit then uses
+    /// `If-None-Match: *`, so it cannot replace a blob another machine created meanwhile.
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        exclusive: bool,
+        truncate: bool,
+    ) -> Result<(Attr, u64), Errno> {
+        self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        let existing = match self.resolve(&dir, name).await {
+            Ok(info) if info.kind == Kind::Dir => return Err(libc::EISDIR),
+            Ok(_) if exclusive => return Err(libc::EEXIST),
+            Ok(info) => Some(info),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let path = join(&dir, name);
+        if let Some(info) = existing {
+            // O_CREAT of an existing file is an open.
+            let attr = {
+                let mut inodes = lock(&self.inodes);
+                let ino = inodes.upsert(parent, name, info, true);
+                inodes.get(ino).expect("just upserted").attr(ino)
+            };
+            let (fh, _) = self
+                .open(
+                    attr.ino,
+                    OpenMode {
+                        write: true,
+                        truncate,
+                    },
+                )
+                .await?;
+            return Ok((self.attr_of(attr.ino)?, fh));
+        }
+        let staging = self.new_staging(&path, None, false, HashMap::new())?;
+        let info = EntryInfo {
+            kind: Kind::File,
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: None,
+        };
+        let ino = {
+            let mut inodes = lock(&self.inodes);
+            let ino = inodes.upsert(parent, name, info.clone(), true);
+            let mut writers = lock(&self.writers);
+            if writers.contains_key(&ino) {
+                // Someone in this mount is creating it right now.
+                drop(writers);
+                inodes.forget(ino, 1);
+                if exclusive {
+                    return Err(libc::EEXIST);
+                }
+                return Err(libc::EBUSY);
+            }
+            writers.insert(
+                ino,
+                Arc::new(WriteFile {
+                    staging: tokio::sync::Mutex::new(staging),
+                    handles: AtomicUsize::new(0),
+                }),
+            );
+            ino
+        };
+        let attr = self.record(ino, info);
+        let w = self.writer(ino).ok_or(libc::EIO)?;
+        Ok((attr, self.insert_handle(ino, &path, w)))
+    }
+
+    /// Size and time of a file being written, as getattr and listings show them.
+    async fn touch_attr(&self, ino: u64, w: &WriteFile) -> Attr {
+        let (size, mtime) = {
+            let s = w.staging.lock().await;
+            (s.size(), s.mtime())
+        };
+        let info = EntryInfo {
+            kind: Kind::File,
+            size,
+            mtime,
+            etag: None,
+        };
+        self.record(ino, info)
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+        let w = h.writer.clone().ok_or(libc::EBADF)?;
+        let (size, mtime) = {
+            let mut s = w.staging.lock().await;
+            s.write(offset, data).await.map_err(fail)?;
+            (s.size(), s.mtime())
+        };
+        let mut inodes = lock(&self.inodes);
+        if let Some(n) = inodes.get_mut(h.ino) {
+            n.info.size = size;
+            n.info.mtime = mtime;
+            n.validated = Instant::now();
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
+    async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
+        let mut s = w.staging.lock().await;
+        let blob = {
+            let inodes = lock(&self.inodes);
+            inodes.get(ino).map(|n| n.path.clone()).unwrap_or_default()
+        };
+        match s.commit().await {
+            Ok(CommitOutcome::Unchanged) => Ok(()),
+            Ok(CommitOutcome::Committed(c)) => {
+                tracing::debug!(blob, size = s.size(), "committed");
+                let info = EntryInfo {
+                    kind: Kind::File,
+                    size: s.size(),
+                    mtime: c.last_modified,
+                    etag: Some(c.etag.as_str().into()),
+                };
+                drop(s);
+                self.record(ino, info);
+                Ok(())
+            }
+            Err(e) => {
+                commit_failure(&blob, &e);
+                Err(libc::EIO)
+            }
+        }
+    }
+
+    /// close(): commits what this file's writers wrote.
+    pub async fn flush(&self, fh: u64) -> Result<(), Errno> {
+        let Some(h) = lock(&self.files).get(fh) else {
+            return Ok(());
+        };
+        match &h.writer {
+            Some(w) => self.commit(h.ino, w).await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn fsync(&self, fh: u64) -> Result<(), Errno> {
+        self.flush(fh).await
+    }
+
+    /// The last close of a handle: the last writer commits (if anything is left) and the
+    /// staging goes.
+    pub async fn release(&self, fh: u64) {
+        let Some(h) = lock(&self.files).remove(fh) else {
+            return;
+        };
+        let Some(w) = &h.writer else { return };
+        if w.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let _ = self.commit(h.ino, w).await;
+        let mut writers = lock(&self.writers);
+        if w.handles.load(Ordering::SeqCst) == 0 {
+            writers.remove(&h.ino);
+        }
+    }
+
+    /// truncate(2)/ftruncate(2).
+    pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, Errno> {
+        self.check_writable()?;
+        let (_, info, _) = self.node(ino)?;
+        if info.kind == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        if let Some(w) = self.writer(ino) {
+            w.staging.lock().await.set_size(size).await.map_err(fail)?;
+            return Ok(self.touch_attr(ino, &w).await);
+        }
+        // Not open for writing: change and commit at once.
+        let w = self.writer_for(ino, false).await?;
+        w.handles.fetch_add(1, Ordering::SeqCst);
+        let result = async {
+            w.staging.lock().await.set_size(size).await.map_err(fail)?;
+            self.commit(ino, &w).await
+        }
+        .await;
+        if w.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+            lock(&self.writers).remove(&ino);
+        }
+        result?;
+        self.attr_of(ino)
+    }
+
+    /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
+    /// while empty (blobfuse2's and Azure tools' convention).
+    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
+        self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        match self.resolve(&dir, name).await {
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&dir, name);
+        let opts = WriteOptions {
+            if_none_match_any: true,
+            metadata: HashMap::from([(FOLDER_META.to_string(), "true".to_string())]),
+            ..Default::default()
+        };
+        let c = self
+            .client
+            .put_blob(&path, Bytes::new(), &opts)
+            .await
+            .map_err(|e| match e.code.as_deref() {
+                Some("BlobAlreadyExists") => libc::EEXIST,
+                _ => fail(e),
+            })?;
+        let info = EntryInfo {
+            kind: Kind::Dir,
+            size: 0,
+            mtime: c.last_modified,
+            etag: None,
+        };
+        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
+        lock(&self.dirs).forget_dir(&path);
+        Ok(self.record(ino, info))
+    }
+
+    /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
+    /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        match self.resolve(&dir, name).await {
+            Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
+            Ok(_) => {}
+            // A directory that existed only as a prefix disappears with its last blob: removing
+            // it then is a success (`rm -r` removes the files first, then the directory).
+            Err(libc::ENOENT) if self.known_dir(parent, name) => {
+                lock(&self.inodes).detach(parent, name);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let path = join(&dir, name);
+        let prefix = format!("{path}/");
+        let page = self
+            .client
+            .list(crate::blob::ListRequest {
+                prefix: &prefix,
+                delimiter: None,
+                marker: None,
+                max_results: Some(2),
+            })
+            .await
+            .map_err(fail)?;
+        let child = lock(&self.inodes).child(parent, name);
+        let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
+        if page.blobs.iter().any(|b| b.name != prefix) || writing_inside {
+            return Err(libc::ENOTEMPTY);
+        }
+        for marker in [path.as_str(), prefix.as_str()] {
+            match self.client.delete_blob(marker, None).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        lock(&self.inodes).detach(parent, name);
+        let mut dirs = lock(&self.dirs);
+        dirs.remove_entry(&dir, name);
+        dirs.forget_dir(&path);
+        Ok(())
+    }
+
+    /// unlink: deletes the blob. A file being created here and not yet committed just goes.
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        let info = self.resolve_or_writer(parent, &dir, name).await?;
+        if info.kind == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        let path = join(&dir, name);
+        match self.client.delete_blob(&path, None).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::NotFound && info.etag.is_none() => {}
+            Err(e) => return Err(fail(e)),
+        }
+        lock(&self.inodes).detach(parent, name);
+        lock(&self.dirs).remove_entry(&dir, name);
+        Ok(())
+    }
+
+    /// Whether the kernel holds `name` in `parent` as a directory.
+    fn known_dir(&self, parent: u64, name: &str) -> bool {
+        let inodes = lock(&self.inodes);
+        inodes
+            .child(parent, name)
+            .and_then(|ino| inodes.get(ino))
+            .is_some_and(|n| n.info.kind == Kind::Dir)
+    }
+
+    /// What `name` is, counting files this mount is writing and has not committed yet.
+    async fn resolve_or_writer(
+        &self,
+        parent: u64,
+        dir: &str,
+        name: &str,
+    ) -> Result<EntryInfo, Errno> {
+        let known = {
+            let inodes = lock(&self.inodes);
+            inodes
+                .child(parent, name)
+                .and_then(|ino| inodes.get(ino).map(|n| (ino, n.info.clone())))
+        };
+        if let Some((ino, info)) = known {
+            if self.writer(ino).is_some() {
+                return Ok(info);
+            }
+        }
+        self.resolve(dir, name).await
+    }
+}
