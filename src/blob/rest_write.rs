@@ -240,19 +240,16 @@ impl RestClient {
         op: &'static str,
         target: &str,
         source: &str,
-    ) -> Result<(HeaderValue, String), AttemptError> {
+    ) -> Result<(HeaderValue, String), BlobError> {
         let token = self.credential.current();
         let mut url = self.blob_url(source);
         url.set_query(Some(token.expose()).filter(|t| !t.is_empty()));
         let mut value = HeaderValue::from_str(url.as_str()).map_err(|_| {
-            (
-                BlobError::new(
-                    ErrorKind::Other,
-                    op,
-                    target,
-                    "the copy source URL is not a valid header value",
-                ),
-                None,
+            BlobError::new(
+                ErrorKind::Other,
+                op,
+                target,
+                "the copy source URL is not a valid header value",
             )
         })?;
         value.set_sensitive(true);
@@ -331,7 +328,7 @@ pub(super) async fn put_block_from_url(
         .transpose()?;
     c.retry
         .run(|| async {
-            let (source_url, token) = c.copy_source(op, name, source)?;
+            let (source_url, token) = c.copy_source(op, name, source).map_err(|e| (e, None))?;
             c.put_empty(op, name, &url, |r| {
                 let r = r
                     .header("x-ms-copy-source", source_url)
@@ -418,9 +415,8 @@ pub(super) async fn get_block_list(
         name,
         &[("comp", "blocklist"), ("blocklisttype", "committed")],
     );
-    let if_match = if_match
-        .map(|e| if_match_header(op, name, e))
-        .transpose()?;
+    let want = if_match;
+    let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     // The body is read inside the retried attempt: a reset while reading it is retried.
     c.retry
         .run(|| async {
@@ -430,6 +426,7 @@ pub(super) async fn get_block_list(
                     None => r,
                 })
                 .await?;
+            check_answer_etag(op, name, want, resp.headers()).map_err(|e| (e, None))?;
             let body = resp.text().await.map_err(|e| {
                 (
                     BlobError::new(ErrorKind::Transient, op, name, transport_detail(&e)),
@@ -442,6 +439,32 @@ pub(super) async fn get_block_list(
         .await
 }
 
+/// Checks an `If-Match` the service may not have applied: Azurite 3.37 ignores conditional
+/// headers on Get Block List, so the answer's ETag is compared here too (the service sends
+/// it when the blob has committed blocks; without it there is nothing to compare).
+fn check_answer_etag(
+    op: &'static str,
+    name: &str,
+    if_match: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), BlobError> {
+    match (if_match, header_str(headers, "etag")) {
+        (Some(want), Some(got)) if want != "*" && want != got => {
+            let mut e = BlobError::new(
+                ErrorKind::ConditionNotMet,
+                op,
+                name,
+                "the blob is no longer the version given in If-Match",
+            );
+            e.status = Some(412);
+            e.code = Some("ConditionNotMet".into());
+            e.request_id = super::request_id(headers);
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn delete_blob(
     c: &RestClient,
     name: &str,
@@ -449,9 +472,7 @@ pub(super) async fn delete_blob(
 ) -> Result<(), BlobError> {
     let op = DELETE_BLOB;
     let url = c.blob_url(name);
-    let if_match = if_match
-        .map(|e| if_match_header(op, name, e))
-        .transpose()?;
+    let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     c.retry
         .run(|| {
             c.attempt(Method::DELETE, op, name, &url, |r| {
@@ -486,7 +507,7 @@ pub(super) async fn copy_blob(
     let resp = c
         .retry
         .run(|| async {
-            let (source_url, token) = c.copy_source(op, dest, source)?;
+            let (source_url, token) = c.copy_source(op, dest, source).map_err(|e| (e, None))?;
             c.put_empty(op, dest, &url, |r| {
                 let r = with_headers(r, &headers).header("x-ms-copy-source", source_url);
                 match &source_if_match {
@@ -584,7 +605,10 @@ mod tests {
         assert!(!format!("{v:?}").contains("sig"));
         c.credential.replace("sv=2023-11-03&sig=NEW".into());
         let (v, _) = c.copy_source(COPY_BLOB, "dst", "s").unwrap();
-        assert!(v.to_str().unwrap().ends_with("/box/s?sv=2023-11-03&sig=NEW"));
+        assert!(v
+            .to_str()
+            .unwrap()
+            .ends_with("/box/s?sv=2023-11-03&sig=NEW"));
     }
 
     #[test]
@@ -655,7 +679,14 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Other, "{k}={v}");
             assert!(e.detail.contains("metadata"), "{}", e.detail);
         }
-        write_headers(PUT_BLOB, "b", &opts(&[("_a1", "tab\tand space ~")]), true, true).unwrap();
+        write_headers(
+            PUT_BLOB,
+            "b",
+            &opts(&[("_a1", "tab\tand space ~")]),
+            true,
+            true,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -690,6 +721,19 @@ mod tests {
             copy_info_from(COPY_BLOB, "b", &h).unwrap_err().kind,
             ErrorKind::Other
         );
+    }
+
+    #[test]
+    fn answer_etag_is_checked_against_if_match() {
+        let mut h = HeaderMap::new();
+        check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x1\""), &h).unwrap();
+        h.insert("etag", "\"0x2\"".parse().unwrap());
+        check_answer_etag(GET_BLOCK_LIST, "b", None, &h).unwrap();
+        check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x2\""), &h).unwrap();
+        check_answer_etag(GET_BLOCK_LIST, "b", Some("*"), &h).unwrap();
+        let e = check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x1\""), &h).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ConditionNotMet);
+        assert_eq!(e.code.as_deref(), Some("ConditionNotMet"));
     }
 
     #[test]
