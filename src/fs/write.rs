@@ -329,6 +329,7 @@ impl Fs {
         let Some(h) = lock(&self.files).get(fh) else {
             return Ok(());
         };
+        tracing::debug!(fh, ino = h.ino, writer = h.writer.is_some(), "flush");
         match &h.writer {
             Some(w) => self.commit(h.ino, w).await,
             None => Ok(()),
@@ -358,6 +359,7 @@ impl Fs {
 
     /// truncate(2)/ftruncate(2).
     pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, Errno> {
+        tracing::debug!(ino, size, "set size");
         self.check_writable()?;
         let (_, info, _) = self.node(ino)?;
         if info.kind == Kind::Dir {

@@ -545,9 +545,13 @@ async fn forward(
     for name in names.iter().filter(|n| is_hop_by_hop(n)) {
         parts.headers.remove(name);
     }
-    parts
-        .headers
-        .insert(HOST, HeaderValue::from_str(&upstream.to_string())?);
+    // The client's Host stays as sent (a transparent proxy): Azurite checks that a copy
+    // source URL (Put Block From URL, Copy Blob) names the host the request was sent to.
+    if !parts.headers.contains_key(HOST) {
+        parts
+            .headers
+            .insert(HOST, HeaderValue::from_str(&upstream.to_string())?);
+    }
     let mut resp = sender
         .send_request(Request::from_parts(parts, body))
         .await?;

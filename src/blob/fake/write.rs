@@ -38,7 +38,16 @@ fn check(
     }
     if let Some(want) = if_match {
         match existing {
-            None => return Err(not_found(op, name)),
+            // As the service answers: the condition fails, the blob is not "not found".
+            None => {
+                return Err(error(
+                    ErrorKind::ConditionNotMet,
+                    op,
+                    name,
+                    412,
+                    "ConditionNotMet",
+                ))
+            }
             Some(b) if b.etag != want => {
                 return Err(error(
                     ErrorKind::ConditionNotMet,
@@ -214,8 +223,8 @@ pub(super) fn get_block_list(
     if_match: Option<&str>,
 ) -> Result<Vec<CommittedBlock>, BlobError> {
     let op = "Get Block List";
-    check(op, name, s.blobs.get(name), if_match, false)?;
     let b = s.blobs.get(name).ok_or_else(|| not_found(op, name))?;
+    check(op, name, Some(b), if_match, false)?;
     Ok(b.blocks
         .iter()
         .map(|(id, size)| CommittedBlock {
