@@ -444,17 +444,23 @@ impl Filesystem for BlobFuse {
     fn rename(
         &self,
         _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _np: INodeNo,
-        _nn: &OsStr,
-        _f: RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(if self.fs.config().read_only {
-            Errno::EROFS
-        } else {
-            Errno::EXDEV
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let (fs, name, new_name) = (self.fs.clone(), name.to_owned(), new_name.to_owned());
+        self.rt.spawn(async move {
+            match fs.rename(parent.0, &name, new_parent.0, &new_name, noreplace).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
         });
     }
 

@@ -180,6 +180,31 @@ impl InodeTable {
         }
     }
 
+    /// `ino` now lives at `name` in `parent` (rename). An inode that was there is detached.
+    /// The paths of everything below a renamed directory follow.
+    pub fn rename(&mut self, ino: u64, parent: u64, name: &str) {
+        let Some(node) = self.nodes.get(&ino) else { return };
+        let old_key = (node.parent, node.name.clone());
+        let old_path = node.path.clone();
+        if self.children.get(&old_key) == Some(&ino) {
+            self.children.remove(&old_key);
+        }
+        let parent_path = self.nodes.get(&parent).map(|p| p.path.clone()).unwrap_or_default();
+        let new_path = join(&parent_path, name);
+        self.children.insert((parent, name.to_string()), ino);
+        let node = self.nodes.get_mut(&ino).expect("checked above");
+        node.parent = parent;
+        node.name = name.to_string();
+        node.path = new_path.clone();
+        // Descendants: their paths start with the old directory path.
+        let prefix = format!("{old_path}/");
+        for n in self.nodes.values_mut() {
+            if let Some(rest) = n.path.strip_prefix(&prefix) {
+                n.path = format!("{new_path}/{rest}");
+            }
+        }
+    }
+
     /// The name no longer exists: unlink it from its parent (the inode lives until forgotten).
     pub fn detach(&mut self, parent: u64, name: &str) {
         self.children.remove(&(parent, name.to_string()));
@@ -214,6 +239,19 @@ mod tests {
         assert_eq!(t.child(d, "f"), None);
         t.forget(ROOT_INO, 10);
         assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn rename_moves_a_subtree() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let a = t.upsert(ROOT_INO, "a", info(Kind::Dir, 0), true);
+        let f = t.upsert(a, "f", info(Kind::File, 1), true);
+        let b = t.upsert(ROOT_INO, "b", info(Kind::Dir, 0), true);
+        t.rename(a, b, "a2");
+        assert_eq!(t.get(a).unwrap().path, "b/a2");
+        assert_eq!(t.get(f).unwrap().path, "b/a2/f");
+        assert_eq!(t.child(ROOT_INO, "a"), None);
+        assert_eq!(t.child(b, "a2"), Some(a));
     }
 
     #[test]

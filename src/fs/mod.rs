@@ -8,6 +8,7 @@ pub mod dircache;
 pub mod handles;
 pub mod inode;
 pub mod staging;
+mod rename;
 mod write;
 
 use std::ffi::OsStr;

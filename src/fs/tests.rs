@@ -508,3 +508,65 @@ async fn a_failed_commit_is_returned_by_close() {
     assert_eq!(&fake.blob("f").unwrap().0[..], b"data");
     fs.release(fh).await;
 }
+
+#[tokio::test]
+async fn rename_moves_files_and_replaces_targets() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put_with_metadata("a.txt", "AAA", &[("mode", "0600")]);
+    fake.put("b.txt", "BBB");
+    let a = lookup(&fs, ROOT_INO, "a.txt").await.unwrap();
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new("a.txt"), ROOT_INO, OsStr::new("b.txt"), true).await,
+        Err(libc::EEXIST)
+    );
+    fs.rename(ROOT_INO, OsStr::new("a.txt"), ROOT_INO, OsStr::new("b.txt"), false).await.unwrap();
+    assert_eq!(fake.names(), ["b.txt"]);
+    let (data, meta, _) = fake.blob("b.txt").unwrap();
+    assert_eq!((&data[..], meta["mode"].as_str()), (&b"AAA"[..], "0600"), "content and metadata kept");
+    assert_eq!(lookup(&fs, ROOT_INO, "b.txt").await.unwrap().ino, a.ino, "the inode moved");
+    assert_eq!(lookup(&fs, ROOT_INO, "a.txt").await, Err(libc::ENOENT));
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new("nope"), ROOT_INO, OsStr::new("x"), false).await,
+        Err(libc::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn rename_moves_a_directory_tree() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put_with_metadata("d", "", &[("hdi_isfolder", "true")]);
+    for i in 0..30 {
+        fake.put(&format!("d/f{i}"), format!("{i}"));
+    }
+    fake.put("d/sub/deep", "deep");
+    let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+    assert_eq!(fs.rename(ROOT_INO, OsStr::new("d"), d.ino, OsStr::new("in"), false).await, Err(libc::EINVAL));
+    fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false).await.unwrap();
+    let names = fake.names();
+    assert_eq!(names.len(), 32);
+    assert!(names.iter().all(|n| n == "e" || n.starts_with("e/")), "{names:?}");
+    assert_eq!(&fake.blob("e/sub/deep").unwrap().0[..], b"deep");
+    let e = lookup(&fs, ROOT_INO, "e").await.unwrap();
+    assert_eq!(e.ino, d.ino);
+    assert_eq!(lookup(&fs, e.ino, "f7").await.unwrap().size, 1);
+}
+
+#[tokio::test]
+async fn a_failed_directory_rename_moves_everything_back() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    for i in 0..20 {
+        fake.put(&format!("src/f{i:02}"), format!("{i}"));
+    }
+    lookup(&fs, ROOT_INO, "src").await.unwrap();
+    fake.fail_next(Op::Copy, ErrorKind::Other);
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), false).await,
+        Err(libc::EIO)
+    );
+    let names = fake.names();
+    assert_eq!(names.len(), 20, "none lost, none doubled: {names:?}");
+    assert!(names.iter().all(|n| n.starts_with("src/")), "all back in the source: {names:?}");
+    // The same rename again completes.
+    fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), false).await.unwrap();
+    assert!(fake.names().iter().all(|n| n.starts_with("dst/")));
+}

@@ -70,7 +70,7 @@ impl Fs {
             .collect()
     }
 
-    fn check_writable(&self) -> Result<(), Errno> {
+    pub(super) fn check_writable(&self) -> Result<(), Errno> {
         if self.cfg.read_only {
             Err(libc::EROFS)
         } else {
@@ -79,7 +79,7 @@ impl Fs {
     }
 
     /// The directory path of `parent` and a validated `name` in it.
-    fn child_name<'a>(&self, parent: u64, name: &'a OsStr) -> Result<(String, &'a str), Errno> {
+    pub(super) fn child_name<'a>(&self, parent: u64, name: &'a OsStr) -> Result<(String, &'a str), Errno> {
         let name = name.to_str().ok_or(libc::EINVAL)?;
         if name.len() > NAME_MAX {
             return Err(libc::ENAMETOOLONG);
