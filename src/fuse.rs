@@ -37,8 +37,9 @@ impl BlobFuse {
 /// Kernel attributes for an inode.
 pub fn file_attr(cfg: &FsConfig, a: &Attr) -> FileAttr {
     let (kind, perm, nlink) = match a.kind {
-        Kind::File => (FileType::RegularFile, cfg.file_mode, 1),
-        Kind::Dir => (FileType::Directory, cfg.dir_mode, 2),
+        Kind::File => (FileType::RegularFile, a.mode.unwrap_or(cfg.file_mode), 1),
+        Kind::Dir => (FileType::Directory, a.mode.unwrap_or(cfg.dir_mode), 2),
+        Kind::Symlink => (FileType::Symlink, 0o777, 1),
     };
     FileAttr {
         ino: INodeNo(a.ino),
@@ -100,6 +101,7 @@ impl Filesystem for BlobFuse {
                         kind: Kind::File,
                         size: 0,
                         mtime: SystemTime::UNIX_EPOCH,
+                        mode: None,
                     };
                     reply.entry(&ttl, &file_attr(fs.config(), &none), Generation(0))
                 }
@@ -221,6 +223,7 @@ impl Filesystem for BlobFuse {
                 let kind = match attr.kind {
                     Kind::File => FileType::RegularFile,
                     Kind::Dir => FileType::Directory,
+                    Kind::Symlink => FileType::Symlink,
                 };
                 reply.add(INodeNo(ino), next, kind, name)
             });
@@ -285,7 +288,7 @@ impl Filesystem for BlobFuse {
         gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -304,14 +307,18 @@ impl Filesystem for BlobFuse {
             if uid.is_some_and(|u| u != cfg.uid) || gid.is_some_and(|g| g != cfg.gid) {
                 return reply.error(Errno::EPERM);
             }
-            let result = match size {
-                Some(size) => fs.set_size(ino.0, size).await,
-                // Times and mode are not kept yet: accepted, so `touch` and `cp -p` work.
-                None => {
-                    let _ = mode;
-                    fs.getattr(ino.0).await
+            let result = async {
+                if let Some(size) = size {
+                    fs.set_size(ino.0, size).await?;
                 }
-            };
+                let mtime = mtime.map(|t| match t {
+                    TimeOrNow::SpecificTime(t) => t,
+                    TimeOrNow::Now => SystemTime::now(),
+                });
+                fs.set_attrs(ino.0, mode.map(|m| (m & 0o7777) as u16), mtime)
+                    .await
+            }
+            .await;
             match result {
                 Ok(a) => reply.attr(&ttl, &file_attr(fs.config(), &a)),
                 Err(e) => reply.error(errno(e)),
@@ -437,8 +444,36 @@ impl Filesystem for BlobFuse {
         reply.error(self.refused());
     }
 
-    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
-        reply.error(self.refused());
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (fs, ttl, name, target) = (
+            self.fs.clone(),
+            self.ttl,
+            name.to_owned(),
+            target.to_owned(),
+        );
+        self.rt.spawn(async move {
+            match fs.symlink(parent.0, &name, &target).await {
+                Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.readlink(ino.0).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn rename(
@@ -457,7 +492,10 @@ impl Filesystem for BlobFuse {
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let (fs, name, new_name) = (self.fs.clone(), name.to_owned(), new_name.to_owned());
         self.rt.spawn(async move {
-            match fs.rename(parent.0, &name, new_parent.0, &new_name, noreplace).await {
+            match fs
+                .rename(parent.0, &name, new_parent.0, &new_name, noreplace)
+                .await
+            {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(e)),
             }

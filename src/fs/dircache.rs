@@ -62,12 +62,9 @@ impl Listing {
                 hidden.push((p, why));
                 continue;
             }
-            entries.entry(leaf.to_string()).or_insert(EntryInfo {
-                kind: Kind::Dir,
-                size: 0,
-                mtime: dir_mtime,
-                etag: None,
-            });
+            entries
+                .entry(leaf.to_string())
+                .or_insert(EntryInfo::dir(dir_mtime));
         }
         for b in page.blobs {
             let Some(leaf) = b.name.strip_prefix(&prefix) else {
@@ -80,24 +77,12 @@ impl Listing {
                 hidden.push((b.name, why));
                 continue;
             }
-            if b.is_folder_marker() {
+            let info = EntryInfo::from_props(&b);
+            if info.kind == Kind::Dir {
                 // A marker gives the directory its time.
-                entries.insert(
-                    leaf.to_string(),
-                    EntryInfo {
-                        kind: Kind::Dir,
-                        size: 0,
-                        mtime: b.last_modified,
-                        etag: None,
-                    },
-                );
+                entries.insert(leaf.to_string(), info);
             } else {
-                entries.entry(leaf.to_string()).or_insert(EntryInfo {
-                    kind: Kind::File,
-                    size: b.size,
-                    mtime: b.last_modified,
-                    etag: Some(b.etag.as_str().into()),
-                });
+                entries.entry(leaf.to_string()).or_insert(info);
             }
         }
         (

@@ -14,7 +14,14 @@ pub const ROOT_INO: u64 = 1;
 pub enum Kind {
     File,
     Dir,
+    /// A blob with metadata `is_symlink=true` whose content is the target (blobfuse2's way).
+    Symlink,
 }
+
+/// Metadata keys blobmount reads and writes (rclone's `mtime` in RFC 3339, an octal `mode`).
+pub const META_MTIME: &str = "mtime";
+pub const META_MODE: &str = "mode";
+pub const META_SYMLINK: &str = "is_symlink";
 
 /// What a listing or a HEAD says about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +30,70 @@ pub struct EntryInfo {
     pub size: u64,
     pub mtime: SystemTime,
     pub etag: Option<Arc<str>>,
+    /// Permission bits kept in the blob's metadata (`chmod`), if any.
+    pub mode: Option<u16>,
+}
+
+impl EntryInfo {
+    pub fn dir(mtime: SystemTime) -> Self {
+        EntryInfo {
+            kind: Kind::Dir,
+            size: 0,
+            mtime,
+            etag: None,
+            mode: None,
+        }
+    }
+
+    pub fn file(size: u64, mtime: SystemTime, etag: Option<Arc<str>>) -> Self {
+        EntryInfo {
+            kind: Kind::File,
+            size,
+            mtime,
+            etag,
+            mode: None,
+        }
+    }
+
+    /// From a blob's properties: folder markers are directories, `is_symlink` blobs symlinks;
+    /// `mtime` and `mode` metadata override Last-Modified and the mount's default mode.
+    pub fn from_props(p: &crate::blob::BlobProps) -> Self {
+        let meta_mtime = p.metadata.get(META_MTIME).and_then(|v| {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(SystemTime::from)
+        });
+        let mode = p
+            .metadata
+            .get(META_MODE)
+            .and_then(|v| u16::from_str_radix(v.trim_start_matches("0o"), 8).ok())
+            .map(|m| m & 0o7777);
+        let kind = if p.is_folder_marker() {
+            Kind::Dir
+        } else if p
+            .metadata
+            .get(META_SYMLINK)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            Kind::Symlink
+        } else {
+            Kind::File
+        };
+        EntryInfo {
+            kind,
+            size: if kind == Kind::Dir { 0 } else { p.size },
+            mtime: meta_mtime.unwrap_or(p.last_modified),
+            etag: (kind != Kind::Dir).then(|| p.etag.as_str().into()),
+            mode,
+        }
+    }
+}
+
+/// Formats a time for the `mtime` metadata.
+pub fn format_mtime(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Attributes as the FUSE adapter needs them.
@@ -32,6 +103,7 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    pub mode: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -55,6 +127,7 @@ impl Node {
             kind: self.info.kind,
             size: self.info.size,
             mtime: self.info.mtime,
+            mode: self.info.mode,
         }
     }
 }
@@ -83,12 +156,7 @@ impl InodeTable {
                 parent: ROOT_INO,
                 name: String::new(),
                 path: String::new(),
-                info: EntryInfo {
-                    kind: Kind::Dir,
-                    size: 0,
-                    mtime: root_mtime,
-                    etag: None,
-                },
+                info: EntryInfo::dir(root_mtime),
                 validated: Instant::now(),
                 lookups: 1,
                 last_open_etag: None,
@@ -183,13 +251,19 @@ impl InodeTable {
     /// `ino` now lives at `name` in `parent` (rename). An inode that was there is detached.
     /// The paths of everything below a renamed directory follow.
     pub fn rename(&mut self, ino: u64, parent: u64, name: &str) {
-        let Some(node) = self.nodes.get(&ino) else { return };
+        let Some(node) = self.nodes.get(&ino) else {
+            return;
+        };
         let old_key = (node.parent, node.name.clone());
         let old_path = node.path.clone();
         if self.children.get(&old_key) == Some(&ino) {
             self.children.remove(&old_key);
         }
-        let parent_path = self.nodes.get(&parent).map(|p| p.path.clone()).unwrap_or_default();
+        let parent_path = self
+            .nodes
+            .get(&parent)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
         let new_path = join(&parent_path, name);
         self.children.insert((parent, name.to_string()), ino);
         let node = self.nodes.get_mut(&ino).expect("checked above");
@@ -221,7 +295,28 @@ mod tests {
             size,
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
+            mode: None,
         }
+    }
+
+    #[test]
+    fn metadata_sets_kind_time_and_mode() {
+        let mut p = crate::blob::BlobProps {
+            name: "x".into(),
+            size: 5,
+            etag: "\"e\"".into(),
+            last_modified: SystemTime::UNIX_EPOCH,
+            metadata: Default::default(),
+        };
+        assert_eq!(EntryInfo::from_props(&p).kind, Kind::File);
+        p.metadata
+            .insert(META_MTIME.into(), "2024-05-06T07:08:09.123456789Z".into());
+        p.metadata.insert(META_MODE.into(), "0600".into());
+        p.metadata.insert(META_SYMLINK.into(), "true".into());
+        let i = EntryInfo::from_props(&p);
+        assert_eq!(i.kind, Kind::Symlink);
+        assert_eq!(i.mode, Some(0o600));
+        assert_eq!(format_mtime(i.mtime), "2024-05-06T07:08:09.123456789Z");
     }
 
     #[test]

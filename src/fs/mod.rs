@@ -7,8 +7,9 @@
 pub mod dircache;
 pub mod handles;
 pub mod inode;
-pub mod staging;
+mod meta;
 mod rename;
+pub mod staging;
 mod write;
 
 use std::ffi::OsStr;
@@ -189,30 +190,13 @@ impl Fs {
             Err(e) => return Err(fail(e)),
         };
         if !list.blobs.is_empty() || !list.prefixes.is_empty() {
-            let mtime = match &head {
-                Some(p) if p.is_folder_marker() => p.last_modified,
-                _ => self.mount_time,
-            };
-            return Ok(EntryInfo {
-                kind: Kind::Dir,
-                size: 0,
-                mtime,
-                etag: None,
+            return Ok(match &head {
+                Some(p) if p.is_folder_marker() => EntryInfo::from_props(p),
+                _ => EntryInfo::dir(self.mount_time),
             });
         }
         match head {
-            Some(p) if p.is_folder_marker() => Ok(EntryInfo {
-                kind: Kind::Dir,
-                size: 0,
-                mtime: p.last_modified,
-                etag: None,
-            }),
-            Some(p) => Ok(EntryInfo {
-                kind: Kind::File,
-                size: p.size,
-                mtime: p.last_modified,
-                etag: Some(p.etag.as_str().into()),
-            }),
+            Some(p) => Ok(EntryInfo::from_props(&p)),
             None => {
                 lock(&self.dirs).insert_negative(dir, name);
                 Err(libc::ENOENT)
@@ -280,15 +264,10 @@ impl Fs {
     /// HEADs a file and records what it found.
     async fn refresh_file(&self, ino: u64, path: &str) -> Result<EntryInfo, Errno> {
         let p = self.client.properties(path).await.map_err(fail)?;
-        let info = EntryInfo {
-            kind: Kind::File,
-            size: p.size,
-            mtime: p.last_modified,
-            etag: Some(p.etag.as_str().into()),
-        };
+        let info = EntryInfo::from_props(&p);
         let mut inodes = lock(&self.inodes);
         if let Some(n) = inodes.get_mut(ino) {
-            if n.info.kind == Kind::File {
+            if n.info.kind == info.kind {
                 n.info = info.clone();
                 n.validated = std::time::Instant::now();
             }
@@ -358,6 +337,7 @@ impl Fs {
                             kind: info.kind,
                             size: info.size,
                             mtime: info.mtime,
+                            mode: info.mode,
                         };
                         add(ino, i + 1, name, &attr)
                     }

@@ -55,9 +55,11 @@ impl Fs {
             return Err(libc::EEXIST);
         }
         match (src_info.kind, dst_info.as_ref().map(|i| i.kind)) {
-            (Kind::File, Some(Kind::Dir)) => return Err(libc::EISDIR),
-            (Kind::Dir, Some(Kind::File)) => return Err(libc::ENOTDIR),
-            (Kind::File, _) => self.move_blob(&src, &dst, noreplace).await.map_err(fail)?,
+            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(libc::EISDIR),
+            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
+            (Kind::File | Kind::Symlink, _) => {
+                self.move_blob(&src, &dst, noreplace).await.map_err(fail)?
+            }
             (Kind::Dir, target) => {
                 if target.is_some() {
                     self.clear_empty_dir(&dst).await?;
@@ -85,22 +87,42 @@ impl Fs {
             if_none_match_any: noreplace,
             ..Default::default()
         };
-        let mut info = self.client.copy_blob(dst, src, Some(&props.etag), &opts).await?;
+        let mut info = self
+            .client
+            .copy_blob(dst, src, Some(&props.etag), &opts)
+            .await?;
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(50);
         while info.state == CopyState::Pending {
             if started.elapsed() > COPY_TIMEOUT {
-                return Err(BlobError::new(ErrorKind::Other, "Copy Blob", dst, "the copy did not finish in time"));
+                return Err(BlobError::new(
+                    ErrorKind::Other,
+                    "Copy Blob",
+                    dst,
+                    "the copy did not finish in time",
+                ));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));
             info = match self.client.copy_info(dst).await? {
                 Some(i) if i.id == info.id => i,
-                _ => return Err(BlobError::new(ErrorKind::Other, "Copy Blob", dst, "the copy was replaced by another")),
+                _ => {
+                    return Err(BlobError::new(
+                        ErrorKind::Other,
+                        "Copy Blob",
+                        dst,
+                        "the copy was replaced by another",
+                    ))
+                }
             };
         }
         if let CopyState::Failed(why) = info.state {
-            return Err(BlobError::new(ErrorKind::Other, "Copy Blob", dst, format!("the copy failed: {why}")));
+            return Err(BlobError::new(
+                ErrorKind::Other,
+                "Copy Blob",
+                dst,
+                format!("the copy failed: {why}"),
+            ));
         }
         let copied = self.client.properties(dst).await?;
         if copied.size != props.size {
@@ -108,14 +130,20 @@ impl Fs {
                 ErrorKind::Other,
                 "Copy Blob",
                 dst,
-                format!("the copy has {} bytes, the source {}: source kept", copied.size, props.size),
+                format!(
+                    "the copy has {} bytes, the source {}: source kept",
+                    copied.size, props.size
+                ),
             ));
         }
         self.client.delete_blob(src, Some(&props.etag)).await
     }
 
     /// Moves blobs `(from, to)`, several at once; each result keeps its number.
-    async fn move_all(&self, moves: Vec<(usize, (String, String))>) -> Vec<(usize, Result<(), BlobError>)> {
+    async fn move_all(
+        &self,
+        moves: Vec<(usize, (String, String))>,
+    ) -> Vec<(usize, Result<(), BlobError>)> {
         let futures: Vec<_> = moves
             .into_iter()
             .map(|(i, (from, to))| {
@@ -123,10 +151,17 @@ impl Fs {
                 async move { (i, fut.await) }
             })
             .collect();
-        stream::iter(futures).buffer_unordered(PARALLEL_MOVES).collect().await
+        stream::iter(futures)
+            .buffer_unordered(PARALLEL_MOVES)
+            .collect()
+            .await
     }
 
-    fn move_blob_owned(&self, from: String, to: String) -> impl std::future::Future<Output = Result<(), BlobError>> + Send + '_ {
+    fn move_blob_owned(
+        &self,
+        from: String,
+        to: String,
+    ) -> impl std::future::Future<Output = Result<(), BlobError>> + Send + '_ {
         async move { self.move_blob(&from, &to, false).await }
     }
 
@@ -160,11 +195,18 @@ impl Fs {
     /// back what was moved.
     async fn move_dir(&self, src: &str, dst: &str) -> Result<(), Errno> {
         let src_prefix = format!("{src}/");
-        let page = blob::list_all(self.client.as_ref(), &src_prefix, None).await.map_err(fail)?;
+        let page = blob::list_all(self.client.as_ref(), &src_prefix, None)
+            .await
+            .map_err(fail)?;
         let mut moves: Vec<(String, String)> = page
             .blobs
             .iter()
-            .map(|b| (b.name.clone(), format!("{dst}/{}", &b.name[src_prefix.len()..])))
+            .map(|b| {
+                (
+                    b.name.clone(),
+                    format!("{dst}/{}", &b.name[src_prefix.len()..]),
+                )
+            })
             .collect();
         match self.client.properties(src).await {
             Ok(p) if p.is_folder_marker() => moves.push((src.to_string(), dst.to_string())),
@@ -172,8 +214,13 @@ impl Fs {
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(fail(e)),
         }
-        let results = self.move_all(moves.iter().cloned().enumerate().collect()).await;
-        let failed: Vec<&BlobError> = results.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+        let results = self
+            .move_all(moves.iter().cloned().enumerate().collect())
+            .await;
+        let failed: Vec<&BlobError> = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err())
+            .collect();
         let Some(first) = failed.first() else {
             tracing::debug!(src, dst, blobs = moves.len(), "directory renamed");
             return Ok(());
@@ -190,7 +237,12 @@ impl Fs {
             .filter(|(_, r)| r.is_ok())
             .map(|(i, _)| (*i, (moves[*i].1.clone(), moves[*i].0.clone())))
             .collect();
-        let stuck = self.move_all(back).await.iter().filter(|(_, r)| r.is_err()).count();
+        let stuck = self
+            .move_all(back)
+            .await
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .count();
         if stuck > 0 {
             tracing::error!(
                 src,

@@ -178,6 +178,27 @@ impl Staging {
         self.changed
     }
 
+    /// Sets (or removes) a metadata entry of the new version (chmod, utimes); applied at the
+    /// next commit.
+    pub fn set_meta(&mut self, key: &str, value: Option<String>) {
+        match value {
+            Some(v) => self.metadata.insert(key.to_string(), v),
+            None => self.metadata.remove(key),
+        };
+        self.changed = true;
+    }
+
+    /// The file as it stands, in the form listings and HEADs give (for attributes).
+    pub fn props(&self, etag: &str, last_modified: SystemTime) -> crate::blob::BlobProps {
+        crate::blob::BlobProps {
+            name: self.blob.to_string(),
+            size: self.size,
+            etag: etag.to_string(),
+            last_modified,
+            metadata: self.metadata.clone(),
+        }
+    }
+
     /// Block ids: fixed length (base64 of 32 hex digits), unique to this upload.
     fn new_id(&mut self) -> String {
         self.next_seq += 1;

@@ -516,17 +516,47 @@ async fn rename_moves_files_and_replaces_targets() {
     fake.put("b.txt", "BBB");
     let a = lookup(&fs, ROOT_INO, "a.txt").await.unwrap();
     assert_eq!(
-        fs.rename(ROOT_INO, OsStr::new("a.txt"), ROOT_INO, OsStr::new("b.txt"), true).await,
+        fs.rename(
+            ROOT_INO,
+            OsStr::new("a.txt"),
+            ROOT_INO,
+            OsStr::new("b.txt"),
+            true
+        )
+        .await,
         Err(libc::EEXIST)
     );
-    fs.rename(ROOT_INO, OsStr::new("a.txt"), ROOT_INO, OsStr::new("b.txt"), false).await.unwrap();
+    fs.rename(
+        ROOT_INO,
+        OsStr::new("a.txt"),
+        ROOT_INO,
+        OsStr::new("b.txt"),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(fake.names(), ["b.txt"]);
     let (data, meta, _) = fake.blob("b.txt").unwrap();
-    assert_eq!((&data[..], meta["mode"].as_str()), (&b"AAA"[..], "0600"), "content and metadata kept");
-    assert_eq!(lookup(&fs, ROOT_INO, "b.txt").await.unwrap().ino, a.ino, "the inode moved");
+    assert_eq!(
+        (&data[..], meta["mode"].as_str()),
+        (&b"AAA"[..], "0600"),
+        "content and metadata kept"
+    );
+    assert_eq!(
+        lookup(&fs, ROOT_INO, "b.txt").await.unwrap().ino,
+        a.ino,
+        "the inode moved"
+    );
     assert_eq!(lookup(&fs, ROOT_INO, "a.txt").await, Err(libc::ENOENT));
     assert_eq!(
-        fs.rename(ROOT_INO, OsStr::new("nope"), ROOT_INO, OsStr::new("x"), false).await,
+        fs.rename(
+            ROOT_INO,
+            OsStr::new("nope"),
+            ROOT_INO,
+            OsStr::new("x"),
+            false
+        )
+        .await,
         Err(libc::ENOENT)
     );
 }
@@ -540,11 +570,20 @@ async fn rename_moves_a_directory_tree() {
     }
     fake.put("d/sub/deep", "deep");
     let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
-    assert_eq!(fs.rename(ROOT_INO, OsStr::new("d"), d.ino, OsStr::new("in"), false).await, Err(libc::EINVAL));
-    fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false).await.unwrap();
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new("d"), d.ino, OsStr::new("in"), false)
+            .await,
+        Err(libc::EINVAL)
+    );
+    fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false)
+        .await
+        .unwrap();
     let names = fake.names();
     assert_eq!(names.len(), 32);
-    assert!(names.iter().all(|n| n == "e" || n.starts_with("e/")), "{names:?}");
+    assert!(
+        names.iter().all(|n| n == "e" || n.starts_with("e/")),
+        "{names:?}"
+    );
     assert_eq!(&fake.blob("e/sub/deep").unwrap().0[..], b"deep");
     let e = lookup(&fs, ROOT_INO, "e").await.unwrap();
     assert_eq!(e.ino, d.ino);
@@ -560,13 +599,81 @@ async fn a_failed_directory_rename_moves_everything_back() {
     lookup(&fs, ROOT_INO, "src").await.unwrap();
     fake.fail_next(Op::Copy, ErrorKind::Other);
     assert_eq!(
-        fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), false).await,
+        fs.rename(
+            ROOT_INO,
+            OsStr::new("src"),
+            ROOT_INO,
+            OsStr::new("dst"),
+            false
+        )
+        .await,
         Err(libc::EIO)
     );
     let names = fake.names();
     assert_eq!(names.len(), 20, "none lost, none doubled: {names:?}");
-    assert!(names.iter().all(|n| n.starts_with("src/")), "all back in the source: {names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("src/")),
+        "all back in the source: {names:?}"
+    );
     // The same rename again completes.
-    fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), false).await.unwrap();
+    fs.rename(
+        ROOT_INO,
+        OsStr::new("src"),
+        ROOT_INO,
+        OsStr::new("dst"),
+        false,
+    )
+    .await
+    .unwrap();
     assert!(fake.names().iter().all(|n| n.starts_with("dst/")));
+}
+
+#[tokio::test]
+async fn chmod_and_utimes_live_in_metadata_and_symlinks_hold_their_target() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", "data");
+    let f = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let a = fs.set_attrs(f.ino, Some(0o600), Some(t)).await.unwrap();
+    assert_eq!((a.mode, a.mtime, a.size), (Some(0o600), t, 4));
+    let (data, meta, _) = fake.blob("f").unwrap();
+    assert_eq!(&data[..], b"data", "content untouched");
+    assert_eq!(meta["mode"], "0600");
+    assert_eq!(meta["mtime"], "2001-09-09T01:46:40Z");
+    // A fresh mount sees them in listings.
+    let fs2 = Fs::new(fake.clone(), config(Duration::from_secs(60)));
+    let listed = names(&fs2, ROOT_INO).await;
+    assert!(listed.iter().any(|(n, _)| n == "f"));
+    let f2 = lookup(&fs2, ROOT_INO, "f").await.unwrap();
+    assert_eq!((f2.mode, f2.mtime), (Some(0o600), t));
+    // On a file being written: applied at the commit; a later write sets the time to now.
+    let (c, fh) = fs
+        .create(ROOT_INO, OsStr::new("c"), false, false)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"x").await.unwrap();
+    fs.set_attrs(c.ino, None, Some(t)).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    assert_eq!(fake.blob("c").unwrap().1["mtime"], "2001-09-09T01:46:40Z");
+    // Symlinks.
+    let l = fs
+        .symlink(
+            ROOT_INO,
+            OsStr::new("link"),
+            std::path::Path::new("../some where/ü"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l.kind, Kind::Symlink);
+    assert_eq!(
+        &fs.readlink(l.ino).await.unwrap()[..],
+        "../some where/ü".as_bytes()
+    );
+    assert_eq!(fake.blob("link").unwrap().1["is_symlink"], "true");
+    let fs3 = Fs::new(fake.clone(), config(Duration::from_secs(60)));
+    assert_eq!(
+        lookup(&fs3, ROOT_INO, "link").await.unwrap().kind,
+        Kind::Symlink
+    );
 }

@@ -28,7 +28,7 @@ pub struct OpenMode {
 
 /// A file being written: one staging shared by all its write handles.
 pub struct WriteFile {
-    staging: tokio::sync::Mutex<Staging>,
+    pub(super) staging: tokio::sync::Mutex<Staging>,
     handles: AtomicUsize,
 }
 
@@ -79,7 +79,11 @@ impl Fs {
     }
 
     /// The directory path of `parent` and a validated `name` in it.
-    pub(super) fn child_name<'a>(&self, parent: u64, name: &'a OsStr) -> Result<(String, &'a str), Errno> {
+    pub(super) fn child_name<'a>(
+        &self,
+        parent: u64,
+        name: &'a OsStr,
+    ) -> Result<(String, &'a str), Errno> {
         let name = name.to_str().ok_or(libc::EINVAL)?;
         if name.len() > NAME_MAX {
             return Err(libc::ENAMETOOLONG);
@@ -95,7 +99,7 @@ impl Fs {
     }
 
     /// Records new attributes of an inode and of its entry in the cached listing.
-    fn record(&self, ino: u64, info: EntryInfo) -> Attr {
+    pub(super) fn record(&self, ino: u64, info: EntryInfo) -> Attr {
         let mut inodes = lock(&self.inodes);
         let Some(n) = inodes.get_mut(ino) else {
             return Attr {
@@ -103,6 +107,7 @@ impl Fs {
                 kind: info.kind,
                 size: info.size,
                 mtime: info.mtime,
+                mode: info.mode,
             };
         };
         n.info = info.clone();
@@ -231,12 +236,7 @@ impl Fs {
             return Ok((self.attr_of(attr.ino)?, fh));
         }
         let staging = self.new_staging(&path, None, false, HashMap::new())?;
-        let info = EntryInfo {
-            kind: Kind::File,
-            size: 0,
-            mtime: SystemTime::now(),
-            etag: None,
-        };
+        let info = EntryInfo::file(0, SystemTime::now(), None);
         let ino = {
             let mut inodes = lock(&self.inodes);
             let ino = inodes.upsert(parent, name, info.clone(), true);
@@ -265,16 +265,12 @@ impl Fs {
     }
 
     /// Size and time of a file being written, as getattr and listings show them.
-    async fn touch_attr(&self, ino: u64, w: &WriteFile) -> Attr {
-        let (size, mtime) = {
+    pub(super) async fn touch_attr(&self, ino: u64, w: &WriteFile) -> Attr {
+        let info = {
             let s = w.staging.lock().await;
-            (s.size(), s.mtime())
-        };
-        let info = EntryInfo {
-            kind: Kind::File,
-            size,
-            mtime,
-            etag: None,
+            let mut info = EntryInfo::from_props(&s.props("", s.mtime()));
+            info.etag = None;
+            info
         };
         self.record(ino, info)
     }
@@ -307,12 +303,7 @@ impl Fs {
             Ok(CommitOutcome::Unchanged) => Ok(()),
             Ok(CommitOutcome::Committed(c)) => {
                 tracing::debug!(blob, size = s.size(), "committed");
-                let info = EntryInfo {
-                    kind: Kind::File,
-                    size: s.size(),
-                    mtime: c.last_modified,
-                    etag: Some(c.etag.as_str().into()),
-                };
+                let info = EntryInfo::from_props(&s.props(&c.etag, c.last_modified));
                 drop(s);
                 self.record(ino, info);
                 Ok(())
@@ -408,12 +399,7 @@ impl Fs {
                 Some("BlobAlreadyExists") => libc::EEXIST,
                 _ => fail(e),
             })?;
-        let info = EntryInfo {
-            kind: Kind::Dir,
-            size: 0,
-            mtime: c.last_modified,
-            etag: None,
-        };
+        let info = EntryInfo::dir(c.last_modified);
         let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
         lock(&self.dirs).forget_dir(&path);
         Ok(self.record(ino, info))

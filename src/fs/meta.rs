@@ -1,0 +1,135 @@
+//! Attributes kept in blob metadata (chmod, utimes) and symlinks.
+//!
+//! - `mode` (octal) and `mtime` (RFC 3339, as rclone writes it) are metadata of the blob (of
+//!   the marker blob for a directory); getattr and listings show them, so `cp -p` and
+//!   `rsync -a` see the times they set.
+//! - A symlink is a blob with metadata `is_symlink=true` whose content is the target
+//!   (blobfuse2's convention).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::inode::{format_mtime, join, META_MODE, META_MTIME, META_SYMLINK};
+use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
+use crate::blob::{BlobProps, ErrorKind, WriteOptions};
+
+impl Fs {
+    /// chmod and utimes: kept in the blob's metadata.
+    pub async fn set_attrs(
+        &self,
+        ino: u64,
+        mode: Option<u16>,
+        mtime: Option<SystemTime>,
+    ) -> Result<Attr, Errno> {
+        self.check_writable()?;
+        let changes: Vec<(&str, String)> = [
+            (META_MODE, mode.map(|m| format!("{:04o}", m & 0o7777))),
+            (META_MTIME, mtime.map(format_mtime)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        if changes.is_empty() {
+            return self.getattr(ino).await;
+        }
+        if let Some(w) = self.writer(ino) {
+            {
+                let mut s = w.staging.lock().await;
+                for (k, v) in changes {
+                    s.set_meta(k, Some(v));
+                }
+            }
+            return Ok(self.touch_attr(ino, &w).await);
+        }
+        let (path, info, _) = self.node(ino)?;
+        // A directory keeps its attributes on its marker blob; one without a marker (a bare
+        // prefix) has nowhere to keep them: accepted, not kept.
+        if info.kind == Kind::Dir {
+            match self.client.properties(&path).await {
+                Ok(p) if p.is_folder_marker() => {}
+                Ok(_) => return self.attr_of(ino),
+                Err(e) if e.kind == ErrorKind::NotFound => return self.attr_of(ino),
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        // Read-modify-write of the metadata, conditional on the version read.
+        for _ in 0..3 {
+            let p = self.client.properties(&path).await.map_err(fail)?;
+            let mut metadata = p.metadata.clone();
+            for (k, v) in &changes {
+                metadata.insert(k.to_string(), v.clone());
+            }
+            let opts = WriteOptions {
+                if_match: Some(p.etag.clone()),
+                metadata: metadata.clone(),
+                ..Default::default()
+            };
+            match self.client.set_metadata(&path, &opts).await {
+                Ok(c) => {
+                    let info = EntryInfo::from_props(&BlobProps {
+                        name: path.clone(),
+                        size: p.size,
+                        etag: c.etag,
+                        last_modified: c.last_modified,
+                        metadata,
+                    });
+                    return Ok(self.record(ino, info));
+                }
+                Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Err(libc::EIO)
+    }
+
+    /// symlink(2): a blob holding the target, with `is_symlink=true`.
+    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, Errno> {
+        self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        let target = target.to_str().ok_or(libc::EINVAL)?;
+        match self.resolve(&dir, name).await {
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&dir, name);
+        let opts = WriteOptions {
+            if_none_match_any: true,
+            metadata: HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]),
+            ..Default::default()
+        };
+        let c = self
+            .client
+            .put_blob(&path, Bytes::copy_from_slice(target.as_bytes()), &opts)
+            .await
+            .map_err(|e| match e.code.as_deref() {
+                Some("BlobAlreadyExists") => libc::EEXIST,
+                _ => fail(e),
+            })?;
+        let info = EntryInfo::from_props(&BlobProps {
+            name: path,
+            size: target.len() as u64,
+            etag: c.etag,
+            last_modified: c.last_modified,
+            metadata: opts.metadata,
+        });
+        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
+        Ok(self.record(ino, info))
+    }
+
+    /// readlink(2): the blob's content.
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, Errno> {
+        let (path, info, _) = self.node(ino)?;
+        if info.kind != Kind::Symlink {
+            return Err(libc::EINVAL);
+        }
+        self.client
+            .get_range(&path, 0, info.size, None)
+            .await
+            .map_err(fail)
+    }
+}
