@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what blobmount's tests, demo and benchmark need and are missing, on a
 # Debian machine that has Rust, Node.js/npm and apt:
-#   - fuse3 (fusermount3), from apt;
+#   - fuse3 (fusermount3), rsync and git (the tests drive them through the mount), from apt;
 #   - Azurite and the Azure Storage SDK (package.json / package-lock.json), with `npm ci`.
 # It also checks that /dev/fuse exists. Safe to run again: it only installs what is missing.
 # Extra Debian packages can be asked for with EXTRA_APT_PACKAGES="curl ..." (scripts/bench.sh does).
@@ -50,6 +50,10 @@ missing=()
 if ! command -v fusermount3 >/dev/null 2>&1; then
     missing+=(fuse3)
 fi
+# Shell tools the integration tests drive through the mount.
+for tool in rsync git; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
 for pkg in ${EXTRA_APT_PACKAGES:-}; do
     # Only names of commands that are also package names are asked for (curl, ...).
     command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

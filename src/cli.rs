@@ -94,7 +94,8 @@ fn parse_mode(s: &str) -> Result<u16, String> {
 }
 
 /// Logs go to stderr. `--log-level` sets blobmount's own level and keeps libraries at warn
-/// (their debug output is not ours to vouch for); RUST_LOG, when set, is used as given.
+/// (their debug output is not ours to vouch for); RUST_LOG directives are added to it, or used
+/// alone without `--log-level`.
 fn init_logging(level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
@@ -105,7 +106,9 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
                     "invalid --log-level {l:?}: use error, warn, info, debug or trace"
                 ));
             }
-            EnvFilter::new(format!("warn,blobmount={l}"))
+            // RUST_LOG directives, when given, come on top (e.g. RUST_LOG=fuser=debug).
+            let extra = std::env::var("RUST_LOG").unwrap_or_default();
+            EnvFilter::new(format!("warn,blobmount={l},{extra}").trim_end_matches(','))
         }
         None => EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("warn,blobmount=info")),

@@ -37,14 +37,20 @@ impl Fs {
         if src == dst {
             return Ok(());
         }
+        let ino = lock(&self.inodes).child(parent, name);
+        // A file open for writing here (or just closed: release comes later) is committed
+        // first, and its staging follows it to the new name.
+        let writer = ino.and_then(|i| self.writer(i));
+        let mut staging = match (&writer, ino) {
+            (Some(w), Some(ino)) => {
+                self.commit(ino, w).await?;
+                Some(w.staging.lock().await)
+            }
+            _ => None,
+        };
         let src_info = self.resolve(&src_dir, name).await?;
         if src_info.kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(libc::EINVAL); // into itself
-        }
-        let ino = lock(&self.inodes).child(parent, name);
-        if ino.is_some_and(|i| self.writer(i).is_some()) {
-            // Open for writing in this mount: its staging is bound to the old name.
-            return Err(libc::EBUSY);
         }
         let dst_info = match self.resolve(&dst_dir, new_name).await {
             Ok(i) => Some(i),
@@ -58,7 +64,10 @@ impl Fs {
             (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(libc::EISDIR),
             (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
             (Kind::File | Kind::Symlink, _) => {
-                self.move_blob(&src, &dst, noreplace).await.map_err(fail)?
+                let etag = self.move_blob(&src, &dst, noreplace).await.map_err(fail)?;
+                if let Some(s) = staging.as_mut() {
+                    s.moved_to(dst.as_str().into(), etag.into());
+                }
             }
             (Kind::Dir, target) => {
                 if target.is_some() {
@@ -81,7 +90,8 @@ impl Fs {
     }
 
     /// Moves one blob: copy (waited for and checked), then delete the source version copied.
-    async fn move_blob(&self, src: &str, dst: &str, noreplace: bool) -> Result<(), BlobError> {
+    /// Returns the ETag of the copy.
+    async fn move_blob(&self, src: &str, dst: &str, noreplace: bool) -> Result<String, BlobError> {
         let props = self.client.properties(src).await?;
         let opts = WriteOptions {
             if_none_match_any: noreplace,
@@ -136,7 +146,8 @@ impl Fs {
                 ),
             ));
         }
-        self.client.delete_blob(src, Some(&props.etag)).await
+        self.client.delete_blob(src, Some(&props.etag)).await?;
+        Ok(copied.etag)
     }
 
     /// Moves blobs `(from, to)`, several at once; each result keeps its number.
@@ -157,12 +168,8 @@ impl Fs {
             .await
     }
 
-    fn move_blob_owned(
-        &self,
-        from: String,
-        to: String,
-    ) -> impl std::future::Future<Output = Result<(), BlobError>> + Send + '_ {
-        async move { self.move_blob(&from, &to, false).await }
+    async fn move_blob_owned(&self, from: String, to: String) -> Result<(), BlobError> {
+        self.move_blob(&from, &to, false).await.map(|_| ())
     }
 
     /// Before renaming a directory onto an existing one: it must be empty; its markers go.

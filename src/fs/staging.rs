@@ -188,6 +188,21 @@ impl Staging {
         self.changed = true;
     }
 
+    /// The committed file was renamed (copied) to `blob`, whose version is `etag`: later
+    /// commits go there. Only for a staging with nothing uncommitted.
+    pub fn moved_to(&mut self, blob: Arc<str>, etag: Arc<str>) {
+        debug_assert!(!self.changed);
+        self.blob = blob;
+        self.base = Some(Base {
+            etag: etag.clone(),
+            len: self.size,
+        });
+        self.expect = Some(etag);
+        // Block ids were the old blob's: untouched ranges are copied from the new one instead.
+        self.committed_ids.clear();
+        self.blocks.clear();
+    }
+
     /// The file as it stands, in the form listings and HEADs give (for attributes).
     pub fn props(&self, etag: &str, last_modified: SystemTime) -> crate::blob::BlobProps {
         crate::blob::BlobProps {

@@ -293,7 +293,7 @@ impl Fs {
     }
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
-    async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
+    pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
         let mut s = w.staging.lock().await;
         let blob = {
             let inodes = lock(&self.inodes);
@@ -343,7 +343,8 @@ impl Fs {
         }
         let _ = self.commit(h.ino, w).await;
         let mut writers = lock(&self.writers);
-        if w.handles.load(Ordering::SeqCst) == 0 {
+        let same = writers.get(&h.ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
+        if same && w.handles.load(Ordering::SeqCst) == 0 {
             writers.remove(&h.ino);
         }
     }

@@ -1,0 +1,324 @@
+//! Ordinary shell tools on a read-write mount, every result checked through the mount and
+//! directly against the service by REST.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{container_sas_url, pseudo_random_bytes, unique_container, Azurite, Mount, Rest};
+use time::OffsetDateTime;
+
+struct Fixture {
+    rest: Rest,
+    container: String,
+    azurite: Azurite,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let azurite = Azurite::start();
+        let rest = azurite.rest();
+        let container = unique_container(name);
+        rest.create_container(&container);
+        Fixture {
+            rest,
+            container,
+            azurite,
+        }
+    }
+
+    fn mount(&self, extra: &[&str]) -> Mount {
+        let url = container_sas_url(
+            &self.azurite.account_url(),
+            &self.container,
+            "racwdl",
+            None,
+            OffsetDateTime::now_utc() + time::Duration::hours(1),
+        );
+        Mount::start(&url, extra)
+    }
+
+    fn blob(&self, name: &str) -> Option<Vec<u8>> {
+        self.rest.get_blob(&self.container, name)
+    }
+
+    fn names(&self, prefix: &str) -> Vec<String> {
+        self.rest.list_blob_names(&self.container, prefix)
+    }
+}
+
+fn run(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A local tree with mixed sizes, nested directories, odd names and a symlink.
+fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let files: Vec<(String, Vec<u8>)> = [
+        ("README.md", 50),
+        ("empty", 0),
+        ("src/main.rs", 2000),
+        ("src/lib/a b c.txt", 70_000),
+        ("data/blob.bin", 5 << 20),
+        ("data/ü #?%+&.dat", 1234),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (n, s))| (n.to_string(), pseudo_random_bytes(*s, 100 + i as u64)))
+    .collect();
+    for (name, data) in &files {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    std::fs::create_dir_all(root.join("emptydir")).unwrap();
+    std::os::unix::fs::symlink("src/main.rs", root.join("link")).unwrap();
+    files
+}
+
+#[test]
+fn rsync_twice_copies_nothing_the_second_time() {
+    let f = Fixture::new("rsync");
+    let m = f.mount(&[]);
+    let src = tempfile::tempdir().unwrap();
+    let files = make_tree(src.path());
+    let rsync = |mnt: &Path| {
+        format!(
+            "rsync -a --stats '{}/' '{}/copy/'",
+            src.path().display(),
+            mnt.display()
+        )
+    };
+    let first = run(src.path(), &rsync(m.path()));
+    assert!(
+        first.contains("Number of regular files transferred: 6"),
+        "{first}"
+    );
+    run(
+        src.path(),
+        &format!(
+            "diff -r '{}' '{}/copy'",
+            src.path().display(),
+            m.path().display()
+        ),
+    );
+    for (name, data) in &files {
+        assert_eq!(
+            f.blob(&format!("copy/{name}")).as_ref(),
+            Some(data),
+            "{name} by REST"
+        );
+    }
+    let second = run(src.path(), &rsync(m.path()));
+    assert!(
+        second.contains("Number of regular files transferred: 0"),
+        "{second}"
+    );
+    // The times rsync set are kept (metadata), and shown after a remount.
+    drop(m);
+    let m = f.mount(&[]);
+    let local = std::fs::metadata(src.path().join("src/main.rs"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let remote = std::fs::metadata(m.path().join("copy/src/main.rs"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(local, remote);
+    let third = run(src.path(), &rsync(m.path()));
+    assert!(
+        third.contains("Number of regular files transferred: 0"),
+        "{third}"
+    );
+}
+
+#[test]
+fn tar_extracts_and_diffs_clean() {
+    let f = Fixture::new("tar");
+    let m = f.mount(&[]);
+    let src = tempfile::tempdir().unwrap();
+    let files = make_tree(src.path());
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    run(
+        src.path(),
+        &format!("tar cf '{}' .", archive.path().display()),
+    );
+    run(
+        m.path(),
+        &format!("mkdir x && cd x && tar xf '{}'", archive.path().display()),
+    );
+    run(m.path(), &format!("diff -r '{}' x", src.path().display()));
+    assert_eq!(run(m.path(), "readlink x/link").trim(), "src/main.rs");
+    for (name, data) in &files {
+        assert_eq!(f.blob(&format!("x/{name}")).as_ref(), Some(data), "{name}");
+    }
+    let link = f.rest.blob_properties(&f.container, "x/link").unwrap();
+    assert_eq!(
+        link.metadata.get("is_symlink").map(String::as_str),
+        Some("true")
+    );
+}
+
+#[test]
+fn git_init_add_commit_and_fsck() {
+    let f = Fixture::new("git");
+    let m = f.mount(&[]);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    run(
+        m.path(),
+        &format!(
+            "git init -q repo && cp -r '{}/.' repo/ && cd repo && \
+             git -c user.name=t -c user.email=t@example.com add -A && \
+             git -c user.name=t -c user.email=t@example.com commit -q -m first && \
+             git fsck --full --strict && git status --porcelain",
+            src.path().display()
+        ),
+    );
+    let log = run(&m.path().join("repo"), "git log --oneline");
+    assert!(log.contains("first"), "{log}");
+    // Clone it back out of the mount and compare.
+    let out = tempfile::tempdir().unwrap();
+    run(
+        out.path(),
+        &format!("git clone -q '{}/repo' clone", m.path().display()),
+    );
+    // (git keeps no empty directories.)
+    run(
+        out.path(),
+        &format!(
+            "diff -r -x .git -x emptydir '{}' clone",
+            src.path().display()
+        ),
+    );
+    assert!(f.names("repo/.git/objects/").len() > 5);
+}
+
+#[test]
+fn sed_in_place_mv_over_a_file_cp_p_touch_ln_chown() {
+    let f = Fixture::new("edits");
+    f.rest
+        .put_blob(&f.container, "conf.txt", b"colour=red\nsize=1\n");
+    f.rest.put_blob(&f.container, "old.txt", b"old");
+    let m = f.mount(&[]);
+    let root = m.path();
+    run(root, "sed -i 's/red/blue/' conf.txt");
+    assert_eq!(f.blob("conf.txt").unwrap(), b"colour=blue\nsize=1\n");
+    // An editor's save: write a temporary file, rename it over the original.
+    run(root, "printf new > .conf.swp && mv .conf.swp old.txt");
+    assert_eq!(f.blob("old.txt").unwrap(), b"new");
+    assert!(f.blob(".conf.swp").is_none());
+    // Times: touch -d and cp -p keep them.
+    run(
+        root,
+        "touch -d '2001-02-03 04:05:06 UTC' old.txt && cp -p old.txt kept.txt",
+    );
+    let want = run(root, "stat -c %Y old.txt");
+    assert_eq!(want.trim(), "981173106");
+    assert_eq!(run(root, "stat -c %Y kept.txt"), want);
+    let props = f.rest.blob_properties(&f.container, "kept.txt").unwrap();
+    assert_eq!(
+        props.metadata.get("mtime").map(String::as_str),
+        Some("2001-02-03T04:05:06Z")
+    );
+    run(root, "chmod 600 kept.txt");
+    assert_eq!(run(root, "stat -c %a kept.txt").trim(), "600");
+    // Symlinks; hard links and chown to someone else are refused.
+    run(root, "ln -s kept.txt sym && test \"$(cat sym)\" = new");
+    let link = Command::new("ln")
+        .args(["kept.txt", "hard"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(!link.status.success());
+    let chown = Command::new("chown")
+        .args(["12345", "kept.txt"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(!chown.status.success());
+    assert!(String::from_utf8_lossy(&chown.stderr).contains("not permitted"));
+}
+
+#[test]
+fn mv_of_a_two_hundred_file_directory() {
+    let f = Fixture::new("mvdir");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (c, url) = (f.container.clone(), f.rest.account_url().to_string());
+            s.spawn(move || {
+                let rest = Rest::new(&url);
+                for i in (t..200).step_by(4) {
+                    rest.put_blob(
+                        &c,
+                        &format!("src/sub{}/f{i:03}", i % 3),
+                        format!("{i}").as_bytes(),
+                    );
+                }
+            });
+        }
+    });
+    let m = f.mount(&[]);
+    run(m.path(), "mv src dst");
+    assert!(f.names("src/").is_empty(), "nothing left in the source");
+    let moved = f.names("dst/");
+    assert_eq!(moved.len(), 200);
+    assert_eq!(f.blob("dst/sub1/f004").unwrap(), b"4");
+    assert_eq!(run(m.path(), "find dst -type f | wc -l").trim(), "200");
+    assert!(!m.path().join("src").exists());
+}
+
+#[test]
+fn mmap_writes_reach_the_blob() {
+    let f = Fixture::new("mmap");
+    let m = f.mount(&[]);
+    let p = m.path().join("mapped.bin");
+    std::fs::write(&p, vec![b'.'; 10_000]).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    // SAFETY: a shared writable mapping of a file we hold open, unmapped before it is closed.
+    unsafe {
+        use std::os::unix::io::AsRawFd;
+        let len = 10_000;
+        let ptr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            ptr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let bytes = std::slice::from_raw_parts_mut(ptr as *mut u8, len);
+        assert_eq!(bytes[5000], b'.', "mapped reads see the file");
+        bytes[5000..5005].copy_from_slice(b"HELLO");
+        assert_eq!(libc::msync(ptr, len, libc::MS_SYNC), 0);
+        libc::munmap(ptr, len);
+    }
+    file.sync_all().unwrap();
+    drop(file);
+    let mut want = vec![b'.'; 10_000];
+    want[5000..5005].copy_from_slice(b"HELLO");
+    assert_eq!(f.blob("mapped.bin").unwrap(), want);
+}
