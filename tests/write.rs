@@ -303,3 +303,25 @@ fn exclusive_create_fails_on_an_existing_name() {
     assert_eq!(f.blob("mine").unwrap(), b"");
     assert_eq!(f.blob("taken").unwrap(), b"theirs");
 }
+
+#[test]
+fn a_blob_changed_while_open_is_kept_and_ours_lands_beside_it() {
+    let f = Fixture::new("conflict");
+    f.rest.put_blob(&f.container, "doc.txt", b"original");
+    let m = f.mount(&[]);
+    let mut file = std::fs::File::create(m.path().join("doc.txt")).unwrap();
+    file.write_all(b"my version").unwrap();
+    f.rest.put_blob(&f.container, "doc.txt", b"their version");
+    let fd = file.into_raw_fd();
+    // SAFETY: fd is a valid descriptor we own (into_raw_fd), closed exactly once.
+    let rc = unsafe { libc::close(fd) };
+    assert_eq!(rc, -1, "close reports the conflict");
+    assert_eq!(f.blob("doc.txt").unwrap(), b"their version");
+    let names = f.rest.list_blob_names(&f.container, "doc.txt.conflict-");
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(f.blob(&names[0]).unwrap(), b"my version");
+    assert!(
+        m.log().contains("saved as"),
+        "the log says where the data went"
+    );
+}

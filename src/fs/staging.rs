@@ -577,6 +577,49 @@ impl Staging {
         Ok(CommitOutcome::Committed(c))
     }
 
+    /// Commits this file's content as the new blob `name` (the conflict copy, when the blob
+    /// changed under us). Only possible when every byte is in the local copy: ranges left
+    /// unchanged from the old version are gone with it.
+    pub async fn save_as(&mut self, name: &str) -> Result<Committed, BlobError> {
+        let n = cache::block_count(self.size, self.bs);
+        let base_len = self.base.as_ref().map_or(0, |b| b.len);
+        if (0..n).any(|i| !self.blocks.contains_key(&i) && i * self.bs < base_len) {
+            return Err(BlobError::new(
+                ErrorKind::Other,
+                "Put Block List",
+                name,
+                "parts of the file left unchanged belong to a version that no longer exists",
+            ));
+        }
+        // Settle uploads in flight (their ids belong to the old name).
+        for (_, b) in std::mem::take(&mut self.blocks) {
+            if let Block::Uploading(_, h) = b {
+                let _ = h.await;
+            }
+        }
+        let opts = WriteOptions {
+            if_none_match_any: true,
+            metadata: self.metadata.clone(),
+            ..Default::default()
+        };
+        let mut ids = Vec::with_capacity(n as usize);
+        for index in 0..n {
+            let (start, len) = self.block_extent(index);
+            let data = self.read_local(start, len).await?;
+            let id = self.new_id();
+            self.client.put_block(name, &id, Bytes::from(data)).await?;
+            ids.push(id);
+        }
+        let c = if n == 0 {
+            self.client.put_blob(name, Bytes::new(), &opts).await?
+        } else {
+            self.client.put_block_list(name, &ids, &opts).await?
+        };
+        // The local copy is saved; the next commit to the original name has nothing new.
+        self.changed = false;
+        Ok(c)
+    }
+
     /// After a commit: the new version is the base of further writes.
     fn committed(&mut self, c: Committed, ids: Vec<String>) {
         let etag: Arc<str> = c.etag.as_str().into();

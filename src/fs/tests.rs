@@ -677,3 +677,36 @@ async fn chmod_and_utimes_live_in_metadata_and_symlinks_hold_their_target() {
         Kind::Symlink
     );
 }
+
+#[tokio::test]
+async fn a_conflicting_commit_saves_a_sibling_and_fails_the_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("doc.txt", "base");
+    let a = lookup(&fs, ROOT_INO, "doc.txt").await.unwrap();
+    let (fh, _) = fs
+        .open(
+            a.ino,
+            OpenMode {
+                write: true,
+                truncate: true,
+            },
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"mine").await.unwrap();
+    fake.put("doc.txt", "theirs");
+    assert_eq!(fs.flush(fh).await, Err(libc::EIO));
+    assert_eq!(
+        &fake.blob("doc.txt").unwrap().0[..],
+        b"theirs",
+        "their version is kept"
+    );
+    let names = fake.names();
+    let sibling = names
+        .iter()
+        .find(|n| n.starts_with("doc.txt.conflict-"))
+        .expect("a conflict copy");
+    assert_eq!(&fake.blob(sibling).unwrap().0[..], b"mine", "nothing lost");
+    fs.release(fh).await;
+    assert_eq!(fake.names().len(), 2);
+}

@@ -42,16 +42,18 @@ impl WriteFile {
     }
 }
 
-/// Why a commit failed, for the log; the caller gets EIO.
-fn commit_failure(blob: &str, e: &BlobError) {
-    match (e.kind, e.code.as_deref()) {
-        (ErrorKind::ConditionNotMet, _) | (_, Some("BlobAlreadyExists")) => tracing::error!(
-            blob,
-            "not committed: the blob was changed by someone else since this file was opened ({e}); \
-             the other version was kept, and this file's data was not saved"
-        ),
-        _ => tracing::error!(blob, "not committed: {e}"),
-    }
+/// Whether a commit failed because the blob changed (or appeared) since writing started.
+fn is_conflict(e: &BlobError) -> bool {
+    e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
+}
+
+/// `NAME.conflict-20261122T113700Z`: where a conflicting version is saved.
+fn conflict_name(blob: &str) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let now = time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default();
+    format!("{blob}.conflict-{now}")
 }
 
 impl Fs {
@@ -308,8 +310,24 @@ impl Fs {
                 self.record(ino, info);
                 Ok(())
             }
+            Err(e) if is_conflict(&e) => {
+                let sibling = conflict_name(&blob);
+                match s.save_as(&sibling).await {
+                    Ok(_) => tracing::error!(
+                        blob,
+                        "not committed: the blob was changed by someone else since this file was opened ({e}); \
+                         their version was kept, and this file's data was saved as {sibling:?}"
+                    ),
+                    Err(e2) => tracing::error!(
+                        blob,
+                        "not committed: the blob was changed by someone else since this file was opened ({e}); \
+                         their version was kept, and saving this file's data as {sibling:?} failed too: {e2}"
+                    ),
+                }
+                Err(libc::EIO)
+            }
             Err(e) => {
-                commit_failure(&blob, &e);
+                tracing::error!(blob, "not committed: {e}");
                 Err(libc::EIO)
             }
         }
