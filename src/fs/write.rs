@@ -42,6 +42,9 @@ impl WriteFile {
     }
 }
 
+/// Most blocks a block blob can commit.
+pub const MAX_BLOCKS: u64 = 50_000;
+
 /// Whether a commit failed because the blob changed (or appeared) since writing started.
 fn is_conflict(e: &BlobError) -> bool {
     e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
@@ -279,6 +282,10 @@ impl Fs {
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+        // A block blob has at most 50,000 blocks.
+        if offset + data.len() as u64 > MAX_BLOCKS * self.cfg.block_size {
+            return Err(libc::EFBIG);
+        }
         let w = h.writer.clone().ok_or(libc::EBADF)?;
         let (size, mtime) = {
             let mut s = w.staging.lock().await;
@@ -369,6 +376,9 @@ impl Fs {
 
     /// truncate(2)/ftruncate(2).
     pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, Errno> {
+        if size > MAX_BLOCKS * self.cfg.block_size {
+            return Err(libc::EFBIG);
+        }
         tracing::debug!(ino, size, "set size");
         self.check_writable()?;
         let (_, info, _) = self.node(ino)?;
