@@ -489,6 +489,12 @@ impl Staging {
         self.upload_dirty(|_| true);
         let n = cache::block_count(self.size, self.bs);
         let base = self.base.clone();
+        if let (true, Some(b)) = (self.committed_ids.is_empty(), &base) {
+            let untouched = (0..n).any(|i| !self.blocks.contains_key(&i) && i * self.bs < b.len);
+            if untouched {
+                self.committed_ids = self.reusable_ids(b).await;
+            }
+        }
         let mut ids = Vec::with_capacity(n as usize);
         // Uploads to wait for: (index whose state they settle, id, upload).
         let mut pending = Vec::new();
@@ -618,6 +624,38 @@ impl Staging {
         // The local copy is saved; the next commit to the original name has nothing new.
         self.changed = false;
         Ok(c)
+    }
+
+    /// The committed block ids of the old version, if they can be reused as they are: cut on
+    /// this mount's block grid and of the same id length (a blob's ids must all have one
+    /// length). Otherwise none, and unchanged ranges are copied by the service instead.
+    async fn reusable_ids(&self, base: &Base) -> Vec<String> {
+        let list = match self
+            .client
+            .get_block_list(&self.blob, Some(&base.etag))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(blob = %self.blob, "no block list to reuse: {e}");
+                return Vec::new();
+            }
+        };
+        let id_len = self.id_len();
+        let on_grid = list.split_last().is_some_and(|(last, rest)| {
+            rest.iter().all(|b| b.size == self.bs) && last.size <= self.bs && last.size > 0
+        });
+        if !on_grid || list.iter().any(|b| b.id.len() != id_len) {
+            return Vec::new();
+        }
+        list.into_iter().map(|b| b.id).collect()
+    }
+
+    /// The length of this upload's block ids.
+    fn id_len(&self) -> usize {
+        base64::engine::general_purpose::STANDARD
+            .encode([0u8; 32])
+            .len()
     }
 
     /// After a commit: the new version is the base of further writes.

@@ -249,3 +249,26 @@ async fn an_empty_new_file_commits() {
     s.commit().await.unwrap();
     assert_eq!(env.content("empty"), b"");
 }
+
+#[tokio::test]
+async fn blocks_committed_on_this_grid_are_reused_by_id() {
+    let env = Env::new(4);
+    let data = pattern(3 * BS as usize + 10, 9);
+    let mut s = env.staging("grid", false).await;
+    s.write(0, &data).await.unwrap();
+    s.commit().await.unwrap();
+    // A new writer (a later open, another mount) appends: no copies, no re-uploads.
+    let mut s = env.staging("grid", false).await;
+    let uploaded = env.fake.bytes_uploaded();
+    s.write(data.len() as u64, b"tail").await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(env.fake.count(Op::PutBlockFromUrl), 0);
+    assert_eq!(
+        env.fake.bytes_uploaded() - uploaded,
+        14,
+        "only the last block went up again"
+    );
+    let mut want = data.clone();
+    want.extend_from_slice(b"tail");
+    assert_eq!(env.content("grid"), want);
+}
