@@ -124,7 +124,8 @@ impl Filesystem for BlobFuse {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let pid = req.pid();
         let mode = OpenMode {
             write: flags.acc_mode() != OpenAccMode::O_RDONLY,
             truncate: flags.0 & libc::O_TRUNC != 0,
@@ -133,6 +134,9 @@ impl Filesystem for BlobFuse {
         self.rt.spawn(async move {
             match fs.open(ino.0, mode).await {
                 Ok((fh, keep_cache)) => {
+                    if mode.write {
+                        fs.note_process(fh, pid);
+                    }
                     let f = if keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
@@ -184,15 +188,15 @@ impl Filesystem for BlobFuse {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let fs = self.fs.clone();
+        let (fs, pid) = (self.fs.clone(), req.pid());
         self.rt.spawn(async move {
-            match fs.flush(fh.0).await {
+            match fs.flush_by(fh.0, pid).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(e)),
             }
@@ -328,7 +332,7 @@ impl Filesystem for BlobFuse {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -336,18 +340,21 @@ impl Filesystem for BlobFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
+        let (fs, ttl, name, pid) = (self.fs.clone(), self.ttl, name.to_owned(), req.pid());
         self.rt.spawn(async move {
             let exclusive = flags & libc::O_EXCL != 0;
             let truncate = flags & libc::O_TRUNC != 0;
             match fs.create(parent.0, &name, exclusive, truncate).await {
-                Ok((a, fh)) => reply.created(
-                    &ttl,
-                    &file_attr(fs.config(), &a),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+                Ok((a, fh)) => {
+                    fs.note_process(fh, pid);
+                    reply.created(
+                        &ttl,
+                        &file_attr(fs.config(), &a),
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                    )
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -355,7 +362,7 @@ impl Filesystem for BlobFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -365,8 +372,9 @@ impl Filesystem for BlobFuse {
         _lo: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (fs, data) = (self.fs.clone(), data.to_vec());
+        let (fs, data, pid) = (self.fs.clone(), data.to_vec(), req.pid());
         self.rt.spawn(async move {
+            fs.note_process(fh.0, pid);
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(e)),

@@ -336,6 +336,7 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
         SessionACL::Owner
     };
     config.n_threads = Some(4);
+    rt.spawn(fs.clone().relieve_write_pressure());
     // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
     // unmount, not kill the process and leave a dead mount behind.
     let signals = rt

@@ -88,6 +88,30 @@ pub trait BlobClient: Send + Sync + 'static {
     /// with Content-MD5. Staged blocks are invisible until a Put Block List commits them.
     async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError>;
 
+    /// Put Block of `len` bytes at `offset` of a local file, read while it is sent, so a large
+    /// block never sits in memory. The default reads the range into memory (fakes, tests).
+    async fn put_block_from_file(
+        &self,
+        name: &str,
+        block_id: &str,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), BlobError> {
+        let data = tokio::task::spawn_blocking(move || read_file_range(&file, offset, len))
+            .await
+            .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", name, e.to_string()))?
+            .map_err(|e| {
+                BlobError::new(
+                    ErrorKind::Other,
+                    "Put Block",
+                    name,
+                    format!("local file: {e}"),
+                )
+            })?;
+        self.put_block(name, block_id, Bytes::from(data)).await
+    }
+
     /// Put Block From URL: stages `len` bytes at `offset` of blob `source` (same container)
     /// as block `block_id` of `name`, copied by the service. With `source_if_match`, fails
     /// if the source is no longer that version.
@@ -207,6 +231,20 @@ pub enum CopyState {
 pub struct CopyInfo {
     pub id: String,
     pub state: CopyState,
+}
+
+/// Reads `len` bytes at `offset` of a local file; past its end (a sparse file's unwritten
+/// tail) the bytes are zeros.
+pub fn read_file_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(buf)
 }
 
 /// The body of a Get Blob, chunk by chunk.

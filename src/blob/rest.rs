@@ -51,7 +51,9 @@ impl RestClient {
             .user_agent(concat!("blobmount/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(50))
+            // Shorter than common server keep-alive timeouts (Azurite and Node: 5 s), so a
+            // connection the server is closing is rarely reused.
+            .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;
@@ -356,6 +358,17 @@ impl BlobClient for RestClient {
 
     async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError> {
         write::put_block(self, name, block_id, data).await
+    }
+
+    async fn put_block_from_file(
+        &self,
+        name: &str,
+        block_id: &str,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), BlobError> {
+        write::put_block_from_file(self, name, block_id, file, offset, len).await
     }
 
     async fn put_block_from_url(

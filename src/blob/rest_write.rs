@@ -18,6 +18,7 @@
 //! with `ConditionNotMet` (its first try changed the ETag). That is left to the caller, who
 //! can tell by reading the blob back; nothing here tries to be clever about it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -293,6 +294,75 @@ pub(super) async fn put_block(
                 r.header("content-md5", &md5)
                     .header("content-length", &len)
                     .body(data.clone())
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+/// Chunk size when a block is streamed from a local file.
+const FILE_CHUNK: u64 = 1 << 20;
+
+/// Reads `len` bytes at `offset` of `file` in chunks, off the async threads.
+fn file_chunks(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::try_unfold(0u64, move |done| {
+        let file = file.clone();
+        async move {
+            if done >= len {
+                return Ok(None);
+            }
+            let n = FILE_CHUNK.min(len - done);
+            let chunk = tokio::task::spawn_blocking(move || {
+                crate::blob::read_file_range(&file, offset + done, n)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok(Some((Bytes::from(chunk), done + n)))
+        }
+    })
+}
+
+/// Put Block streamed from a region of a local file: its MD5 is computed in a first pass,
+/// then each attempt streams the region again, so memory holds one chunk at a time.
+pub(super) async fn put_block_from_file(
+    c: &RestClient,
+    name: &str,
+    block_id: &str,
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+) -> Result<(), BlobError> {
+    use futures::TryStreamExt;
+    let local = |e: std::io::Error| {
+        BlobError::new(
+            ErrorKind::Other,
+            PUT_BLOCK,
+            name,
+            format!("local file: {e}"),
+        )
+    };
+    let mut hasher = Md5::new();
+    let mut chunks = std::pin::pin!(file_chunks(file.clone(), offset, len));
+    while let Some(chunk) = chunks.try_next().await.map_err(local)? {
+        hasher.update(&chunk);
+    }
+    let md5 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
+    };
+    let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
+    let length = len.to_string();
+    c.retry
+        .run(|| {
+            let body = reqwest::Body::wrap_stream(file_chunks(file.clone(), offset, len));
+            c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
+                r.header("content-md5", &md5)
+                    .header("content-length", &length)
+                    .body(body)
             })
         })
         .await?;

@@ -25,6 +25,10 @@ pub struct FileHandle {
     pub pattern: Mutex<ReadPattern>,
     /// For handles opened for writing: the file's staging, shared by its writers.
     pub writer: Option<Arc<super::write::WriteFile>>,
+    /// Processes (thread id as FUSE reports it, and its process id) that opened or wrote
+    /// through this handle: a close by any other process (a child closing the copy of the
+    /// descriptor it inherited) does not commit.
+    pub processes: Mutex<Vec<(u32, Option<u32>)>>,
 }
 
 impl FileHandle {

@@ -5,6 +5,7 @@
 //! Errors are errno values; the FUSE adapter passes them on.
 
 pub mod dircache;
+pub mod grid;
 pub mod handles;
 pub mod inode;
 mod meta;
@@ -94,7 +95,7 @@ impl Fs {
             client: client.clone(),
             budget: staging::WriteBudget::new(cfg.write_buffer),
             dir: cfg.staging_dir.clone(),
-            block_size: cfg.block_size,
+            grid: grid::Grid::new(cfg.block_size),
         };
         Arc::new(Fs {
             client,
@@ -378,6 +379,7 @@ impl Fs {
                 served: false.into(),
                 pattern: Mutex::new(ReadPattern::new(0, 0)),
                 writer,
+                processes: Mutex::new(Vec::new()),
             });
             return Ok((fh, false));
         }
@@ -404,6 +406,7 @@ impl Fs {
             // Parallel kernel readahead may deliver reads slightly out of order.
             pattern: Mutex::new(ReadPattern::new(window, self.cfg.block_size.min(1 << 20))),
             writer: None,
+            processes: Mutex::new(Vec::new()),
         });
         Ok((fh, keep_cache))
     }

@@ -25,13 +25,15 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::grid::Grid;
 use crate::blob::{BlobClient, BlobError, Committed, ErrorKind, WriteOptions};
-use crate::cache;
 
 /// The mount-wide budget of bytes written but not yet uploaded.
 pub struct WriteBudget {
     sem: Arc<Semaphore>,
     bytes: u64,
+    /// Signalled when a writer has waited a while: other files' dirty blocks should go up.
+    pub pressure: tokio::sync::Notify,
 }
 
 impl WriteBudget {
@@ -40,6 +42,7 @@ impl WriteBudget {
         Arc::new(WriteBudget {
             sem: Arc::new(Semaphore::new(permits)),
             bytes,
+            pressure: tokio::sync::Notify::new(),
         })
     }
 
@@ -49,6 +52,13 @@ impl WriteBudget {
 
     pub fn total(&self) -> u64 {
         self.bytes
+    }
+
+    /// What a block of `len` bytes holds of the budget while it is written and uploaded: all
+    /// of it, up to half the budget. Larger blocks (only in files of thousands of blocks) are
+    /// uploaded straight from the local copy, so they need no more memory than that.
+    pub fn share(&self, len: u64) -> u64 {
+        len.min(self.bytes / 2).max(1)
     }
 
     fn try_take(&self, n: u64) -> Option<OwnedSemaphorePermit> {
@@ -98,7 +108,7 @@ pub struct Staging {
     base: Option<Base>,
     /// The commit condition: `If-Match` this ETag, or (None) `If-None-Match: *`.
     expect: Option<Arc<str>>,
-    bs: u64,
+    grid: Grid,
     blocks: BTreeMap<u64, Block>,
     /// Block ids of the last commit made here, by index: reused for untouched blocks.
     committed_ids: Vec<String>,
@@ -116,7 +126,7 @@ pub struct StagingArea {
     pub client: Arc<dyn BlobClient>,
     pub budget: Arc<WriteBudget>,
     pub dir: std::path::PathBuf,
-    pub block_size: u64,
+    pub grid: Grid,
 }
 
 impl StagingArea {
@@ -152,7 +162,7 @@ impl StagingArea {
             size,
             base,
             expect,
-            bs: self.block_size,
+            grid: self.grid.clone(),
             blocks: BTreeMap::new(),
             committed_ids: Vec::new(),
             upload_id: fastrand::u64(..),
@@ -222,7 +232,7 @@ impl Staging {
     }
 
     fn block_extent(&self, index: u64) -> (u64, u64) {
-        cache::block_range(index, self.bs, self.size)
+        self.grid.range(index, self.size)
     }
 
     fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
@@ -259,19 +269,35 @@ impl Staging {
                 }
             }
         }
-        let permit = self.reserve(busy).await;
+        let permit = self.reserve(index, busy).await;
         self.blocks.insert(index, Block::Dirty(Some(permit)));
         Ok(())
     }
 
     /// Takes one block's share of the budget; if it is all taken, uploads this file's other
     /// dirty blocks first, then waits.
-    async fn reserve(&mut self, busy: RangeInclusive<u64>) -> OwnedSemaphorePermit {
-        if let Some(p) = self.budget.try_take(self.bs) {
+    async fn reserve(&mut self, index: u64, busy: RangeInclusive<u64>) -> OwnedSemaphorePermit {
+        let n = self.budget.share(self.grid.extent(index).1);
+        if let Some(p) = self.budget.try_take(n) {
             return p;
         }
         self.upload_dirty(|i| !busy.contains(&i));
-        self.budget.take(self.bs).await
+        let take = self.budget.take(n);
+        tokio::pin!(take);
+        loop {
+            tokio::select! {
+                p = &mut take => return p,
+                // Still waiting: the budget is held by other files' dirty blocks.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    self.budget.pressure.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Starts uploading every dirty block (to free the write budget).
+    pub fn flush_dirty(&mut self) {
+        self.upload_dirty(|_| true);
     }
 
     /// Copies the old version's bytes of block `index` into the local file.
@@ -279,11 +305,11 @@ impl Staging {
         let Some(base) = self.base.clone() else {
             return Ok(());
         };
-        let start = index * self.bs;
+        let (start, full) = self.grid.extent(index);
         if start >= base.len {
             return Ok(());
         }
-        let len = self.bs.min(base.len - start);
+        let len = full.min(base.len - start);
         let data = self
             .client
             .get_range(&self.blob, start, len, Some(&base.etag))
@@ -309,43 +335,37 @@ impl Staging {
 
     async fn read_local(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len as usize];
-            let mut done = 0;
-            while done < buf.len() {
-                match file.read_at(&mut buf[done..], offset + done as u64)? {
-                    0 => break, // past the local file's end: a hole, zeros
-                    n => done += n,
-                }
-            }
-            Ok(buf)
-        })
-        .await
-        .map_err(|e| self.io_error("read", std::io::Error::other(e)))?
-        .map_err(|e| self.io_error("read", e))
+        tokio::task::spawn_blocking(move || crate::blob::read_file_range(&file, offset, len))
+            .await
+            .map_err(|e| self.io_error("read", std::io::Error::other(e)))?
+            .map_err(|e| self.io_error("read", e))
     }
 
     /// Writes `data` at `offset`. Blocks the writer has moved past are uploaded.
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
-        if data.is_empty() {
-            return Ok(());
+        // Block by block, so a write spanning many blocks holds the budget for one at a time
+        // and the blocks it has finished go up while it goes on.
+        let mut at = 0usize;
+        while at < data.len() {
+            let pos = offset + at as u64;
+            let index = self.grid.index_of(pos);
+            let (start, full) = self.grid.extent(index);
+            let seg_end = (offset + data.len() as u64).min(start + full);
+            let base_len = self.base.as_ref().map_or(0, |b| b.len);
+            let old_end = (start + full).min(base_len.max(self.size));
+            let covered = pos <= start && seg_end >= old_end;
+            self.touch(index, covered, index..=index).await?;
+            let seg = &data[at..(seg_end - offset) as usize];
+            self.write_local(pos, Bytes::copy_from_slice(seg)).await?;
+            self.size = self.size.max(seg_end);
+            self.changed = true;
+            self.mtime = SystemTime::now();
+            // Written now: a time set earlier (utimes) no longer holds.
+            self.metadata.remove(super::inode::META_MTIME);
+            // Sequential writers: every block before this one is done.
+            self.upload_dirty(|i| i < index);
+            at += seg.len();
         }
-        let end = offset + data.len() as u64;
-        let (first, last) = cache::block_span(offset, data.len() as u64, self.bs);
-        let base_len = self.base.as_ref().map_or(0, |b| b.len);
-        for index in first..=last {
-            let start = index * self.bs;
-            let old_end = (start + self.bs).min(base_len.max(self.size));
-            let covered = offset <= start && end >= old_end;
-            self.touch(index, covered, first..=last).await?;
-        }
-        self.write_local(offset, Bytes::copy_from_slice(data))
-            .await?;
-        self.size = self.size.max(end);
-        self.changed = true;
-        self.mtime = SystemTime::now();
-        // Sequential writers: everything before this write's first block is done.
-        self.upload_dirty(|i| i < first);
         Ok(())
     }
 
@@ -374,28 +394,9 @@ impl Staging {
             );
             let handle = tokio::spawn(async move {
                 let _permit = permit; // the budget share is released when the upload ends
-                let data = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    let mut done = 0;
-                    while done < buf.len() {
-                        match file.read_at(&mut buf[done..], start + done as u64)? {
-                            0 => break,
-                            n => done += n,
-                        }
-                    }
-                    Ok::<_, std::io::Error>(buf)
-                })
-                .await
-                .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", &blob, e.to_string()))?
-                .map_err(|e| {
-                    BlobError::new(
-                        ErrorKind::Other,
-                        "Put Block",
-                        &blob,
-                        format!("local staging file: {e}"),
-                    )
-                })?;
-                client.put_block(&blob, &id2, Bytes::from(data)).await
+                client
+                    .put_block_from_file(&blob, &id2, file, start, len)
+                    .await
             });
             self.blocks.insert(index, Block::Uploading(id, handle));
         }
@@ -408,7 +409,7 @@ impl Staging {
             return Ok(Bytes::new());
         }
         let len = len.min(self.size - offset);
-        let (first, last) = cache::block_span(offset, len, self.bs);
+        let (first, last) = self.grid.span(offset, len);
         let base_len = self.base.as_ref().map_or(0, |b| b.len);
         let mut out = Vec::with_capacity(len as usize);
         for index in first..=last {
@@ -438,8 +439,8 @@ impl Staging {
         }
         // The block holding the new end keeps part of its bytes: make it a local block.
         let boundary = size.min(self.size);
-        if boundary % self.bs != 0 {
-            let index = boundary / self.bs;
+        let index = self.grid.index_of(boundary);
+        if self.grid.extent(index).0 != boundary {
             self.touch(index, false, index..=index).await?;
         }
         let file = self.file.clone();
@@ -455,12 +456,12 @@ impl Staging {
         if let Some(b) = self.base.as_mut() {
             b.len = b.len.min(size);
         }
-        let keep = cache::block_count(size, self.bs);
+        let keep = self.grid.count(size);
         self.blocks.retain(|i, _| *i < keep);
-        self.committed_ids.truncate(cache::block_count(
-            size.min(self.base.as_ref().map_or(0, |b| b.len)),
-            self.bs,
-        ) as usize);
+        self.committed_ids.truncate(
+            self.grid
+                .count(size.min(self.base.as_ref().map_or(0, |b| b.len))) as usize,
+        );
         self.size = size;
         self.changed = true;
         self.mtime = SystemTime::now();
@@ -487,10 +488,11 @@ impl Staging {
             return Ok(CommitOutcome::Committed(c));
         }
         self.upload_dirty(|_| true);
-        let n = cache::block_count(self.size, self.bs);
+        let n = self.grid.count(self.size);
         let base = self.base.clone();
         if let (true, Some(b)) = (self.committed_ids.is_empty(), &base) {
-            let untouched = (0..n).any(|i| !self.blocks.contains_key(&i) && i * self.bs < b.len);
+            let untouched =
+                (0..n).any(|i| !self.blocks.contains_key(&i) && self.grid.extent(i).0 < b.len);
             if untouched {
                 self.committed_ids = self.reusable_ids(b).await;
             }
@@ -538,9 +540,11 @@ impl Staging {
                             let id = self.new_id();
                             let (client, blob, id2) =
                                 (self.client.clone(), self.blob.clone(), id.clone());
+                            // The local copy reads zeros there (sparse).
+                            let file = self.file.clone();
                             let h = tokio::spawn(async move {
                                 client
-                                    .put_block(&blob, &id2, Bytes::from(vec![0u8; len as usize]))
+                                    .put_block_from_file(&blob, &id2, file, start, len)
                                     .await
                             });
                             pending.push((None, id.clone(), h));
@@ -587,9 +591,9 @@ impl Staging {
     /// changed under us). Only possible when every byte is in the local copy: ranges left
     /// unchanged from the old version are gone with it.
     pub async fn save_as(&mut self, name: &str) -> Result<Committed, BlobError> {
-        let n = cache::block_count(self.size, self.bs);
+        let n = self.grid.count(self.size);
         let base_len = self.base.as_ref().map_or(0, |b| b.len);
-        if (0..n).any(|i| !self.blocks.contains_key(&i) && i * self.bs < base_len) {
+        if (0..n).any(|i| !self.blocks.contains_key(&i) && self.grid.extent(i).0 < base_len) {
             return Err(BlobError::new(
                 ErrorKind::Other,
                 "Put Block List",
@@ -643,7 +647,11 @@ impl Staging {
         };
         let id_len = self.id_len();
         let on_grid = list.split_last().is_some_and(|(last, rest)| {
-            rest.iter().all(|b| b.size == self.bs) && last.size <= self.bs && last.size > 0
+            rest.iter()
+                .enumerate()
+                .all(|(i, b)| b.size == self.grid.extent(i as u64).1)
+                && last.size > 0
+                && last.size <= self.grid.extent(rest.len() as u64).1
         });
         if !on_grid || list.iter().any(|b| b.id.len() != id_len) {
             return Vec::new();

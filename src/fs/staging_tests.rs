@@ -36,7 +36,7 @@ impl Env {
             client: self.fake.clone(),
             budget: self.budget.clone(),
             dir: self.dir.path().to_path_buf(),
-            block_size: BS,
+            grid: crate::fs::grid::Grid::new(BS),
         };
         area.stage(name.into(), existing, truncate, HashMap::new())
             .unwrap()
@@ -271,4 +271,22 @@ async fn blocks_committed_on_this_grid_are_reused_by_id() {
     let mut want = data.clone();
     want.extend_from_slice(b"tail");
     assert_eq!(env.content("grid"), want);
+}
+
+#[tokio::test]
+async fn blocks_grow_past_the_first_thousand() {
+    let env = Env::new(4);
+    // 1000 blocks of BS, then blocks of 2 BS.
+    let data = pattern(1000 * BS as usize + 5 * BS as usize, 10);
+    let mut s = env.staging("grown", false).await;
+    for chunk in data.chunks(4096) {
+        let off = chunk.as_ptr() as usize - data.as_ptr() as usize;
+        s.write(off as u64, chunk).await.unwrap();
+    }
+    s.commit().await.unwrap();
+    assert_eq!(env.content("grown"), data);
+    let sizes = env.fake.blob("grown").unwrap().2;
+    assert_eq!(sizes.len(), 1003);
+    assert!(sizes[..1000].iter().all(|s| *s == BS));
+    assert_eq!(&sizes[1000..], &[2 * BS, 2 * BS, BS]);
 }

@@ -710,3 +710,37 @@ async fn a_conflicting_commit_saves_a_sibling_and_fails_the_close() {
     fs.release(fh).await;
     assert_eq!(fake.names().len(), 2);
 }
+
+#[tokio::test]
+async fn an_idle_file_does_not_hold_the_write_budget_from_others() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    tokio::spawn(fs.clone().relieve_write_pressure());
+    // File a: written backwards, so none of its blocks is behind the writer: all stay dirty
+    // and take the whole budget (8 blocks).
+    let (_, fa) = fs
+        .create(ROOT_INO, OsStr::new("a"), false, false)
+        .await
+        .unwrap();
+    for i in (0..8u64).rev() {
+        fs.write(fa, i * BS, &pattern(BS as usize)).await.unwrap();
+    }
+    // File b needs budget too: it gets it once a's dirty blocks are uploaded for it.
+    let (_, fb) = fs
+        .create(ROOT_INO, OsStr::new("b"), false, false)
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fs.write(fb, 0, &pattern(3 * BS as usize)),
+    )
+    .await
+    .expect("b was not starved")
+    .unwrap();
+    fs.release(fb).await;
+    fs.release(fa).await;
+    assert_eq!(fake.blob("a").unwrap().0.len(), 8 * BS as usize);
+    assert_eq!(
+        &fake.blob("b").unwrap().0[..],
+        &pattern(3 * BS as usize)[..]
+    );
+}

@@ -42,8 +42,14 @@ impl WriteFile {
     }
 }
 
-/// Most blocks a block blob can commit.
-pub const MAX_BLOCKS: u64 = 50_000;
+/// The process (thread group) a thread id belongs to, from /proc.
+fn process_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 /// Whether a commit failed because the blob changed (or appeared) since writing started.
 fn is_conflict(e: &BlobError) -> bool {
@@ -60,6 +66,21 @@ fn conflict_name(blob: &str) -> String {
 }
 
 impl Fs {
+    /// Runs for the life of the mount: when a writer waits for the write budget, the dirty
+    /// blocks of files not being written at that moment are uploaded, so an idle file cannot
+    /// hold the budget from the others.
+    pub async fn relieve_write_pressure(self: Arc<Self>) {
+        loop {
+            self.staging.budget.pressure.notified().await;
+            let writers: Vec<Arc<WriteFile>> = lock(&self.writers).values().cloned().collect();
+            for w in writers {
+                if let Ok(mut s) = w.staging.try_lock() {
+                    s.flush_dirty();
+                }
+            }
+        }
+    }
+
     pub(super) fn writer(&self, ino: u64) -> Option<Arc<WriteFile>> {
         lock(&self.writers).get(&ino).cloned()
     }
@@ -182,6 +203,7 @@ impl Fs {
             served: false.into(),
             pattern: std::sync::Mutex::new(ReadPattern::new(0, 0)),
             writer: Some(writer),
+            processes: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -282,8 +304,8 @@ impl Fs {
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
-        // A block blob has at most 50,000 blocks.
-        if offset + data.len() as u64 > MAX_BLOCKS * self.cfg.block_size {
+        // A block blob has at most 50,000 blocks (growing in size: see grid.rs).
+        if offset + data.len() as u64 > self.staging.grid.max_file_size() {
             return Err(libc::EFBIG);
         }
         let w = h.writer.clone().ok_or(libc::EBADF)?;
@@ -352,6 +374,47 @@ impl Fs {
         }
     }
 
+    /// Records that process `pid` (as FUSE reports it) opened or wrote through handle `fh`.
+    pub fn note_process(&self, fh: u64, pid: u32) {
+        let Some(h) = lock(&self.files).get(fh) else {
+            return;
+        };
+        let mut procs = lock(&h.processes);
+        if procs.len() < 64 && !procs.iter().any(|(p, _)| *p == pid) {
+            procs.push((pid, process_of(pid)));
+        }
+    }
+
+    /// close(2) by process `pid`: commits, unless the process neither opened nor wrote
+    /// through this handle (it closes a copy of the descriptor it inherited, e.g. at exec);
+    /// then the commit waits for a close by a writer, or the last close (release).
+    pub async fn flush_by(&self, fh: u64, pid: u32) -> Result<(), Errno> {
+        let Some(h) = lock(&self.files).get(fh) else {
+            return Ok(());
+        };
+        if h.writer.is_none() {
+            return Ok(());
+        }
+        let ours = {
+            let procs = lock(&h.processes);
+            let tgid = process_of(pid);
+            procs.is_empty()
+                || procs
+                    .iter()
+                    .any(|(p, t)| *p == pid || (t.is_some() && *t == tgid))
+                || tgid.is_none()
+        };
+        if !ours {
+            tracing::debug!(
+                fh,
+                pid,
+                "close by a process that did not write here: commit deferred"
+            );
+            return Ok(());
+        }
+        self.flush(fh).await
+    }
+
     pub async fn fsync(&self, fh: u64) -> Result<(), Errno> {
         self.flush(fh).await
     }
@@ -376,7 +439,7 @@ impl Fs {
 
     /// truncate(2)/ftruncate(2).
     pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, Errno> {
-        if size > MAX_BLOCKS * self.cfg.block_size {
+        if size > self.staging.grid.max_file_size() {
             return Err(libc::EFBIG);
         }
         tracing::debug!(ino, size, "set size");

@@ -87,6 +87,8 @@ impl Rest {
         let client = reqwest::Client::builder()
             .no_proxy() // never send test traffic to an http_proxy from the environment
             .timeout(Duration::from_secs(120))
+            // Azurite closes idle connections after 5 s: never reuse one that old.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("reqwest client");
         Rest {
@@ -178,8 +180,10 @@ impl Rest {
         body: Option<Vec<u8>>,
         ok: &[u16],
     ) -> RawResponse {
+        // One retry after a transport error (a connection the server closed as it was reused).
         let resp = self
-            .raw(method, container, blob, query, headers, body)
+            .raw(method, container, blob, query, headers, body.clone())
+            .or_else(|_| self.raw(method, container, blob, query, headers, body))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         if !ok.contains(&resp.status) {
             panic!(
