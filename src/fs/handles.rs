@@ -73,6 +73,11 @@ impl<T> Handles<T> {
         self.map.get(&fh).cloned()
     }
 
+    /// Whether any handle satisfies `pred`.
+    pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
+        self.map.values().any(|h| pred(h))
+    }
+
     pub fn remove(&mut self, fh: u64) -> Option<Arc<T>> {
         self.map.remove(&fh)
     }

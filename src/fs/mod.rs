@@ -68,6 +68,9 @@ pub struct Fs {
     dir_handles: Mutex<Handles<DirHandle>>,
     /// Files being written, by inode: every handle of the file shares one staging.
     writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
+    /// Files unlinked while open, by inode: the blob (and the version) to delete at the last
+    /// close, if any. Their writers no longer commit.
+    unlinked: Mutex<std::collections::HashMap<u64, Option<(String, String)>>>,
     staging: staging::StagingArea,
 }
 
@@ -108,6 +111,7 @@ impl Fs {
             files: Mutex::new(Handles::default()),
             dir_handles: Mutex::new(Handles::default()),
             writers: Mutex::new(std::collections::HashMap::new()),
+            unlinked: Mutex::new(std::collections::HashMap::new()),
             staging,
         })
     }

@@ -744,3 +744,38 @@ async fn an_idle_file_does_not_hold_the_write_budget_from_others() {
         &pattern(3 * BS as usize)[..]
     );
 }
+
+#[tokio::test]
+async fn an_unlinked_file_stays_readable_until_its_last_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let data = pattern(5 * BS as usize);
+    fake.put("f", data.clone());
+    let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    fs.unlink(ROOT_INO, OsStr::new("f")).await.unwrap();
+    assert_eq!(
+        lookup(&fs, ROOT_INO, "f").await,
+        Err(libc::ENOENT),
+        "the name is gone"
+    );
+    assert_eq!(
+        &fs.read(fh, 4 * BS, 100).await.unwrap()[..],
+        &data[4 * BS as usize..4 * BS as usize + 100]
+    );
+    assert!(
+        fake.blob("f").is_some(),
+        "the blob waits for the last close"
+    );
+    fs.release(fh).await;
+    assert!(fake.blob("f").is_none());
+    // A file being written and unlinked is never committed.
+    let (_, w) = fs
+        .create(ROOT_INO, OsStr::new("tmp"), false, false)
+        .await
+        .unwrap();
+    fs.write(w, 0, b"scratch").await.unwrap();
+    fs.unlink(ROOT_INO, OsStr::new("tmp")).await.unwrap();
+    fs.flush(w).await.unwrap();
+    fs.release(w).await;
+    assert!(fake.blob("tmp").is_none());
+}

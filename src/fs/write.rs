@@ -325,6 +325,9 @@ impl Fs {
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
     pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
+        if lock(&self.unlinked).contains_key(&ino) {
+            return Ok(()); // unlinked while open: nothing to keep
+        }
         let mut s = w.staging.lock().await;
         let blob = {
             let inodes = lock(&self.inodes);
@@ -425,16 +428,33 @@ impl Fs {
         let Some(h) = lock(&self.files).remove(fh) else {
             return;
         };
-        let Some(w) = &h.writer else { return };
-        if w.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
-            return;
+        if let Some(w) = &h.writer {
+            if w.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+                let _ = self.commit(h.ino, w).await;
+                let mut writers = lock(&self.writers);
+                let same = writers.get(&h.ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
+                if same && w.handles.load(Ordering::SeqCst) == 0 {
+                    writers.remove(&h.ino);
+                }
+            }
         }
-        let _ = self.commit(h.ino, w).await;
-        let mut writers = lock(&self.writers);
-        let same = writers.get(&h.ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
-        if same && w.handles.load(Ordering::SeqCst) == 0 {
-            writers.remove(&h.ino);
+        if !self.has_handles(h.ino) {
+            let pending = lock(&self.unlinked).remove(&h.ino).flatten();
+            if let Some((path, etag)) = pending {
+                // Unlinked while open: it goes now, if it is still the version unlinked.
+                match self.client.delete_blob(&path, Some(&etag)).await {
+                    Ok(()) => tracing::debug!(blob = path, "deleted at last close"),
+                    Err(e)
+                        if matches!(e.kind, ErrorKind::NotFound | ErrorKind::ConditionNotMet) => {}
+                    Err(e) => tracing::warn!("deleting a file unlinked while open failed: {e}"),
+                }
+            }
         }
+    }
+
+    /// Whether any handle of this mount is open on `ino`.
+    fn has_handles(&self, ino: u64) -> bool {
+        lock(&self.files).any(|h| h.ino == ino)
     }
 
     /// truncate(2)/ftruncate(2).
@@ -545,6 +565,9 @@ impl Fs {
     }
 
     /// unlink: deletes the blob. A file being created here and not yet committed just goes.
+    /// unlink: deletes the blob. A file still open here stays readable through its handles:
+    /// its blob is deleted at the last close (if it is still the version unlinked). A file
+    /// being written is not committed any more.
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
         self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
@@ -553,10 +576,24 @@ impl Fs {
             return Err(libc::EISDIR);
         }
         let path = join(&dir, name);
-        match self.client.delete_blob(&path, None).await {
-            Ok(()) => {}
-            Err(e) if e.kind == ErrorKind::NotFound && info.etag.is_none() => {}
-            Err(e) => return Err(fail(e)),
+        let ino = lock(&self.inodes).child(parent, name);
+        let writing = ino.is_some_and(|i| self.writer(i).is_some());
+        let reading = ino.is_some_and(|i| self.has_handles(i));
+        match (ino, &info.etag) {
+            (Some(ino), Some(etag)) if reading && !writing => {
+                lock(&self.unlinked).insert(ino, Some((path.clone(), etag.to_string())));
+            }
+            _ => {
+                if let (Some(ino), true) = (ino, writing) {
+                    lock(&self.unlinked).insert(ino, None);
+                }
+                match self.client.delete_blob(&path, None).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound && (info.etag.is_none() || writing) => {
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
         }
         lock(&self.inodes).detach(parent, name);
         lock(&self.dirs).remove_entry(&dir, name);
