@@ -322,3 +322,29 @@ fn a_blob_changed_while_open_is_kept_and_ours_lands_beside_it() {
         "the log says where the data went"
     );
 }
+
+#[test]
+fn a_file_removed_while_open_keeps_reading_what_it_had() {
+    use std::io::Read;
+    let f = Fixture::new("unlink-open");
+    let data = pseudo_random_bytes(3 * MIB, 9);
+    f.rest.put_blob(&f.container, "held.bin", &data);
+    let m = f.mount(&["--block-size", "1M"]);
+    let mut file = std::fs::File::open(m.path().join("held.bin")).unwrap();
+    let mut head = vec![0u8; 1000];
+    file.read_exact(&mut head).unwrap();
+    std::fs::remove_file(m.path().join("held.bin")).unwrap();
+    assert!(!m.path().join("held.bin").exists());
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).unwrap();
+    head.extend_from_slice(&rest);
+    assert!(head == data, "the whole file is still readable");
+    assert!(
+        f.blob("held.bin").is_some(),
+        "deleted at the last close, not before"
+    );
+    drop(file);
+    assert!(common::wait_until(Duration::from_secs(5), || f
+        .blob("held.bin")
+        .is_none()));
+}
