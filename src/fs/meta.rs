@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::inode::{format_mtime, join, META_MODE, META_MTIME, META_SYMLINK};
+use super::inode::{format_mtime, META_MODE, META_MTIME, META_SYMLINK};
 use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
 use crate::blob::{BlobProps, ErrorKind, WriteOptions};
 
@@ -88,34 +88,16 @@ impl Fs {
 
     /// symlink(2): a blob holding the target, with `is_symlink=true`.
     pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, Errno> {
-        self.check_writable()?;
-        let (dir, name) = self.child_name(parent, name)?;
         let target = target.to_str().ok_or(libc::EINVAL)?;
-        match self.resolve(&dir, name).await {
-            Ok(_) => return Err(libc::EEXIST),
-            Err(libc::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
-        let path = join(&dir, name);
-        let opts = WriteOptions {
-            if_none_match_any: true,
-            metadata: HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]),
-            ..Default::default()
-        };
-        let c = self
-            .client
-            .put_blob(&path, Bytes::copy_from_slice(target.as_bytes()), &opts)
-            .await
-            .map_err(|e| match e.code.as_deref() {
-                Some("BlobAlreadyExists") => libc::EEXIST,
-                _ => fail(e),
-            })?;
+        let metadata = HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]);
+        let data = Bytes::copy_from_slice(target.as_bytes());
+        let (path, name, c) = self.put_new_blob(parent, name, data, metadata.clone()).await?;
         let info = EntryInfo::from_props(&BlobProps {
             name: path,
             size: target.len() as u64,
             etag: c.etag,
             last_modified: c.last_modified,
-            metadata: opts.metadata,
+            metadata,
         });
         let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
         Ok(self.record(ino, info))

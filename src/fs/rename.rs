@@ -71,7 +71,7 @@ impl Fs {
             }
             (Kind::Dir, target) => {
                 if target.is_some() {
-                    self.clear_empty_dir(&dst).await?;
+                    self.remove_empty_dir(&dst, false).await?;
                 }
                 self.move_dir(&src, &dst).await?;
             }
@@ -170,32 +170,6 @@ impl Fs {
 
     async fn move_blob_owned(&self, from: String, to: String) -> Result<(), BlobError> {
         self.move_blob(&from, &to, false).await.map(|_| ())
-    }
-
-    /// Before renaming a directory onto an existing one: it must be empty; its markers go.
-    async fn clear_empty_dir(&self, dir: &str) -> Result<(), Errno> {
-        let prefix = format!("{dir}/");
-        let page = self
-            .client
-            .list(blob::ListRequest {
-                prefix: &prefix,
-                delimiter: None,
-                marker: None,
-                max_results: Some(2),
-            })
-            .await
-            .map_err(fail)?;
-        if page.blobs.iter().any(|b| b.name != prefix) {
-            return Err(libc::ENOTEMPTY);
-        }
-        for marker in [dir, prefix.as_str()] {
-            match self.client.delete_blob(marker, None).await {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(e)),
-            }
-        }
-        Ok(())
     }
 
     /// Moves every blob of directory `src` (and its marker) under `dst`. On failure, moves

@@ -490,6 +490,23 @@ impl Fs {
     /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
     /// while empty (blobfuse2's and Azure tools' convention).
     pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
+        let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
+        let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
+        let info = EntryInfo::dir(c.last_modified);
+        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
+        lock(&self.dirs).forget_dir(&path);
+        Ok(self.record(ino, info))
+    }
+
+    /// Creates the blob `name` in directory `parent` in one Put Blob, only if nothing has that
+    /// name (`If-None-Match: *`; EEXIST otherwise). For directory markers and symlinks.
+    pub(super) async fn put_new_blob<'a>(
+        &self,
+        parent: u64,
+        name: &'a OsStr,
+        data: Bytes,
+        metadata: HashMap<String, String>,
+    ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
         self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
         match self.resolve(&dir, name).await {
@@ -500,21 +517,46 @@ impl Fs {
         let path = join(&dir, name);
         let opts = WriteOptions {
             if_none_match_any: true,
-            metadata: HashMap::from([(FOLDER_META.to_string(), "true".to_string())]),
+            metadata,
             ..Default::default()
         };
         let c = self
             .client
-            .put_blob(&path, Bytes::new(), &opts)
+            .put_blob(&path, data, &opts)
             .await
             .map_err(|e| match e.code.as_deref() {
                 Some("BlobAlreadyExists") => libc::EEXIST,
                 _ => fail(e),
             })?;
-        let info = EntryInfo::dir(c.last_modified);
-        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
-        lock(&self.dirs).forget_dir(&path);
-        Ok(self.record(ino, info))
+        Ok((path, name, c))
+    }
+
+    /// Removes the markers of directory `path` (`path` with `hdi_isfolder`, `path/`), after
+    /// checking that no blob remains under it (ENOTEMPTY) and that nothing is being written
+    /// there (`busy`).
+    pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), Errno> {
+        let prefix = format!("{path}/");
+        let page = self
+            .client
+            .list(crate::blob::ListRequest {
+                prefix: &prefix,
+                delimiter: None,
+                marker: None,
+                max_results: Some(2),
+            })
+            .await
+            .map_err(fail)?;
+        if busy || page.blobs.iter().any(|b| b.name != prefix) {
+            return Err(libc::ENOTEMPTY);
+        }
+        for marker in [path, prefix.as_str()] {
+            match self.client.delete_blob(marker, None).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(())
     }
 
     /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
@@ -534,29 +576,9 @@ impl Fs {
             Err(e) => return Err(e),
         }
         let path = join(&dir, name);
-        let prefix = format!("{path}/");
-        let page = self
-            .client
-            .list(crate::blob::ListRequest {
-                prefix: &prefix,
-                delimiter: None,
-                marker: None,
-                max_results: Some(2),
-            })
-            .await
-            .map_err(fail)?;
         let child = lock(&self.inodes).child(parent, name);
         let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
-        if page.blobs.iter().any(|b| b.name != prefix) || writing_inside {
-            return Err(libc::ENOTEMPTY);
-        }
-        for marker in [path.as_str(), prefix.as_str()] {
-            match self.client.delete_blob(marker, None).await {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(e)),
-            }
-        }
+        self.remove_empty_dir(&path, writing_inside).await?;
         lock(&self.inodes).detach(parent, name);
         let mut dirs = lock(&self.dirs);
         dirs.remove_entry(&dir, name);
