@@ -6,59 +6,12 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    container_sas_url, pseudo_random_bytes, unique_container, Azurite, Fault, Mount, Proxy, Rest,
-};
+use common::*;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 const MIB: usize = 1 << 20;
-
-struct Fixture {
-    rest: Rest,
-    container: String,
-    proxy: Proxy,
-    // Dropped last: the mount (declared by each test after the fixture) goes first.
-    _azurite: Azurite,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let azurite = Azurite::start();
-        let rest = azurite.rest();
-        let container = unique_container(name);
-        rest.create_container(&container);
-        let proxy = Proxy::start(&azurite.account_url());
-        Fixture {
-            rest,
-            container,
-            proxy,
-            _azurite: azurite,
-        }
-    }
-
-    fn url(&self) -> String {
-        container_sas_url(
-            &self.proxy.account_url(),
-            &self.container,
-            "rl",
-            None,
-            OffsetDateTime::now_utc() + time::Duration::hours(1),
-        )
-    }
-
-    fn put(&self, name: &str, data: &[u8]) {
-        self.rest.put_blob(&self.container, name, data);
-    }
-
-    fn mount(&self, extra: &[&str]) -> Mount {
-        Mount::start(&self.url(), extra)
-    }
-}
 
 /// The signature of a SAS URL, as sent and decoded.
 fn signature_forms(url: &str) -> Vec<String> {
@@ -71,22 +24,6 @@ fn signature_forms(url: &str) -> Vec<String> {
         .into_owned();
     let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
     vec![sig, encoded]
-}
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -6,63 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{container_sas_url, pseudo_random_bytes, unique_container, Azurite, Mount, Rest};
-use time::OffsetDateTime;
-
-struct Fixture {
-    rest: Rest,
-    container: String,
-    azurite: Azurite,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let azurite = Azurite::start();
-        let rest = azurite.rest();
-        let container = unique_container(name);
-        rest.create_container(&container);
-        Fixture {
-            rest,
-            container,
-            azurite,
-        }
-    }
-
-    fn mount(&self, extra: &[&str]) -> Mount {
-        let url = container_sas_url(
-            &self.azurite.account_url(),
-            &self.container,
-            "racwdl",
-            None,
-            OffsetDateTime::now_utc() + time::Duration::hours(1),
-        );
-        Mount::start(&url, extra)
-    }
-
-    fn blob(&self, name: &str) -> Option<Vec<u8>> {
-        self.rest.get_blob(&self.container, name)
-    }
-
-    fn names(&self, prefix: &str) -> Vec<String> {
-        self.rest.list_blob_names(&self.container, prefix)
-    }
-}
-
-fn run(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::*;
 
 /// A local tree with mixed sizes, nested directories, odd names and a symlink.
 fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -90,7 +34,7 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn rsync_twice_copies_nothing_the_second_time() {
-    let f = Fixture::new("rsync");
+    let f = Fixture::writable("rsync");
     let m = f.mount(&[]);
     let src = tempfile::tempdir().unwrap();
     let files = make_tree(src.path());
@@ -101,12 +45,12 @@ fn rsync_twice_copies_nothing_the_second_time() {
             mnt.display()
         )
     };
-    let first = run(src.path(), &rsync(m.path()));
+    let first = sh(src.path(), &rsync(m.path()));
     assert!(
         first.contains("Number of regular files transferred: 6"),
         "{first}"
     );
-    run(
+    sh(
         src.path(),
         &format!(
             "diff -r '{}' '{}/copy'",
@@ -121,7 +65,7 @@ fn rsync_twice_copies_nothing_the_second_time() {
             "{name} by REST"
         );
     }
-    let second = run(src.path(), &rsync(m.path()));
+    let second = sh(src.path(), &rsync(m.path()));
     assert!(
         second.contains("Number of regular files transferred: 0"),
         "{second}"
@@ -138,7 +82,7 @@ fn rsync_twice_copies_nothing_the_second_time() {
         .modified()
         .unwrap();
     assert_eq!(local, remote);
-    let third = run(src.path(), &rsync(m.path()));
+    let third = sh(src.path(), &rsync(m.path()));
     assert!(
         third.contains("Number of regular files transferred: 0"),
         "{third}"
@@ -147,21 +91,21 @@ fn rsync_twice_copies_nothing_the_second_time() {
 
 #[test]
 fn tar_extracts_and_diffs_clean() {
-    let f = Fixture::new("tar");
+    let f = Fixture::writable("tar");
     let m = f.mount(&[]);
     let src = tempfile::tempdir().unwrap();
     let files = make_tree(src.path());
     let archive = tempfile::NamedTempFile::new().unwrap();
-    run(
+    sh(
         src.path(),
         &format!("tar cf '{}' .", archive.path().display()),
     );
-    run(
+    sh(
         m.path(),
         &format!("mkdir x && cd x && tar xf '{}'", archive.path().display()),
     );
-    run(m.path(), &format!("diff -r '{}' x", src.path().display()));
-    assert_eq!(run(m.path(), "readlink x/link").trim(), "src/main.rs");
+    sh(m.path(), &format!("diff -r '{}' x", src.path().display()));
+    assert_eq!(sh(m.path(), "readlink x/link").trim(), "src/main.rs");
     for (name, data) in &files {
         assert_eq!(f.blob(&format!("x/{name}")).as_ref(), Some(data), "{name}");
     }
@@ -174,11 +118,11 @@ fn tar_extracts_and_diffs_clean() {
 
 #[test]
 fn git_init_add_commit_and_fsck() {
-    let f = Fixture::new("git");
+    let f = Fixture::writable("git");
     let m = f.mount(&[]);
     let src = tempfile::tempdir().unwrap();
     make_tree(src.path());
-    run(
+    sh(
         m.path(),
         &format!(
             "git init -q repo && cp -r '{}/.' repo/ && cd repo && \
@@ -188,16 +132,16 @@ fn git_init_add_commit_and_fsck() {
             src.path().display()
         ),
     );
-    let log = run(&m.path().join("repo"), "git log --oneline");
+    let log = sh(&m.path().join("repo"), "git log --oneline");
     assert!(log.contains("first"), "{log}");
     // Clone it back out of the mount and compare.
     let out = tempfile::tempdir().unwrap();
-    run(
+    sh(
         out.path(),
         &format!("git clone -q '{}/repo' clone", m.path().display()),
     );
     // (git keeps no empty directories.)
-    run(
+    sh(
         out.path(),
         &format!(
             "diff -r -x .git -x emptydir '{}' clone",
@@ -209,35 +153,35 @@ fn git_init_add_commit_and_fsck() {
 
 #[test]
 fn sed_in_place_mv_over_a_file_cp_p_touch_ln_chown() {
-    let f = Fixture::new("edits");
+    let f = Fixture::writable("edits");
     f.rest
         .put_blob(&f.container, "conf.txt", b"colour=red\nsize=1\n");
     f.rest.put_blob(&f.container, "old.txt", b"old");
     let m = f.mount(&[]);
     let root = m.path();
-    run(root, "sed -i 's/red/blue/' conf.txt");
+    sh(root, "sed -i 's/red/blue/' conf.txt");
     assert_eq!(f.blob("conf.txt").unwrap(), b"colour=blue\nsize=1\n");
     // An editor's save: write a temporary file, rename it over the original.
-    run(root, "printf new > .conf.swp && mv .conf.swp old.txt");
+    sh(root, "printf new > .conf.swp && mv .conf.swp old.txt");
     assert_eq!(f.blob("old.txt").unwrap(), b"new");
     assert!(f.blob(".conf.swp").is_none());
     // Times: touch -d and cp -p keep them.
-    run(
+    sh(
         root,
         "touch -d '2001-02-03 04:05:06 UTC' old.txt && cp -p old.txt kept.txt",
     );
-    let want = run(root, "stat -c %Y old.txt");
+    let want = sh(root, "stat -c %Y old.txt");
     assert_eq!(want.trim(), "981173106");
-    assert_eq!(run(root, "stat -c %Y kept.txt"), want);
+    assert_eq!(sh(root, "stat -c %Y kept.txt"), want);
     let props = f.rest.blob_properties(&f.container, "kept.txt").unwrap();
     assert_eq!(
         props.metadata.get("mtime").map(String::as_str),
         Some("2001-02-03T04:05:06Z")
     );
-    run(root, "chmod 600 kept.txt");
-    assert_eq!(run(root, "stat -c %a kept.txt").trim(), "600");
+    sh(root, "chmod 600 kept.txt");
+    assert_eq!(sh(root, "stat -c %a kept.txt").trim(), "600");
     // Symlinks; hard links and chown to someone else are refused.
-    run(root, "ln -s kept.txt sym && test \"$(cat sym)\" = new");
+    sh(root, "ln -s kept.txt sym && test \"$(cat sym)\" = new");
     let link = Command::new("ln")
         .args(["kept.txt", "hard"])
         .current_dir(root)
@@ -255,7 +199,7 @@ fn sed_in_place_mv_over_a_file_cp_p_touch_ln_chown() {
 
 #[test]
 fn mv_of_a_two_hundred_file_directory() {
-    let f = Fixture::new("mvdir");
+    let f = Fixture::writable("mvdir");
     std::thread::scope(|s| {
         for t in 0..4 {
             let (c, url) = (f.container.clone(), f.rest.account_url().to_string());
@@ -272,18 +216,18 @@ fn mv_of_a_two_hundred_file_directory() {
         }
     });
     let m = f.mount(&[]);
-    run(m.path(), "mv src dst");
+    sh(m.path(), "mv src dst");
     assert!(f.names("src/").is_empty(), "nothing left in the source");
     let moved = f.names("dst/");
     assert_eq!(moved.len(), 200);
     assert_eq!(f.blob("dst/sub1/f004").unwrap(), b"4");
-    assert_eq!(run(m.path(), "find dst -type f | wc -l").trim(), "200");
+    assert_eq!(sh(m.path(), "find dst -type f | wc -l").trim(), "200");
     assert!(!m.path().join("src").exists());
 }
 
 #[test]
 fn mmap_writes_reach_the_blob() {
-    let f = Fixture::new("mmap");
+    let f = Fixture::writable("mmap");
     let m = f.mount(&[]);
     let p = m.path().join("mapped.bin");
     std::fs::write(&p, vec![b'.'; 10_000]).unwrap();

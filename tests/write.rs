@@ -5,70 +5,11 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::io::IntoRawFd;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    container_sas_url, pseudo_random_bytes, unique_container, Azurite, Fault, Mount, Proxy, Rest,
-};
-use time::OffsetDateTime;
+use common::*;
 
 const MIB: usize = 1 << 20;
-
-struct Fixture {
-    rest: Rest,
-    container: String,
-    proxy: Proxy,
-    _azurite: Azurite,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let azurite = Azurite::start();
-        let rest = azurite.rest();
-        let container = unique_container(name);
-        rest.create_container(&container);
-        let proxy = Proxy::start(&azurite.account_url());
-        Fixture {
-            rest,
-            container,
-            proxy,
-            _azurite: azurite,
-        }
-    }
-
-    fn mount(&self, extra: &[&str]) -> Mount {
-        let url = container_sas_url(
-            &self.proxy.account_url(),
-            &self.container,
-            "racwdl",
-            None,
-            OffsetDateTime::now_utc() + time::Duration::hours(1),
-        );
-        Mount::start(&url, extra)
-    }
-
-    fn blob(&self, name: &str) -> Option<Vec<u8>> {
-        self.rest.get_blob(&self.container, name)
-    }
-}
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Put Block requests that carried data (not Put Block From URL).
 fn uploaded_blocks(proxy: &Proxy, blob: &str) -> usize {
@@ -82,7 +23,7 @@ fn uploaded_blocks(proxy: &Proxy, blob: &str) -> usize {
 
 #[test]
 fn a_multi_block_file_copied_in_lands_byte_for_byte() {
-    let f = Fixture::new("cp-in");
+    let f = Fixture::writable("cp-in");
     let m = f.mount(&["--block-size", "1M"]);
     let data = pseudo_random_bytes(10 * MIB + 12345, 1);
     let local = tempfile::tempdir().unwrap();
@@ -109,7 +50,7 @@ fn a_multi_block_file_copied_in_lands_byte_for_byte() {
 
 #[test]
 fn a_tree_copies_in_with_mixed_sizes_and_diffs_clean() {
-    let f = Fixture::new("tree");
+    let f = Fixture::writable("tree");
     let m = f.mount(&["--block-size", "1M"]);
     let src = tempfile::tempdir().unwrap();
     let files = [
@@ -150,7 +91,7 @@ fn a_tree_copies_in_with_mixed_sizes_and_diffs_clean() {
 
 #[test]
 fn mkdir_rmdir_rm_and_their_errors() {
-    let f = Fixture::new("dirs");
+    let f = Fixture::writable("dirs");
     f.rest.put_blob(&f.container, "full/x", b"x");
     let m = f.mount(&[]);
     let root = m.path();
@@ -188,7 +129,7 @@ fn mkdir_rmdir_rm_and_their_errors() {
 
 #[test]
 fn append_overwrite_and_truncate_edit_existing_blobs() {
-    let f = Fixture::new("edit");
+    let f = Fixture::writable("edit");
     // A blob written by one Put Blob has no blocks: appending must still work.
     f.rest.put_blob(&f.container, "log.txt", b"line one\n");
     let three = pseudo_random_bytes(3 * MIB, 3);
@@ -222,7 +163,7 @@ fn append_overwrite_and_truncate_edit_existing_blobs() {
 
 #[test]
 fn a_file_being_written_is_visible_and_readable_before_close() {
-    let f = Fixture::new("visible");
+    let f = Fixture::writable("visible");
     let m = f.mount(&["--block-size", "1M"]);
     let mut file = std::fs::File::create(m.path().join("growing.bin")).unwrap();
     let data = pseudo_random_bytes(3 * MIB, 4);
@@ -252,7 +193,7 @@ fn a_file_being_written_is_visible_and_readable_before_close() {
 
 #[test]
 fn a_failed_commit_makes_close_and_fsync_fail() {
-    let f = Fixture::new("fail");
+    let f = Fixture::writable("fail");
     let m = f.mount(&[]);
     f.proxy.fail_next(
         100,
@@ -283,7 +224,7 @@ fn a_failed_commit_makes_close_and_fsync_fail() {
 
 #[test]
 fn exclusive_create_fails_on_an_existing_name() {
-    let f = Fixture::new("excl");
+    let f = Fixture::writable("excl");
     f.rest.put_blob(&f.container, "taken", b"theirs");
     let m = f.mount(&[]);
     let err = std::fs::OpenOptions::new()
@@ -303,7 +244,7 @@ fn exclusive_create_fails_on_an_existing_name() {
 
 #[test]
 fn a_blob_changed_while_open_is_kept_and_ours_lands_beside_it() {
-    let f = Fixture::new("conflict");
+    let f = Fixture::writable("conflict");
     f.rest.put_blob(&f.container, "doc.txt", b"original");
     let m = f.mount(&[]);
     let mut file = std::fs::File::create(m.path().join("doc.txt")).unwrap();
@@ -326,7 +267,7 @@ fn a_blob_changed_while_open_is_kept_and_ours_lands_beside_it() {
 #[test]
 fn a_file_removed_while_open_keeps_reading_what_it_had() {
     use std::io::Read;
-    let f = Fixture::new("unlink-open");
+    let f = Fixture::writable("unlink-open");
     let data = pseudo_random_bytes(3 * MIB, 9);
     f.rest.put_blob(&f.container, "held.bin", &data);
     let m = f.mount(&["--block-size", "1M"]);

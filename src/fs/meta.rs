@@ -91,7 +91,9 @@ impl Fs {
         let target = target.to_str().ok_or(libc::EINVAL)?;
         let metadata = HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]);
         let data = Bytes::copy_from_slice(target.as_bytes());
-        let (path, name, c) = self.put_new_blob(parent, name, data, metadata.clone()).await?;
+        let (path, name, c) = self
+            .put_new_blob(parent, name, data, metadata.clone())
+            .await?;
         let info = EntryInfo::from_props(&BlobProps {
             name: path,
             size: target.len() as u64,

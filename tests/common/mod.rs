@@ -14,12 +14,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod azurite;
+pub mod fixture;
 pub mod mount;
 pub mod process;
 pub mod proxy;
 pub mod rest;
 
 pub use azurite::Azurite;
+pub use fixture::{sh, Fixture};
 pub use mount::{Mount, MountFailure};
 pub use proxy::{Fault, Proxy, RecordedRequest};
 pub use rest::{container_sas_url, BlobProperties, RawResponse, Rest};
