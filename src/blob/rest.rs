@@ -51,9 +51,9 @@ impl RestClient {
             .user_agent(concat!("blobmount/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(30))
-            // Shorter than common server keep-alive timeouts (Azurite and Node: 5 s), so a
-            // connection the server is closing is rarely reused.
-            .pool_idle_timeout(Duration::from_secs(4))
+            // Below Azure's load balancers' idle timeout (4 min); a server that closes sooner
+            // (Azurite: 5 s) makes a reused connection fail once, and that is retried.
+            .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;

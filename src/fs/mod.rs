@@ -50,9 +50,10 @@ pub struct FsConfig {
 }
 
 impl FsConfig {
-    /// Most blocks read ahead for one sequential reader: a quarter of the cache, at most 32.
+    /// Most blocks read ahead for one sequential reader: half the cache, at most 64 (large
+    /// windows give large requests: fewer per-request costs).
     pub fn max_prefetch_window(&self) -> u64 {
-        (self.cache_size / self.block_size / 4).clamp(1, 32)
+        (self.cache_size / self.block_size / 2).clamp(1, 64)
     }
 }
 
