@@ -16,7 +16,8 @@ use crate::blob::retry::RetryPolicy;
 use crate::blob::{BlobClient, BlobError, ContainerUrl, ErrorKind, ListRequest};
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{BlobFuse, MAX_READ};
-use crate::sas::{SasKind, SasToken, SignedResource};
+use crate::sas::SasToken;
+use crate::token::source;
 use crate::token::Credential;
 
 /// Everything `mount` needs, from the command line.
@@ -70,71 +71,29 @@ pub struct Target {
     pub writable: bool,
 }
 
-/// Parses the SAS URL and checks the token offline.
-pub fn check_target(sas_url: &str, now: OffsetDateTime) -> Result<Target, MountError> {
+/// Parses the SAS URL and checks the token offline: the one in the URL, or `token_text`
+/// (a token or SAS URL from a file, the environment or a command) when given.
+pub fn check_target(sas_url: &str, token_text: Option<&str>, now: OffsetDateTime) -> Result<Target, MountError> {
     let (container, query) = ContainerUrl::parse(sas_url).map_err(MountError::usage)?;
-    let query = query.ok_or_else(|| {
-        MountError::usage(format!(
-            "{} has no SAS token: append ?sv=...&sig=... (a container SAS with at least r and l)",
-            container.display()
-        ))
-    })?;
-    let token = SasToken::parse(&query)
+    let text = match (token_text, query) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(q)) => q,
+        (None, None) => {
+            return Err(MountError::usage(format!(
+                "{} has no SAS token: append ?sv=...&sig=... or give --sas-file, --sas-command or BLOBMOUNT_SAS",
+                container.display()
+            )))
+        }
+    };
+    let token = source::parse_text(&text, &container)
         .map_err(|e| MountError::usage(format!("malformed SAS token: {e}")))?;
     if let Some(problem) = token.validity_problem(now) {
-        return Err(MountError::failed(format!(
-            "the SAS token is {problem}: get a new one"
-        )));
+        // "expired at …" or "not valid until …"
+        let verb = if problem.starts_with("expired") { "" } else { "is " };
+        return Err(MountError::failed(format!("the SAS token {verb}{problem}: get a new one")));
     }
-    match token.kind() {
-        SasKind::Service { resource } | SasKind::UserDelegation { resource } => match resource {
-            SignedResource::Container => {}
-            SignedResource::Blob | SignedResource::BlobVersion | SignedResource::BlobSnapshot => {
-                return Err(MountError::usage(format!(
-                    "this is a blob SAS (sr={}): it grants access to one blob and cannot mount a container; use a container SAS (sr=c)",
-                    resource.code()
-                )))
-            }
-            other => {
-                return Err(MountError::usage(format!(
-                    "this SAS is for a {} (sr={}), not a container; use a container SAS (sr=c)",
-                    other.describe(),
-                    other.code()
-                )))
-            }
-        },
-        SasKind::Account {
-            services,
-            resource_types,
-        } => {
-            if !services.blob() {
-                return Err(MountError::usage(format!(
-                    "this account SAS does not cover the Blob service (ss={}): it needs ss to include b",
-                    services.letters()
-                )));
-            }
-            let rt = resource_types.letters();
-            if !(rt.contains('c') && rt.contains('o')) {
-                return Err(MountError::usage(format!(
-                    "this account SAS has srt={rt}: mounting needs container and object access (srt to include c and o)"
-                )));
-            }
-        }
-    }
+    source::check_scope(&token, false).map_err(MountError::usage)?;
     let p = token.permissions();
-    let missing: Vec<&str> = [(p.read(), "r (read)"), (p.list(), "l (list)")]
-        .into_iter()
-        .filter(|(has, _)| !has)
-        .map(|(_, what)| what)
-        .collect();
-    if !missing.is_empty() {
-        return Err(MountError::usage(format!(
-            "the SAS token lacks the {} permission{} needed to mount (it has sp={})",
-            missing.join(" and "),
-            if missing.len() > 1 { "s" } else { "" },
-            p.letters()
-        )));
-    }
     let writable = p.write() || p.create() || p.add() || p.delete();
     Ok(Target {
         container,
@@ -268,7 +227,7 @@ fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
 /// signalled, then unmounts.
 pub fn run(opts: MountOptions) -> Result<(), MountError> {
     check_sizes(&opts)?;
-    let target = check_target(&opts.sas_url, OffsetDateTime::now_utc())?;
+    let target = check_target(&opts.sas_url, None, OffsetDateTime::now_utc())?;
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -442,7 +401,7 @@ mod tests {
     }
 
     fn err(u: &str) -> String {
-        check_target(u, OffsetDateTime::now_utc())
+        check_target(u, None, OffsetDateTime::now_utc())
             .err()
             .expect("should fail")
             .message
@@ -452,6 +411,7 @@ mod tests {
     fn token_checks() {
         let ok = check_target(
             &url("rl", None, time::Duration::hours(1)),
+            None,
             OffsetDateTime::now_utc(),
         )
         .unwrap();
@@ -459,6 +419,7 @@ mod tests {
         assert!(
             check_target(
                 &url("racwdl", None, time::Duration::hours(1)),
+                None,
                 OffsetDateTime::now_utc()
             )
             .unwrap()

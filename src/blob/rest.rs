@@ -31,7 +31,16 @@ use bytes::Bytes;
 /// The REST API version sent as `x-ms-version`.
 pub const API_VERSION: &str = "2023-11-03";
 
-type AttemptError = (BlobError, Option<Duration>);
+pub(super) type AttemptError = (BlobError, Option<Duration>);
+
+/// How long a request refused for its SAS waits for a new token.
+const REFRESH_WAIT: Duration = Duration::from_secs(30);
+
+/// The service refused the signature itself (not a missing permission).
+fn is_sas_refused(e: &BlobError) -> bool {
+    e.kind == ErrorKind::Forbidden
+        && matches!(e.code.as_deref(), Some("AuthenticationFailed" | "AuthorizationFailure"))
+}
 
 /// A Blob service client for one container.
 pub struct RestClient {
@@ -84,6 +93,47 @@ impl RestClient {
             .expect("http(s) URLs have a path")
             .extend(name.split('/'));
         url
+    }
+
+    /// Runs a request with the retry policy. If the service refuses the SAS itself (revoked
+    /// early, clock skew), a new token is asked for, and the request is tried once more with it.
+    /// A token known to be expired is not sent when nothing can replace it.
+    pub(super) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, BlobError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let seen = self.credential.generation();
+        let current = self.credential.current();
+        if current.is_expired(time::OffsetDateTime::now_utc())
+            && !self.credential.refreshed_since(seen, REFRESH_WAIT).await
+        {
+            let se = current.expiry.map(|t| t.to_string()).unwrap_or_default();
+            let mut e = BlobError::new(ErrorKind::Forbidden, "request", "", format!("SAS expired at {se}"));
+            e.code = Some("SasExpired".into());
+            tracing::warn!("SAS expired at {se}: no request sent");
+            return Err(e);
+        }
+        let seen = self.credential.generation();
+        match self.retry.run(&mut attempt).await {
+            Err(e) if is_sas_refused(&e) && self.credential.refreshed_since(seen, REFRESH_WAIT).await => {
+                tracing::info!(op = e.op, "the service refused the SAS; retrying once with a new one");
+                self.retry.run(&mut attempt).await.map_err(|e| self.explain_refusal(e))
+            }
+            r => r.map_err(|e| self.explain_refusal(e)),
+        }
+    }
+
+    /// A refused SAS: says so, with when the token expires.
+    fn explain_refusal(&self, mut e: BlobError) -> BlobError {
+        if is_sas_refused(&e) {
+            let until = match self.credential.current().expiry {
+                Some(se) => format!("it expires at {se}"),
+                None => "it has no expiry".to_string(),
+            };
+            e.detail = format!("the SAS was rejected ({until}): {}", e.detail);
+        }
+        e
     }
 
     /// Sends one attempt of a request (callers wrap it in the retry policy, together with
@@ -276,8 +326,7 @@ impl BlobClient for RestClient {
             req.prefix
         };
         // The body is read inside the retried attempt: a reset while reading it is retried.
-        self.retry
-            .run(|| async {
+        self.run(|| async {
                 let resp = self
                     .attempt(Method::GET, "List Blobs", target, &url, |r| r)
                     .await?;
@@ -304,9 +353,7 @@ impl BlobClient for RestClient {
 
     async fn properties(&self, name: &str) -> Result<BlobProps, BlobError> {
         let url = self.blob_url(name);
-        let resp = self
-            .retry
-            .run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
+        let resp = self.run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
             .await?;
         props_from_headers(name, resp.headers())
     }
@@ -320,9 +367,7 @@ impl BlobClient for RestClient {
     ) -> Result<ByteStream, BlobError> {
         let url = self.blob_url(name);
         let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
-        let resp = self
-            .retry
-            .run(|| {
+        let resp = self.run(|| {
                 self.attempt(Method::GET, "Get Blob", name, &url, |r| {
                     let r = r.header("x-ms-range", &range);
                     match if_match {

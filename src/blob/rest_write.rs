@@ -288,8 +288,7 @@ pub(super) async fn put_block(
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let md5 = content_md5(&data);
     let len = data.len().to_string();
-    c.retry
-        .run(|| {
+    c.run(|| {
             c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
                 r.header("content-md5", &md5)
                     .header("content-length", &len)
@@ -356,8 +355,7 @@ pub(super) async fn put_block_from_file(
     };
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let length = len.to_string();
-    c.retry
-        .run(|| {
+    c.run(|| {
             let body = reqwest::Body::wrap_stream(file_chunks(file.clone(), offset, len));
             c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
                 r.header("content-md5", &md5)
@@ -396,8 +394,7 @@ pub(super) async fn put_block_from_url(
     let if_match = source_if_match
         .map(|e| if_match_header(op, name, e))
         .transpose()?;
-    c.retry
-        .run(|| async {
+    c.run(|| async {
             let (source_url, token) = c.copy_source(op, name, source).map_err(|e| (e, None))?;
             c.put_empty(op, name, &url, |r| {
                 let r = r
@@ -431,9 +428,7 @@ pub(super) async fn put_block_list(
     let url = c.blob_url_with(name, &[("comp", "blocklist")]);
     // With If-None-Match: * or If-Match, a retry after a lost success answer fails (see the
     // module documentation); the caller sorts that out.
-    let resp = c
-        .retry
-        .run(|| {
+    let resp = c.run(|| {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("content-type", "application/xml; charset=utf-8")
@@ -458,9 +453,7 @@ pub(super) async fn put_blob(
     let md5 = content_md5(&data);
     let url = c.blob_url(name);
     // Same retry caveat as Put Block List with conditions.
-    let resp = c
-        .retry
-        .run(|| {
+    let resp = c.run(|| {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("x-ms-blob-type", "BlockBlob")
@@ -488,8 +481,7 @@ pub(super) async fn get_block_list(
     let want = if_match;
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     // The body is read inside the retried attempt: a reset while reading it is retried.
-    c.retry
-        .run(|| async {
+    c.run(|| async {
             let resp = c
                 .attempt(Method::GET, op, name, &url, |r| match &if_match {
                     Some(v) => r.header("if-match", v.clone()),
@@ -543,8 +535,7 @@ pub(super) async fn delete_blob(
     let op = DELETE_BLOB;
     let url = c.blob_url(name);
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
-    c.retry
-        .run(|| {
+    c.run(|| {
             c.attempt(Method::DELETE, op, name, &url, |r| {
                 // Without it, deleting a blob that has snapshots fails (409 SnapshotsPresent).
                 let r = r.header("x-ms-delete-snapshots", "include");
@@ -574,9 +565,7 @@ pub(super) async fn copy_blob(
         .transpose()?;
     let url = c.blob_url(dest);
     // Same retry caveat as Put Block List with conditions.
-    let resp = c
-        .retry
-        .run(|| async {
+    let resp = c.run(|| async {
             let (source_url, token) = c.copy_source(op, dest, source).map_err(|e| (e, None))?;
             c.put_empty(op, dest, &url, |r| {
                 let r = with_headers(r, &headers).header("x-ms-copy-source", source_url);
@@ -601,9 +590,7 @@ pub(super) async fn copy_blob(
 
 pub(super) async fn copy_info(c: &RestClient, name: &str) -> Result<Option<CopyInfo>, BlobError> {
     let url = c.blob_url(name);
-    let resp = c
-        .retry
-        .run(|| c.attempt(Method::HEAD, GET_PROPERTIES, name, &url, |r| r))
+    let resp = c.run(|| c.attempt(Method::HEAD, GET_PROPERTIES, name, &url, |r| r))
         .await?;
     copy_info_from(GET_PROPERTIES, name, resp.headers())
 }
@@ -618,9 +605,7 @@ pub(super) async fn set_metadata(
     // exists (If-None-Match: * is not sent, as the fake ignores it too).
     let headers = write_headers(op, name, opts, false, false)?;
     let url = c.blob_url_with(name, &[("comp", "metadata")]);
-    let resp = c
-        .retry
-        .run(|| c.put_empty(op, name, &url, |r| with_headers(r, &headers)))
+    let resp = c.run(|| c.put_empty(op, name, &url, |r| with_headers(r, &headers)))
         .await?;
     committed_from(op, name, resp.headers())
 }

@@ -1,33 +1,82 @@
-//! Where the SAS token comes from. Today: the one given at mount time, held in a
-//! [`Credential`] that requests read at send time, so a refresher can swap it atomically
-//! (requests in flight keep the token they started with).
+//! The SAS a mount signs its requests with, and where new ones come from.
+//!
+//! - [`Credential`]: the token in force, swapped atomically (a request in flight keeps the
+//!   token it was sent with), with a generation number so a request refused by the service can
+//!   ask for a newer token and wait for it.
+//! - [`source`]: where tokens come from (the URL, `--sas-file`, `BLOBMOUNT_SAS`,
+//!   `--sas-command`) and the checks a new token must pass.
+//! - [`refresh`]: the task that fetches a new token before the current one expires, on SIGHUP,
+//!   when the file changes, or when the service refuses the current one.
 
+pub mod refresh;
+pub mod source;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-/// The token requests are signed with, swappable while the mount runs.
-#[derive(Debug)]
-pub struct Credential {
-    // Debug of the holder only prints the type: see the manual impl below.
-    current: RwLock<Arc<Secret>>,
+use time::OffsetDateTime;
+
+use crate::sas::{Permissions, SasToken};
+
+/// A token query string (`sv=…&sig=…`) and what it says of itself. Debug never shows it.
+pub struct Secret {
+    query: String,
+    /// `se`, if the token has one.
+    pub expiry: Option<OffsetDateTime>,
+    /// `sp`, if the token parses.
+    pub permissions: Option<Permissions>,
 }
-
-/// A token query string (`sv=…&sig=…`), never shown by Debug.
-pub struct Secret(String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        f.debug_struct("Secret")
+            .field("query", &"<redacted>")
+            .field("expiry", &self.expiry)
+            .finish()
     }
 }
 
 impl Secret {
     pub fn new(query: String) -> Self {
-        Secret(query.trim_start_matches('?').to_string())
+        let query = query.trim_start_matches('?').to_string();
+        let parsed = SasToken::parse(&query).ok();
+        Secret {
+            expiry: parsed.as_ref().and_then(SasToken::expiry),
+            permissions: parsed.as_ref().map(SasToken::permissions),
+            query,
+        }
     }
 
     /// The query string to append to request URLs. Never log it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.query
+    }
+
+    /// Whether the token's `se` has passed.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expiry.is_some_and(|se| now >= se)
+    }
+}
+
+/// The token requests are signed with, swappable while the mount runs.
+pub struct Credential {
+    current: RwLock<Arc<Secret>>,
+    generation: AtomicU64,
+    /// Woken when a new token is in place.
+    changed: tokio::sync::Notify,
+    /// Woken to ask the refresher for a new token now.
+    wanted: tokio::sync::Notify,
+    /// Whether anything can provide a new token (a file, a command...).
+    refreshable: AtomicBool,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("current", &self.current())
+            .field("generation", &self.generation())
+            .finish()
     }
 }
 
@@ -35,21 +84,63 @@ impl Credential {
     pub fn new(token_query: String) -> Self {
         Credential {
             current: RwLock::new(Arc::new(Secret::new(token_query))),
+            generation: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+            wanted: tokio::sync::Notify::new(),
+            refreshable: AtomicBool::new(false),
         }
     }
 
     /// The token in force now.
     pub fn current(&self) -> Arc<Secret> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts replacements: a request notes it before sending, to tell later whether the
+    /// token changed since.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Replaces the token; requests already sent keep the one they had.
     pub fn replace(&self, token_query: String) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Secret::new(token_query));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Secret::new(token_query));
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Declares that a refresher runs for this credential.
+    pub fn set_refreshable(&self, yes: bool) {
+        self.refreshable.store(yes, Ordering::SeqCst);
+    }
+
+    pub fn is_refreshable(&self) -> bool {
+        self.refreshable.load(Ordering::SeqCst)
+    }
+
+    /// Asks for a token newer than generation `seen` and waits for it up to `timeout`.
+    /// Whether one came (false at once when nothing can provide one).
+    pub async fn refreshed_since(&self, seen: u64, timeout: Duration) -> bool {
+        if self.generation() > seen {
+            return true;
+        }
+        if !self.is_refreshable() {
+            return false;
+        }
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if self.generation() > seen {
+            return true;
+        }
+        self.wanted.notify_one();
+        let _ = tokio::time::timeout(timeout, changed).await;
+        self.generation() > seen
+    }
+
+    /// Resolves when someone asks for a new token.
+    pub async fn wanted(&self) {
+        self.wanted.notified().await
     }
 }
 
@@ -66,5 +157,22 @@ mod tests {
         c.replace("sv=2024&sig=NEW".into());
         assert_eq!(held.expose(), "sv=2024&sig=SECRETSIG");
         assert_eq!(c.current().expose(), "sv=2024&sig=NEW");
+        assert_eq!(c.generation(), 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_refresh() {
+        let c = Arc::new(Credential::new("sig=a".into()));
+        assert!(!c.refreshed_since(0, Duration::from_millis(10)).await, "nothing can refresh");
+        c.set_refreshable(true);
+        let c2 = c.clone();
+        let refresher = tokio::spawn(async move {
+            c2.wanted().await;
+            c2.replace("sig=b".into());
+        });
+        assert!(c.refreshed_since(0, Duration::from_secs(5)).await);
+        assert_eq!(c.current().expose(), "sig=b");
+        refresher.await.unwrap();
+        assert!(!c.refreshed_since(1, Duration::from_millis(20)).await, "timed out");
     }
 }
