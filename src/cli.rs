@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Mount a container: blobmount mount 'https://ACCOUNT.blob.core.windows.net/CONTAINER?SAS' DIR
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Inspect or generate SAS tokens.
     Sas {
         #[command(subcommand)]
@@ -79,6 +79,24 @@ struct MountArgs {
     /// [default: $TMPDIR or /var/tmp].
     #[arg(long)]
     staging_dir: Option<PathBuf>,
+    /// File holding the SAS token (or a full SAS URL); read again when it changes and on SIGHUP.
+    /// With it, SAS_URL may be the plain container URL.
+    #[arg(long, conflicts_with = "sas_command")]
+    sas_file: Option<PathBuf>,
+    /// Command printing a SAS token (or a full SAS URL) on stdout, run with `sh -c` at mount and
+    /// before each expiry; its stderr goes to the log.
+    #[arg(long)]
+    sas_command: Option<String>,
+    /// Time limit of one run of --sas-command.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    sas_command_timeout: Duration,
+    /// How long before the token's expiry to get a new one [default: max(5m, 10% of its
+    /// lifetime), at most half of it].
+    #[arg(long, value_parser = parse_duration)]
+    refresh_before: Option<Duration>,
+    /// How often to get a new token when it has no expiry (stored access policy).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    refresh_interval: Duration,
     /// Log level: error, warn, info, debug or trace [default: info, or RUST_LOG].
     #[arg(long)]
     log_level: Option<String>,
@@ -149,6 +167,14 @@ fn run_mount(args: MountArgs) -> i32 {
         block_size: args.block_size,
         metadata_ttl: args.metadata_ttl,
         write_buffer: args.write_buffer,
+        sas_file: args.sas_file,
+        sas_command: args.sas_command,
+        sas_command_timeout: args.sas_command_timeout,
+        refresh_before: args.refresh_before,
+        refresh_interval: args.refresh_interval,
+        env_token: std::env::var("BLOBMOUNT_SAS")
+            .ok()
+            .filter(|t| !t.trim().is_empty()),
         staging_dir: args
             .staging_dir
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
@@ -175,7 +201,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Mount(args) => run_mount(args),
+        Command::Mount(args) => run_mount(*args),
         Command::Sas { cmd } => match crate::sas::cli::run(cmd) {
             Ok(()) => 0,
             Err(e) => {

@@ -17,6 +17,7 @@ use crate::blob::{BlobClient, BlobError, ContainerUrl, ErrorKind, ListRequest};
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::{BlobFuse, MAX_READ};
 use crate::sas::SasToken;
+use crate::token::refresh::{self, RefreshConfig};
 use crate::token::source;
 use crate::token::Credential;
 
@@ -37,6 +38,41 @@ pub struct MountOptions {
     pub metadata_ttl: Duration,
     pub write_buffer: u64,
     pub staging_dir: PathBuf,
+    pub sas_file: Option<PathBuf>,
+    pub sas_command: Option<String>,
+    pub sas_command_timeout: Duration,
+    pub refresh_before: Option<Duration>,
+    pub refresh_interval: Duration,
+    /// `BLOBMOUNT_SAS`, if set.
+    pub env_token: Option<String>,
+}
+
+impl MountOptions {
+    /// Where new tokens come from, if anywhere.
+    fn token_source(&self) -> Option<source::TokenSource> {
+        match (&self.sas_file, &self.sas_command) {
+            (Some(path), _) => Some(source::TokenSource::File(path.clone())),
+            (None, Some(command)) => Some(source::TokenSource::Command {
+                command: command.clone(),
+                timeout: self.sas_command_timeout,
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Warns as ssh does when the SAS file can be read by others.
+fn check_sas_file_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the SAS file {} can be read by other users (mode {mode:o}): chmod 600 it",
+                path.display()
+            );
+        }
+    }
 }
 
 /// A failed check or mount: one line for the user, and the exit code.
@@ -73,7 +109,11 @@ pub struct Target {
 
 /// Parses the SAS URL and checks the token offline: the one in the URL, or `token_text`
 /// (a token or SAS URL from a file, the environment or a command) when given.
-pub fn check_target(sas_url: &str, token_text: Option<&str>, now: OffsetDateTime) -> Result<Target, MountError> {
+pub fn check_target(
+    sas_url: &str,
+    token_text: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Target, MountError> {
     let (container, query) = ContainerUrl::parse(sas_url).map_err(MountError::usage)?;
     let text = match (token_text, query) {
         (Some(t), _) => t.to_string(),
@@ -89,12 +129,19 @@ pub fn check_target(sas_url: &str, token_text: Option<&str>, now: OffsetDateTime
         .map_err(|e| MountError::usage(format!("malformed SAS token: {e}")))?;
     if let Some(problem) = token.validity_problem(now) {
         // "expired at …" or "not valid until …"
-        let verb = if problem.starts_with("expired") { "" } else { "is " };
-        return Err(MountError::failed(format!("the SAS token {verb}{problem}: get a new one")));
+        let verb = if problem.starts_with("expired") {
+            ""
+        } else {
+            "is "
+        };
+        return Err(MountError::failed(format!(
+            "the SAS token {verb}{problem}: get a new one"
+        )));
     }
     source::check_scope(&token, false).map_err(MountError::usage)?;
     let p = token.permissions();
-    let writable = p.write() || p.create() || p.add() || p.delete();
+    // Put Block needs `w`: without it nothing can be written.
+    let writable = p.write();
     Ok(Target {
         container,
         token,
@@ -227,14 +274,29 @@ fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
 /// signalled, then unmounts.
 pub fn run(opts: MountOptions) -> Result<(), MountError> {
     check_sizes(&opts)?;
-    let target = check_target(&opts.sas_url, None, OffsetDateTime::now_utc())?;
-    let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .thread_name("blobmount-io")
         .build()
         .map_err(|e| MountError::failed(format!("cannot start the I/O runtime: {e}")))?;
+    let token_source = opts.token_source();
+    let (_, url_token) = ContainerUrl::parse(&opts.sas_url).map_err(MountError::usage)?;
+    // The first token: in the URL, else BLOBMOUNT_SAS, else from the file or command.
+    let first: Option<String> = match (&url_token, &opts.env_token, &token_source) {
+        (Some(_), _, _) => None,
+        (None, Some(env), _) => Some(env.clone()),
+        (None, None, Some(src)) => Some(
+            rt.block_on(src.fetch())
+                .map_err(|e| MountError::failed(format!("no SAS token: {e}")))?,
+        ),
+        (None, None, None) => None,
+    };
+    if let Some(path) = &opts.sas_file {
+        check_sas_file_mode(path);
+    }
+    let target = check_target(&opts.sas_url, first.as_deref(), OffsetDateTime::now_utc())?;
+    let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
     let credential = Arc::new(Credential::new(target.token.query()));
     let check_client = RestClient::new(
         target.container.clone(),
@@ -243,6 +305,12 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     )
     .map_err(MountError::failed)?;
     rt.block_on(check_container(&target, &check_client))?;
+    // Said once every check has passed: a refusal stays one line.
+    if url_token.is_some() {
+        tracing::warn!(
+            "the SAS is on the command line, where every user can see it (ps): prefer --sas-file or BLOBMOUNT_SAS"
+        );
+    }
     let read_only = opts.read_only || !target.writable;
     if !target.writable && !opts.read_only {
         tracing::info!("the SAS token has no write permissions: mounting read-only");
@@ -255,8 +323,12 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
             ))
         })?;
     }
-    let client = RestClient::new(target.container.clone(), credential, RetryPolicy::default())
-        .map_err(MountError::failed)?;
+    let client = RestClient::new(
+        target.container.clone(),
+        credential.clone(),
+        RetryPolicy::default(),
+    )
+    .map_err(MountError::failed)?;
     let fs = Fs::new(
         Arc::new(client),
         FsConfig {
@@ -270,6 +342,7 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
             read_only,
             write_buffer: opts.write_buffer,
             staging_dir: opts.staging_dir.clone(),
+            credential: Some(credential.clone()),
         },
     );
     let mut config = Config::default();
@@ -296,6 +369,25 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     };
     config.n_threads = Some(4);
     rt.spawn(fs.clone().relieve_write_pressure());
+    let refresh_cfg = RefreshConfig {
+        before: opts.refresh_before,
+        interval: opts.refresh_interval,
+    };
+    match token_source {
+        Some(src) => {
+            credential.set_refreshable(true);
+            rt.spawn(refresh::run(
+                credential.clone(),
+                src,
+                target.container.clone(),
+                false,
+                refresh_cfg,
+            ));
+        }
+        None => {
+            rt.spawn(refresh::warn_expiry(credential.clone(), refresh_cfg));
+        }
+    }
     // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
     // unmount, not kill the process and leave a dead mount behind.
     let signals = rt
@@ -322,8 +414,9 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
     );
     let mut unmounter = session.unmount_callable();
     let signal_mountpoint = mountpoint.clone();
+    let signal_credential = credential.clone();
     rt.spawn(async move {
-        let which = signals.wait().await;
+        let which = signals.wait(signal_credential).await;
         tracing::info!("{which}: unmounting {}", signal_mountpoint.display());
         if let Err(e) = unmounter.unmount() {
             tracing::warn!("unmount failed ({e}); detaching lazily");
@@ -347,6 +440,7 @@ pub fn run(opts: MountOptions) -> Result<(), MountError> {
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -355,13 +449,21 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
+    /// Waits for SIGINT or SIGTERM; each SIGHUP on the way asks for a new token.
+    async fn wait(mut self, credential: Arc<Credential>) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: getting a new SAS");
+                    credential.request_refresh();
+                }
+            }
         }
     }
 }

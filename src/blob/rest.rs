@@ -39,7 +39,10 @@ const REFRESH_WAIT: Duration = Duration::from_secs(30);
 /// The service refused the signature itself (not a missing permission).
 fn is_sas_refused(e: &BlobError) -> bool {
     e.kind == ErrorKind::Forbidden
-        && matches!(e.code.as_deref(), Some("AuthenticationFailed" | "AuthorizationFailure"))
+        && matches!(
+            e.code.as_deref(),
+            Some("AuthenticationFailed" | "AuthorizationFailure")
+        )
 }
 
 /// A Blob service client for one container.
@@ -109,16 +112,30 @@ impl RestClient {
             && !self.credential.refreshed_since(seen, REFRESH_WAIT).await
         {
             let se = current.expiry.map(|t| t.to_string()).unwrap_or_default();
-            let mut e = BlobError::new(ErrorKind::Forbidden, "request", "", format!("SAS expired at {se}"));
+            let mut e = BlobError::new(
+                ErrorKind::Forbidden,
+                "request",
+                "",
+                format!("SAS expired at {se}"),
+            );
             e.code = Some("SasExpired".into());
             tracing::warn!("SAS expired at {se}: no request sent");
             return Err(e);
         }
         let seen = self.credential.generation();
         match self.retry.run(&mut attempt).await {
-            Err(e) if is_sas_refused(&e) && self.credential.refreshed_since(seen, REFRESH_WAIT).await => {
-                tracing::info!(op = e.op, "the service refused the SAS; retrying once with a new one");
-                self.retry.run(&mut attempt).await.map_err(|e| self.explain_refusal(e))
+            Err(e)
+                if is_sas_refused(&e)
+                    && self.credential.refreshed_since(seen, REFRESH_WAIT).await =>
+            {
+                tracing::info!(
+                    op = e.op,
+                    "the service refused the SAS; retrying once with a new one"
+                );
+                self.retry
+                    .run(&mut attempt)
+                    .await
+                    .map_err(|e| self.explain_refusal(e))
             }
             r => r.map_err(|e| self.explain_refusal(e)),
         }
@@ -327,33 +344,34 @@ impl BlobClient for RestClient {
         };
         // The body is read inside the retried attempt: a reset while reading it is retried.
         self.run(|| async {
-                let resp = self
-                    .attempt(Method::GET, "List Blobs", target, &url, |r| r)
-                    .await?;
-                let body = resp.text().await.map_err(|e| {
-                    (
-                        BlobError::new(
-                            ErrorKind::Transient,
-                            "List Blobs",
-                            target,
-                            transport_detail(&e),
-                        ),
-                        None,
-                    )
-                })?;
-                xml::parse_list(&body).map_err(|e| {
-                    (
-                        BlobError::new(ErrorKind::Other, "List Blobs", target, e),
-                        None,
-                    )
-                })
+            let resp = self
+                .attempt(Method::GET, "List Blobs", target, &url, |r| r)
+                .await?;
+            let body = resp.text().await.map_err(|e| {
+                (
+                    BlobError::new(
+                        ErrorKind::Transient,
+                        "List Blobs",
+                        target,
+                        transport_detail(&e),
+                    ),
+                    None,
+                )
+            })?;
+            xml::parse_list(&body).map_err(|e| {
+                (
+                    BlobError::new(ErrorKind::Other, "List Blobs", target, e),
+                    None,
+                )
             })
-            .await
+        })
+        .await
     }
 
     async fn properties(&self, name: &str) -> Result<BlobProps, BlobError> {
         let url = self.blob_url(name);
-        let resp = self.run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
+        let resp = self
+            .run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
             .await?;
         props_from_headers(name, resp.headers())
     }
@@ -367,7 +385,8 @@ impl BlobClient for RestClient {
     ) -> Result<ByteStream, BlobError> {
         let url = self.blob_url(name);
         let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
-        let resp = self.run(|| {
+        let resp = self
+            .run(|| {
                 self.attempt(Method::GET, "Get Blob", name, &url, |r| {
                     let r = r.header("x-ms-range", &range);
                     match if_match {

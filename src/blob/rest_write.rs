@@ -289,13 +289,13 @@ pub(super) async fn put_block(
     let md5 = content_md5(&data);
     let len = data.len().to_string();
     c.run(|| {
-            c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
-                r.header("content-md5", &md5)
-                    .header("content-length", &len)
-                    .body(data.clone())
-            })
+        c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
+            r.header("content-md5", &md5)
+                .header("content-length", &len)
+                .body(data.clone())
         })
-        .await?;
+    })
+    .await?;
     Ok(())
 }
 
@@ -356,14 +356,14 @@ pub(super) async fn put_block_from_file(
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let length = len.to_string();
     c.run(|| {
-            let body = reqwest::Body::wrap_stream(file_chunks(file.clone(), offset, len));
-            c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
-                r.header("content-md5", &md5)
-                    .header("content-length", &length)
-                    .body(body)
-            })
+        let body = reqwest::Body::wrap_stream(file_chunks(file.clone(), offset, len));
+        c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
+            r.header("content-md5", &md5)
+                .header("content-length", &length)
+                .body(body)
         })
-        .await?;
+    })
+    .await?;
     Ok(())
 }
 
@@ -395,20 +395,20 @@ pub(super) async fn put_block_from_url(
         .map(|e| if_match_header(op, name, e))
         .transpose()?;
     c.run(|| async {
-            let (source_url, token) = c.copy_source(op, name, source).map_err(|e| (e, None))?;
-            c.put_empty(op, name, &url, |r| {
-                let r = r
-                    .header("x-ms-copy-source", source_url)
-                    .header("x-ms-source-range", &range);
-                match &if_match {
-                    Some(v) => r.header("x-ms-source-if-match", v.clone()),
-                    None => r,
-                }
-            })
-            .await
-            .map_err(|e| scrubbed(e, &token))
+        let (source_url, token) = c.copy_source(op, name, source).map_err(|e| (e, None))?;
+        c.put_empty(op, name, &url, |r| {
+            let r = r
+                .header("x-ms-copy-source", source_url)
+                .header("x-ms-source-range", &range);
+            match &if_match {
+                Some(v) => r.header("x-ms-source-if-match", v.clone()),
+                None => r,
+            }
         })
-        .await?;
+        .await
+        .map_err(|e| scrubbed(e, &token))
+    })
+    .await?;
     Ok(())
 }
 
@@ -428,7 +428,8 @@ pub(super) async fn put_block_list(
     let url = c.blob_url_with(name, &[("comp", "blocklist")]);
     // With If-None-Match: * or If-Match, a retry after a lost success answer fails (see the
     // module documentation); the caller sorts that out.
-    let resp = c.run(|| {
+    let resp = c
+        .run(|| {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("content-type", "application/xml; charset=utf-8")
@@ -453,7 +454,8 @@ pub(super) async fn put_blob(
     let md5 = content_md5(&data);
     let url = c.blob_url(name);
     // Same retry caveat as Put Block List with conditions.
-    let resp = c.run(|| {
+    let resp = c
+        .run(|| {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("x-ms-blob-type", "BlockBlob")
@@ -482,23 +484,23 @@ pub(super) async fn get_block_list(
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     // The body is read inside the retried attempt: a reset while reading it is retried.
     c.run(|| async {
-            let resp = c
-                .attempt(Method::GET, op, name, &url, |r| match &if_match {
-                    Some(v) => r.header("if-match", v.clone()),
-                    None => r,
-                })
-                .await?;
-            check_answer_etag(op, name, want, resp.headers()).map_err(|e| (e, None))?;
-            let body = resp.text().await.map_err(|e| {
-                (
-                    BlobError::new(ErrorKind::Transient, op, name, transport_detail(&e)),
-                    None,
-                )
-            })?;
-            xml::parse_block_list(&body)
-                .map_err(|e| (BlobError::new(ErrorKind::Other, op, name, e), None))
-        })
-        .await
+        let resp = c
+            .attempt(Method::GET, op, name, &url, |r| match &if_match {
+                Some(v) => r.header("if-match", v.clone()),
+                None => r,
+            })
+            .await?;
+        check_answer_etag(op, name, want, resp.headers()).map_err(|e| (e, None))?;
+        let body = resp.text().await.map_err(|e| {
+            (
+                BlobError::new(ErrorKind::Transient, op, name, transport_detail(&e)),
+                None,
+            )
+        })?;
+        xml::parse_block_list(&body)
+            .map_err(|e| (BlobError::new(ErrorKind::Other, op, name, e), None))
+    })
+    .await
 }
 
 /// Checks an `If-Match` the service may not have applied: Azurite 3.37 ignores conditional
@@ -536,16 +538,16 @@ pub(super) async fn delete_blob(
     let url = c.blob_url(name);
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     c.run(|| {
-            c.attempt(Method::DELETE, op, name, &url, |r| {
-                // Without it, deleting a blob that has snapshots fails (409 SnapshotsPresent).
-                let r = r.header("x-ms-delete-snapshots", "include");
-                match &if_match {
-                    Some(v) => r.header("if-match", v.clone()),
-                    None => r,
-                }
-            })
+        c.attempt(Method::DELETE, op, name, &url, |r| {
+            // Without it, deleting a blob that has snapshots fails (409 SnapshotsPresent).
+            let r = r.header("x-ms-delete-snapshots", "include");
+            match &if_match {
+                Some(v) => r.header("if-match", v.clone()),
+                None => r,
+            }
         })
-        .await?;
+    })
+    .await?;
     Ok(())
 }
 
@@ -565,7 +567,8 @@ pub(super) async fn copy_blob(
         .transpose()?;
     let url = c.blob_url(dest);
     // Same retry caveat as Put Block List with conditions.
-    let resp = c.run(|| async {
+    let resp = c
+        .run(|| async {
             let (source_url, token) = c.copy_source(op, dest, source).map_err(|e| (e, None))?;
             c.put_empty(op, dest, &url, |r| {
                 let r = with_headers(r, &headers).header("x-ms-copy-source", source_url);
@@ -590,7 +593,8 @@ pub(super) async fn copy_blob(
 
 pub(super) async fn copy_info(c: &RestClient, name: &str) -> Result<Option<CopyInfo>, BlobError> {
     let url = c.blob_url(name);
-    let resp = c.run(|| c.attempt(Method::HEAD, GET_PROPERTIES, name, &url, |r| r))
+    let resp = c
+        .run(|| c.attempt(Method::HEAD, GET_PROPERTIES, name, &url, |r| r))
         .await?;
     copy_info_from(GET_PROPERTIES, name, resp.headers())
 }
@@ -605,7 +609,8 @@ pub(super) async fn set_metadata(
     // exists (If-None-Match: * is not sent, as the fake ignores it too).
     let headers = write_headers(op, name, opts, false, false)?;
     let url = c.blob_url_with(name, &[("comp", "metadata")]);
-    let resp = c.run(|| c.put_empty(op, name, &url, |r| with_headers(r, &headers)))
+    let resp = c
+        .run(|| c.put_empty(op, name, &url, |r| with_headers(r, &headers)))
         .await?;
     committed_from(op, name, resp.headers())
 }

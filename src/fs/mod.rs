@@ -47,6 +47,8 @@ pub struct FsConfig {
     pub write_buffer: u64,
     /// Where the local copies of files being written live (unlinked temp files).
     pub staging_dir: std::path::PathBuf,
+    /// The SAS in force, whose permissions decide what is allowed (None: everything).
+    pub credential: Option<Arc<crate::token::Credential>>,
 }
 
 impl FsConfig {

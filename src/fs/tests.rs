@@ -18,6 +18,7 @@ fn config(ttl: Duration) -> FsConfig {
         read_only: true,
         write_buffer: 8 * BS,
         staging_dir: std::env::temp_dir(),
+        credential: None,
     }
 }
 

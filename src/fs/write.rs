@@ -96,12 +96,38 @@ impl Fs {
             .collect()
     }
 
+    /// Changes need a read-write mount and a SAS that may write (the token in force: a
+    /// refreshed one may allow less, or more, than the first).
     pub(super) fn check_writable(&self) -> Result<(), Errno> {
         if self.cfg.read_only {
-            Err(libc::EROFS)
-        } else {
-            Ok(())
+            return Err(libc::EROFS);
         }
+        if !self.token_allows('w') {
+            tracing::debug!("the SAS in force has no write permission");
+            return Err(libc::EROFS);
+        }
+        Ok(())
+    }
+
+    /// Removing (unlink, rmdir, rename's source) needs the SAS's `d`: without it, EACCES at once.
+    pub(super) fn check_deletable(&self) -> Result<(), Errno> {
+        self.check_writable()?;
+        if !self.token_allows('d') {
+            tracing::debug!("the SAS in force has no delete permission");
+            return Err(libc::EACCES);
+        }
+        Ok(())
+    }
+
+    /// Whether the SAS in force has permission `letter` (or nothing is known of it).
+    fn token_allows(&self, letter: char) -> bool {
+        let Some(cred) = &self.cfg.credential else {
+            return true;
+        };
+        cred.current()
+            .permissions
+            .as_ref()
+            .is_none_or(|p| p.has(letter))
     }
 
     /// The directory path of `parent` and a validated `name` in it.
@@ -562,7 +588,7 @@ impl Fs {
     /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
     /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        self.check_writable()?;
+        self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         match self.resolve(&dir, name).await {
             Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
@@ -591,7 +617,7 @@ impl Fs {
     /// its blob is deleted at the last close (if it is still the version unlinked). A file
     /// being written is not committed any more.
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        self.check_writable()?;
+        self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         let info = self.resolve_or_writer(parent, &dir, name).await?;
         if info.kind == Kind::Dir {

@@ -93,7 +93,10 @@ impl Credential {
 
     /// The token in force now.
     pub fn current(&self) -> Arc<Secret> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts replacements: a request notes it before sending, to tell later whether the
@@ -104,7 +107,8 @@ impl Credential {
 
     /// Replaces the token; requests already sent keep the one they had.
     pub fn replace(&self, token_query: String) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Secret::new(token_query));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Secret::new(token_query));
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
     }
@@ -138,6 +142,11 @@ impl Credential {
         self.generation() > seen
     }
 
+    /// Asks the refresher for a new token now (SIGHUP).
+    pub fn request_refresh(&self) {
+        self.wanted.notify_one();
+    }
+
     /// Resolves when someone asks for a new token.
     pub async fn wanted(&self) {
         self.wanted.notified().await
@@ -163,7 +172,10 @@ mod tests {
     #[tokio::test]
     async fn waiting_for_a_refresh() {
         let c = Arc::new(Credential::new("sig=a".into()));
-        assert!(!c.refreshed_since(0, Duration::from_millis(10)).await, "nothing can refresh");
+        assert!(
+            !c.refreshed_since(0, Duration::from_millis(10)).await,
+            "nothing can refresh"
+        );
         c.set_refreshable(true);
         let c2 = c.clone();
         let refresher = tokio::spawn(async move {
@@ -173,6 +185,9 @@ mod tests {
         assert!(c.refreshed_since(0, Duration::from_secs(5)).await);
         assert_eq!(c.current().expose(), "sig=b");
         refresher.await.unwrap();
-        assert!(!c.refreshed_since(1, Duration::from_millis(20)).await, "timed out");
+        assert!(
+            !c.refreshed_since(1, Duration::from_millis(20)).await,
+            "timed out"
+        );
     }
 }

@@ -31,7 +31,12 @@ pub fn margin(lifetime: Duration, before: Option<Duration>) -> Duration {
 }
 
 /// When to fetch the next token: `None` to wait for a request (or the interval).
-fn next_refresh(expiry: Option<OffsetDateTime>, since: OffsetDateTime, cfg: &RefreshConfig, now: OffsetDateTime) -> Duration {
+fn next_refresh(
+    expiry: Option<OffsetDateTime>,
+    since: OffsetDateTime,
+    cfg: &RefreshConfig,
+    now: OffsetDateTime,
+) -> Duration {
     match expiry {
         Some(se) => {
             let lifetime: Duration = (se - since).try_into().unwrap_or(Duration::ZERO);
@@ -44,13 +49,21 @@ fn next_refresh(expiry: Option<OffsetDateTime>, since: OffsetDateTime, cfg: &Ref
 
 fn file_stamp(source: &TokenSource) -> Option<(SystemTime, u64)> {
     match source {
-        TokenSource::File(p) => std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())),
+        TokenSource::File(p) => std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())),
         TokenSource::Command { .. } => None,
     }
 }
 
 /// Runs for the life of the mount.
-pub async fn run(cred: Arc<Credential>, source: TokenSource, container: ContainerUrl, needs_write: bool, cfg: RefreshConfig) {
+pub async fn run(
+    cred: Arc<Credential>,
+    source: TokenSource,
+    container: ContainerUrl,
+    needs_write: bool,
+    cfg: RefreshConfig,
+) {
     cred.set_refreshable(true);
     let mut since = OffsetDateTime::now_utc();
     let mut stamp = file_stamp(&source);
@@ -62,7 +75,8 @@ pub async fn run(cred: Arc<Credential>, source: TokenSource, container: Containe
         if failures > 0 && matches!(source, TokenSource::Command { .. }) {
             // Backoff after a failed run or a rejected token: 1, 2, 4 … 60 s. (A file is read
             // again when it changes, on SIGHUP, or when its token is due.)
-            wait = wait.min(Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60)));
+            wait =
+                wait.min(Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60)));
         }
         let poll = tokio::time::sleep(Duration::from_secs(2));
         tokio::select! {
@@ -95,23 +109,33 @@ pub async fn run(cred: Arc<Credential>, source: TokenSource, container: Containe
                 let new_perms = token.permissions().letters();
                 let old_perms = current.permissions.as_ref().map(|p| p.letters());
                 if old_perms.as_deref().is_some_and(|o| o != new_perms) {
-                    tracing::info!("the new SAS has permissions sp={new_perms} (was {})", old_perms.unwrap_or_default());
+                    tracing::info!(
+                        "the new SAS has permissions sp={new_perms} (was {})",
+                        old_perms.unwrap_or_default()
+                    );
                 }
                 since = token.start().unwrap_or_else(OffsetDateTime::now_utc);
                 cred.replace(query);
                 match token.expiry() {
                     Some(se) => tracing::info!("new SAS in force, valid until {se}"),
-                    None => tracing::info!("new SAS in force (no expiry: a stored access policy decides)"),
+                    None => tracing::info!(
+                        "new SAS in force (no expiry: a stored access policy decides)"
+                    ),
                 }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let until = match current.expiry {
-                    Some(se) if current.is_expired(OffsetDateTime::now_utc()) => format!("the current one expired at {se}"),
+                    Some(se) if current.is_expired(OffsetDateTime::now_utc()) => {
+                        format!("the current one expired at {se}")
+                    }
                     Some(se) => format!("keeping the current one, valid until {se}"),
                     None => "keeping the current one".to_string(),
                 };
-                tracing::warn!("rejected a new SAS from {}: {e}; {until}", source.describe());
+                tracing::warn!(
+                    "rejected a new SAS from {}: {e}; {until}",
+                    source.describe()
+                );
             }
         }
     }
@@ -119,13 +143,21 @@ pub async fn run(cred: Arc<Credential>, source: TokenSource, container: Containe
 
 /// Without a source: warns ahead of expiry, and at expiry.
 pub async fn warn_expiry(cred: Arc<Credential>, cfg: RefreshConfig) {
-    let Some(se) = cred.current().expiry else { return };
+    let Some(se) = cred.current().expiry else {
+        return;
+    };
     let now = OffsetDateTime::now_utc();
     let lifetime: Duration = (se - now).try_into().unwrap_or(Duration::ZERO);
-    let ahead: Duration = (se - margin(lifetime, cfg.before) - now).try_into().unwrap_or(Duration::ZERO);
+    let ahead: Duration = (se - margin(lifetime, cfg.before) - now)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
     tokio::time::sleep(ahead).await;
-    tracing::warn!("the SAS expires at {se} and nothing can refresh it (use --sas-file or --sas-command)");
-    let left: Duration = (se - OffsetDateTime::now_utc()).try_into().unwrap_or(Duration::ZERO);
+    tracing::warn!(
+        "the SAS expires at {se} and nothing can refresh it (use --sas-file or --sas-command)"
+    );
+    let left: Duration = (se - OffsetDateTime::now_utc())
+        .try_into()
+        .unwrap_or(Duration::ZERO);
     tokio::time::sleep(left).await;
     tracing::error!("SAS expired at {se}: every request now fails with EACCES until a new token is given (remount)");
 }
@@ -138,11 +170,26 @@ mod tests {
 
     #[test]
     fn margins() {
-        assert_eq!(margin(Duration::from_secs(8 * 3600), None), Duration::from_secs(2880), "10 % of 8 h");
-        assert_eq!(margin(Duration::from_secs(1800), None), 5 * MIN, "at least 5 min");
-        assert_eq!(margin(Duration::from_secs(30), None), Duration::from_secs(15), "half a short token");
+        assert_eq!(
+            margin(Duration::from_secs(8 * 3600), None),
+            Duration::from_secs(2880),
+            "10 % of 8 h"
+        );
+        assert_eq!(
+            margin(Duration::from_secs(1800), None),
+            5 * MIN,
+            "at least 5 min"
+        );
+        assert_eq!(
+            margin(Duration::from_secs(30), None),
+            Duration::from_secs(15),
+            "half a short token"
+        );
         assert_eq!(margin(Duration::from_secs(3600), Some(2 * MIN)), 2 * MIN);
-        assert_eq!(margin(Duration::from_secs(60), Some(10 * MIN)), Duration::from_secs(30));
+        assert_eq!(
+            margin(Duration::from_secs(60), Some(10 * MIN)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -155,7 +202,12 @@ mod tests {
         let wait = next_refresh(Some(now + time::Duration::seconds(30)), now, &cfg, now);
         assert_eq!(wait.as_secs(), 15);
         assert_eq!(next_refresh(None, now, &cfg, now), Duration::from_secs(900));
-        let past = next_refresh(Some(now - time::Duration::seconds(5)), now - time::Duration::seconds(60), &cfg, now);
+        let past = next_refresh(
+            Some(now - time::Duration::seconds(5)),
+            now - time::Duration::seconds(60),
+            &cfg,
+            now,
+        );
         assert_eq!(past, Duration::ZERO);
     }
 }

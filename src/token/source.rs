@@ -72,7 +72,10 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, String>
             .read_to_string(&mut out)
             .await
             .map_err(|e| format!("cannot read the SAS command's output: {e}"))?;
-        let status = child.wait().await.map_err(|e| format!("the SAS command failed: {e}"))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| format!("the SAS command failed: {e}"))?;
         if !status.success() {
             return Err(format!("the SAS command failed ({status})"));
         }
@@ -89,7 +92,10 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, String>
                 unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
             }
             log_stderr.abort();
-            Err(format!("the SAS command did not finish within {}s: killed", timeout.as_secs()))
+            Err(format!(
+                "the SAS command did not finish within {}s: killed",
+                timeout.as_secs()
+            ))
         }
     }
 }
@@ -176,7 +182,12 @@ pub fn parse_text(text: &str, container: &ContainerUrl) -> Result<SasToken, Stri
 
 /// Turns a source's text into a token this mount can use: a token or a SAS URL for the
 /// mounted container, valid now, of the right scope and permissions.
-pub fn accept(text: &str, container: &ContainerUrl, needs_write: bool, now: OffsetDateTime) -> Result<SasToken, String> {
+pub fn accept(
+    text: &str,
+    container: &ContainerUrl,
+    needs_write: bool,
+    now: OffsetDateTime,
+) -> Result<SasToken, String> {
     let token = parse_text(text, container)?;
     if let Some(problem) = token.validity_problem(now) {
         return Err(format!("the token {problem}"));
@@ -190,7 +201,8 @@ mod tests {
     use super::*;
     use crate::sas::{sign_service_sas, ServiceSasParams};
 
-    const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
     fn token(container: &str, perms: &str, minutes: i64) -> String {
         let p = ServiceSasParams::new(
@@ -203,7 +215,9 @@ mod tests {
     }
 
     fn mounted() -> ContainerUrl {
-        ContainerUrl::parse("http://127.0.0.1:10000/devstoreaccount1/box").unwrap().0
+        ContainerUrl::parse("http://127.0.0.1:10000/devstoreaccount1/box")
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -213,16 +227,32 @@ mod tests {
         assert!(accept(&format!("  ?{t}\n"), &mounted(), true, now).is_ok());
         let url = format!("http://127.0.0.1:10000/devstoreaccount1/box?{t}");
         assert!(accept(&url, &mounted(), true, now).is_ok());
-        let other = format!("http://127.0.0.1:10000/devstoreaccount1/other?{}", token("other", "rl", 30));
-        assert!(accept(&other, &mounted(), false, now).unwrap_err().contains("not the mounted"));
-        assert!(accept(&token("box", "rl", -1), &mounted(), false, now).unwrap_err().contains("expired"));
-        assert!(accept(&token("box", "rl", 30), &mounted(), true, now).unwrap_err().contains("w (write)"));
-        assert!(accept("garbage", &mounted(), false, now).unwrap_err().contains("not a valid"));
+        let other = format!(
+            "http://127.0.0.1:10000/devstoreaccount1/other?{}",
+            token("other", "rl", 30)
+        );
+        assert!(accept(&other, &mounted(), false, now)
+            .unwrap_err()
+            .contains("not the mounted"));
+        assert!(accept(&token("box", "rl", -1), &mounted(), false, now)
+            .unwrap_err()
+            .contains("expired"));
+        assert!(accept(&token("box", "rl", 30), &mounted(), true, now)
+            .unwrap_err()
+            .contains("w (write)"));
+        assert!(accept("garbage", &mounted(), false, now)
+            .unwrap_err()
+            .contains("not a valid"));
         assert!(accept("", &mounted(), false, now).is_err());
         // Never the signature in a message.
         let bad = format!("{}&sp=zz", token("box", "rl", 30));
-        let sig = SasToken::parse(&token("box", "rl", 30)).unwrap().signature().to_string();
-        assert!(!accept(&bad, &mounted(), false, now).unwrap_err().contains(&sig));
+        let sig = SasToken::parse(&token("box", "rl", 30))
+            .unwrap()
+            .signature()
+            .to_string();
+        assert!(!accept(&bad, &mounted(), false, now)
+            .unwrap_err()
+            .contains(&sig));
     }
 
     #[tokio::test]
