@@ -67,6 +67,8 @@ pub struct Credential {
     changed: tokio::sync::Notify,
     /// Woken to ask the refresher for a new token now.
     wanted: tokio::sync::Notify,
+    /// Woken when the refresher has finished an attempt (new token or not).
+    attempted: tokio::sync::Notify,
     /// Whether anything can provide a new token (a file, a command...).
     refreshable: AtomicBool,
 }
@@ -87,6 +89,7 @@ impl Credential {
             generation: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             wanted: tokio::sync::Notify::new(),
+            attempted: tokio::sync::Notify::new(),
             refreshable: AtomicBool::new(false),
         }
     }
@@ -132,14 +135,28 @@ impl Credential {
             return false;
         }
         let changed = self.changed.notified();
-        tokio::pin!(changed);
+        let attempted = self.attempted.notified();
+        tokio::pin!(changed, attempted);
         changed.as_mut().enable();
+        attempted.as_mut().enable();
         if self.generation() > seen {
             return true;
         }
         self.wanted.notify_one();
-        let _ = tokio::time::timeout(timeout, changed).await;
+        // A new token, or the refresher's word that it got none (same token, failure).
+        let _ = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                _ = changed => {}
+                _ = attempted => {}
+            }
+        })
+        .await;
         self.generation() > seen
+    }
+
+    /// The refresher finished an attempt: whoever waits for a new token stops waiting.
+    pub fn attempt_done(&self) {
+        self.attempted.notify_waiters();
     }
 
     /// Asks the refresher for a new token now (SIGHUP).

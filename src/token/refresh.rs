@@ -56,6 +56,15 @@ fn file_stamp(source: &TokenSource) -> Option<(SystemTime, u64)> {
     }
 }
 
+/// Tells waiters an attempt is over when dropped (at the end of an iteration).
+struct AttemptDone<'a>(&'a Credential);
+
+impl Drop for AttemptDone<'_> {
+    fn drop(&mut self) {
+        self.0.attempt_done();
+    }
+}
+
 /// Runs for the life of the mount.
 pub async fn run(
     cred: Arc<Credential>,
@@ -95,6 +104,8 @@ pub async fn run(
             Ok(text) => accept(&text, &container, needs_write, OffsetDateTime::now_utc()),
             Err(e) => Err(e),
         };
+        // Whatever happens below, waiters learn of it after this iteration.
+        let _done = AttemptDone(&cred);
         match result {
             Ok(token) => {
                 failures = 0;
