@@ -231,13 +231,15 @@ fn a_failing_hanging_or_lying_command_is_refused_while_the_mount_serves() {
     let dir = tempfile::tempdir().unwrap();
     let good = generate(&f.proxy.account_url(), &f.container, "racwdl", "1h");
     let other = generate(&f.proxy.account_url(), "othercontainer", "racwdl", "1h");
+    let expired = generate(&f.proxy.account_url(), &f.container, "racwdl", "1s");
+    std::thread::sleep(Duration::from_secs(2));
     // The command gives a good token first, then misbehaves in turn.
     let state = dir.path().join("n");
     let script = dir.path().join("cmd.sh");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nn=$(cat '{state}' 2>/dev/null || echo 0); echo $((n+1)) > '{state}'\ncase $n in\n0) echo '{good}';;\n1) echo oops >&2; exit 7;;\n2) sleep 30;;\n3) echo garbage;;\n4) echo '{other}';;\n*) echo '{good}';;\nesac\n",
+            "#!/bin/sh\nn=$(cat '{state}' 2>/dev/null || echo 0); echo $((n+1)) > '{state}'\ncase $n in\n0) echo '{good}';;\n1) echo oops >&2; exit 7;;\n2) sleep 30;;\n3) echo garbage;;\n4) echo '{other}';;\n5) echo '{expired}';;\n*) echo '{good}';;\nesac\n",
             state = state.display()
         ),
     )
