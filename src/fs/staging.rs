@@ -343,6 +343,14 @@ impl Staging {
 
     /// Writes `data` at `offset`. Blocks the writer has moved past are uploaded.
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        // A write past the end grows the block holding the old end (zeros follow its bytes):
+        // it becomes a local block, to be sent again at its new length.
+        if offset > self.size {
+            let index = self.grid.index_of(self.size);
+            if self.grid.extent(index).0 != self.size {
+                self.touch(index, false, index..=index).await?;
+            }
+        }
         // Block by block, so a write spanning many blocks holds the budget for one at a time
         // and the blocks it has finished go up while it goes on.
         let mut at = 0usize;

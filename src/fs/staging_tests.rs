@@ -290,3 +290,37 @@ async fn blocks_grow_past_the_first_thousand() {
     assert!(sizes[..1000].iter().all(|s| *s == BS));
     assert_eq!(&sizes[1000..], &[2 * BS, 2 * BS, BS]);
 }
+
+#[tokio::test]
+async fn a_write_past_the_end_keeps_the_old_last_block_whole() {
+    let env = Env::new(8);
+    // The old version ends mid-block; a write far past it.
+    let old = pattern(BS as usize + 500, 7);
+    env.fake.put("sparse", old.clone());
+    let mut s = env.staging("sparse", false).await;
+    s.write(3 * BS + 10, b"tail").await.unwrap();
+    let mut want = old.clone();
+    want.resize(3 * BS as usize + 10, 0);
+    want.extend_from_slice(b"tail");
+    assert_eq!(&s.read(0, want.len() as u64).await.unwrap()[..], &want[..]);
+    s.commit().await.unwrap();
+    assert_eq!(env.content("sparse"), want);
+    // The same after the partial last block was already uploaded (pressure, fsync).
+    let mut s = env.staging("sparse2", false).await;
+    let a = pattern(BS as usize + 500, 9);
+    s.write(0, &a).await.unwrap();
+    s.flush_dirty();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write(3 * BS, b"tail").await.unwrap();
+    s.commit().await.unwrap();
+    let mut want = a.clone();
+    want.resize(3 * BS as usize, 0);
+    want.extend_from_slice(b"tail");
+    assert_eq!(env.content("sparse2"), want);
+    // And after a commit (the short last block's id must not be reused at a new length).
+    s.write(6 * BS, b"more").await.unwrap();
+    s.commit().await.unwrap();
+    want.resize(6 * BS as usize, 0);
+    want.extend_from_slice(b"more");
+    assert_eq!(env.content("sparse2"), want);
+}

@@ -80,13 +80,19 @@ pub async fn run(
     loop {
         let current = cred.current();
         let now = OffsetDateTime::now_utc();
-        let mut wait = next_refresh(current.expiry, since, &cfg, now);
-        if failures > 0 && matches!(source, TokenSource::Command { .. }) {
-            // Backoff after a failed run or a rejected token: 1, 2, 4 … 60 s. (A file is read
-            // again when it changes, on SIGHUP, or when its token is due.)
-            wait =
-                wait.min(Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60)));
-        }
+        let scheduled = next_refresh(current.expiry, since, &cfg, now);
+        // Due now: the token is within its margin (or past it).
+        let due = scheduled.is_zero();
+        let backoff = Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
+        let wait = match (failures, due, &source) {
+            (0, _, _) => scheduled,
+            // After an attempt that brought no new token: 1, 2, 4 … 60 s, never a busy loop.
+            (_, true, _) => backoff,
+            // A failing command is retried with backoff even before the token is due; a file
+            // is read again when it changes, on SIGHUP, or when its token is due.
+            (_, false, TokenSource::Command { .. }) => scheduled.min(backoff),
+            (_, false, TokenSource::File(_)) => scheduled,
+        };
         let poll = tokio::time::sleep(Duration::from_secs(2));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -108,12 +114,11 @@ pub async fn run(
         let _done = AttemptDone(&cred);
         match result {
             Ok(token) => {
-                failures = 0;
                 let query = token.query();
                 if query == current.expose() {
                     tracing::debug!("{} gave the token already in force", source.describe());
-                    if current.is_expired(OffsetDateTime::now_utc() + Duration::from_secs(1)) {
-                        failures = 1;
+                    if due {
+                        failures = failures.saturating_add(1);
                     }
                     continue;
                 }
@@ -125,6 +130,7 @@ pub async fn run(
                         old_perms.unwrap_or_default()
                     );
                 }
+                failures = 0;
                 since = token.start().unwrap_or_else(OffsetDateTime::now_utc);
                 cred.replace(query);
                 match token.expiry() {
@@ -220,5 +226,50 @@ mod tests {
             now,
         );
         assert_eq!(past, Duration::ZERO);
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+    use crate::sas::{sign_service_sas, ServiceSasParams};
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_source_giving_the_same_due_token_is_not_run_in_a_loop() {
+        let p = ServiceSasParams::new(
+            "devstoreaccount1",
+            "box",
+            "rl",
+            OffsetDateTime::now_utc() + time::Duration::seconds(20),
+        );
+        let tok = sign_service_sas(&p, KEY).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let cred = Arc::new(Credential::new(tok.clone()));
+        let container = ContainerUrl::parse("http://127.0.0.1:10000/devstoreaccount1/box")
+            .unwrap()
+            .0;
+        let src = TokenSource::Command {
+            command: format!("echo x >> '{}'; echo '{}'", count.display(), tok),
+            timeout: Duration::from_secs(5),
+        };
+        // Due at once (a margin longer than the lifetime is capped at half of it: 10 s... so
+        // use a token whose refresh time has come).
+        let cfg = RefreshConfig {
+            before: Some(Duration::from_secs(60)),
+            interval: Duration::from_secs(900),
+        };
+        let h = tokio::spawn(run(cred, src, container, false, cfg));
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        h.abort();
+        let n = std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        // Due after 10 s (half the lifetime), then backoff 2, 4 … s: a handful of runs.
+        assert!((1..=4).contains(&n), "the command ran {n} times");
     }
 }
