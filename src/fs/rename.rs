@@ -41,10 +41,12 @@ impl Fs {
         // A file open for writing here (or just closed: release comes later) is committed
         // first, and its staging follows it to the new name.
         let writer = ino.and_then(|i| self.writer(i));
+        // The lock is held until the staging follows the file: no write slips in between.
         let mut staging = match (&writer, ino) {
             (Some(w), Some(ino)) => {
-                self.commit(ino, w).await?;
-                Some(w.staging.lock().await)
+                let mut guard = w.staging.lock().await;
+                self.commit_locked(ino, &mut guard).await?;
+                Some(guard)
             }
             _ => None,
         };
@@ -70,6 +72,10 @@ impl Fs {
                 }
             }
             (Kind::Dir, target) => {
+                if self.writing_under(&src) {
+                    // Their stagings are bound to names under the old path.
+                    return Err(libc::EBUSY);
+                }
                 if target.is_some() {
                     self.remove_empty_dir(&dst, false).await?;
                 }
@@ -87,6 +93,16 @@ impl Fs {
         dirs.forget_dir(&src);
         dirs.forget_dir(&dst);
         Ok(())
+    }
+
+    /// Whether a file under directory `dir` is open for writing in this mount.
+    fn writing_under(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
+        let inodes = lock(&self.inodes);
+        inos.iter()
+            .filter_map(|i| inodes.get(*i))
+            .any(|n| n.path.starts_with(&prefix))
     }
 
     /// Moves one blob: copy (waited for and checked), then delete the source version copied.

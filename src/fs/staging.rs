@@ -180,6 +180,11 @@ impl Staging {
         self.size
     }
 
+    /// The blob this staging commits to.
+    pub fn blob(&self) -> &str {
+        &self.blob
+    }
+
     pub fn mtime(&self) -> SystemTime {
         self.mtime
     }
@@ -595,10 +600,42 @@ impl Staging {
         Ok(CommitOutcome::Committed(c))
     }
 
-    /// Commits this file's content as the new blob `name` (the conflict copy, when the blob
-    /// changed under us). Only possible when every byte is in the local copy: ranges left
-    /// unchanged from the old version are gone with it.
-    pub async fn save_as(&mut self, name: &str) -> Result<Committed, BlobError> {
+    /// After a conflict: commits this file's content beside `blob`, as
+    /// `BLOB.conflict-<UTC time>` (`-2`, `-3`… if taken), and goes on there: further writes
+    /// and commits of this staging go to the copy. Only possible when every byte is in the
+    /// local copy: ranges left unchanged from the old version are gone with it.
+    pub async fn save_conflict_copy(&mut self, blob: &str) -> Result<String, BlobError> {
+        let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&fmt)
+            .unwrap_or_default();
+        let mut last = None;
+        for n in 1..=5 {
+            let name = match n {
+                1 => format!("{blob}.conflict-{stamp}"),
+                n => format!("{blob}.conflict-{stamp}-{n}"),
+            };
+            match self.save_as(&name).await {
+                Ok(c) => {
+                    let etag: Arc<str> = c.etag.as_str().into();
+                    self.blob = name.as_str().into();
+                    self.base = Some(Base {
+                        etag: etag.clone(),
+                        len: self.size,
+                    });
+                    self.expect = Some(etag);
+                    self.committed_ids.clear();
+                    return Ok(name);
+                }
+                Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    /// Commits this file's content as the new blob `name`. Every byte must be local.
+    async fn save_as(&mut self, name: &str) -> Result<Committed, BlobError> {
         let n = self.grid.count(self.size);
         let base_len = self.base.as_ref().map_or(0, |b| b.len);
         if (0..n).any(|i| !self.blocks.contains_key(&i) && self.grid.extent(i).0 < base_len) {
@@ -609,7 +646,9 @@ impl Staging {
                 "parts of the file left unchanged belong to a version that no longer exists",
             ));
         }
-        // Settle uploads in flight (their ids belong to the old name).
+        // Settle uploads in flight (their ids belong to the old name); the local copy holds
+        // every block from now on.
+        let touched: Vec<u64> = self.blocks.keys().copied().collect();
         for (_, b) in std::mem::take(&mut self.blocks) {
             if let Block::Uploading(_, h) = b {
                 let _ = h.await;
@@ -623,9 +662,10 @@ impl Staging {
         let mut ids = Vec::with_capacity(n as usize);
         for index in 0..n {
             let (start, len) = self.block_extent(index);
-            let data = self.read_local(start, len).await?;
             let id = self.new_id();
-            self.client.put_block(name, &id, Bytes::from(data)).await?;
+            self.client
+                .put_block_from_file(name, &id, self.file.clone(), start, len)
+                .await?;
             ids.push(id);
         }
         let c = if n == 0 {
@@ -633,7 +673,8 @@ impl Staging {
         } else {
             self.client.put_block_list(name, &ids, &opts).await?
         };
-        // The local copy is saved; the next commit to the original name has nothing new.
+        // The local copy is saved under `name`; nothing is left to commit.
+        let _ = touched;
         self.changed = false;
         Ok(c)
     }

@@ -56,15 +56,6 @@ fn is_conflict(e: &BlobError) -> bool {
     e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
 }
 
-/// `NAME.conflict-20261122T113700Z`: where a conflicting version is saved.
-fn conflict_name(blob: &str) -> String {
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let now = time::OffsetDateTime::now_utc()
-        .format(&fmt)
-        .unwrap_or_default();
-    format!("{blob}.conflict-{now}")
-}
-
 impl Fs {
     /// Runs for the life of the mount: when a writer waits for the write budget, the dirty
     /// blocks of files not being written at that moment are uploaded, so an idle file cannot
@@ -194,10 +185,23 @@ impl Fs {
     }
 
     /// The writer of an existing file, created (from its current version) if needed.
+    /// The writer of an existing file (created from its current version if needed), with one
+    /// more holder counted (taken under the registry's lock, so a last release cannot drop it
+    /// in between): every call is matched by a [`Fs::drop_writer_hold`].
     async fn writer_for(&self, ino: u64, truncate: bool) -> Result<Arc<WriteFile>, Errno> {
-        if let Some(w) = self.writer(ino) {
+        let existing = {
+            let writers = lock(&self.writers);
+            writers.get(&ino).cloned().inspect(|w| {
+                w.handles.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        if let Some(w) = existing {
             if truncate {
-                w.staging.lock().await.set_size(0).await.map_err(fail)?;
+                let truncated = w.staging.lock().await.set_size(0).await.map_err(fail);
+                if let Err(e) = truncated {
+                    let _ = self.drop_writer_hold(ino, &w).await;
+                    return Err(e);
+                }
             }
             return Ok(w);
         }
@@ -214,11 +218,29 @@ impl Fs {
             handles: AtomicUsize::new(0),
         });
         // Another open may have raced us: keep the first.
-        Ok(lock(&self.writers).entry(ino).or_insert(w).clone())
+        let mut writers = lock(&self.writers);
+        let w = writers.entry(ino).or_insert(w).clone();
+        w.handles.fetch_add(1, Ordering::SeqCst);
+        Ok(w)
     }
 
+    /// Ends one hold on a writer; the last one commits and retires it (unless someone took it
+    /// again meanwhile). Errors of that commit are logged (and returned).
+    async fn drop_writer_hold(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), Errno> {
+        if w.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return Ok(());
+        }
+        let result = self.commit(ino, w).await;
+        let mut writers = lock(&self.writers);
+        let same = writers.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
+        if same && w.handles.load(Ordering::SeqCst) == 0 {
+            writers.remove(&ino);
+        }
+        result
+    }
+
+    /// A handle for a writer whose hold the caller took (writer_for, create).
     fn insert_handle(&self, ino: u64, path: &str, writer: Arc<WriteFile>) -> u64 {
-        writer.handles.fetch_add(1, Ordering::SeqCst);
         lock(&self.files).insert(FileHandle {
             ino,
             blob: path.into(),
@@ -303,11 +325,12 @@ impl Fs {
                 }
                 return Err(libc::EBUSY);
             }
+            // Created with its first holder: the handle made below.
             writers.insert(
                 ino,
                 Arc::new(WriteFile {
                     staging: tokio::sync::Mutex::new(staging),
-                    handles: AtomicUsize::new(0),
+                    handles: AtomicUsize::new(1),
                 }),
             );
             ino
@@ -351,35 +374,36 @@ impl Fs {
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
     pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
+        let mut s = w.staging.lock().await;
+        self.commit_locked(ino, &mut s).await
+    }
+
+    /// Commits a staging already locked (rename keeps the lock until the staging has followed
+    /// the file to its new name, so no write slips in between).
+    pub(super) async fn commit_locked(&self, ino: u64, s: &mut Staging) -> Result<(), Errno> {
         if lock(&self.unlinked).contains_key(&ino) {
             return Ok(()); // unlinked while open: nothing to keep
         }
-        let mut s = w.staging.lock().await;
-        let blob = {
-            let inodes = lock(&self.inodes);
-            inodes.get(ino).map(|n| n.path.clone()).unwrap_or_default()
-        };
+        let blob = s.blob().to_string();
         match s.commit().await {
             Ok(CommitOutcome::Unchanged) => Ok(()),
             Ok(CommitOutcome::Committed(c)) => {
                 tracing::debug!(blob, size = s.size(), "committed");
                 let info = EntryInfo::from_props(&s.props(&c.etag, c.last_modified));
-                drop(s);
                 self.record(ino, info);
                 Ok(())
             }
             Err(e) if is_conflict(&e) => {
-                let sibling = conflict_name(&blob);
-                match s.save_as(&sibling).await {
-                    Ok(_) => tracing::error!(
+                match s.save_conflict_copy(&blob).await {
+                    Ok(sibling) => tracing::error!(
                         blob,
                         "not committed: the blob was changed by someone else since this file was opened ({e}); \
-                         their version was kept, and this file's data was saved as {sibling:?}"
+                         their version was kept, and this file's data was saved as {sibling:?} (where further writes to it go)"
                     ),
                     Err(e2) => tracing::error!(
                         blob,
                         "not committed: the blob was changed by someone else since this file was opened ({e}); \
-                         their version was kept, and saving this file's data as {sibling:?} failed too: {e2}"
+                         their version was kept, and saving this file's data beside it failed too: {e2}"
                     ),
                 }
                 Err(libc::EIO)
@@ -455,14 +479,7 @@ impl Fs {
             return;
         };
         if let Some(w) = &h.writer {
-            if w.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
-                let _ = self.commit(h.ino, w).await;
-                let mut writers = lock(&self.writers);
-                let same = writers.get(&h.ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
-                if same && w.handles.load(Ordering::SeqCst) == 0 {
-                    writers.remove(&h.ino);
-                }
-            }
+            let _ = self.drop_writer_hold(h.ino, w).await;
         }
         if !self.has_handles(h.ino) {
             let pending = lock(&self.unlinked).remove(&h.ino).flatten();
@@ -500,16 +517,10 @@ impl Fs {
         }
         // Not open for writing: change and commit at once.
         let w = self.writer_for(ino, false).await?;
-        w.handles.fetch_add(1, Ordering::SeqCst);
-        let result = async {
-            w.staging.lock().await.set_size(size).await.map_err(fail)?;
-            self.commit(ino, &w).await
-        }
-        .await;
-        if w.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
-            lock(&self.writers).remove(&ino);
-        }
-        result?;
+        let resized = w.staging.lock().await.set_size(size).await.map_err(fail);
+        let committed = self.drop_writer_hold(ino, &w).await;
+        resized?;
+        committed?;
         self.attr_of(ino)
     }
 
