@@ -162,7 +162,14 @@ impl Fs {
                 ),
             ));
         }
-        self.client.delete_blob(src, Some(&props.etag)).await?;
+        if let Err(e) = self.client.delete_blob(src, Some(&props.etag)).await {
+            // The source changed (or could not be deleted): take the copy back, so the blob is
+            // in one place only, and report the failure.
+            if let Err(e2) = self.client.delete_blob(dst, Some(&copied.etag)).await {
+                tracing::warn!("the copy {dst:?} could not be removed after a failed rename: {e2}");
+            }
+            return Err(e);
+        }
         Ok(copied.etag)
     }
 

@@ -595,7 +595,21 @@ impl Staging {
         if let Some(e) = failure {
             return Err(e);
         }
-        let c = self.client.put_block_list(&self.blob, &ids, &opts).await?;
+        let c = match self.client.put_block_list(&self.blob, &ids, &opts).await {
+            Ok(c) => c,
+            // A retry after a success whose answer was lost looks like a conflict: the blob
+            // already is exactly these blocks.
+            Err(e)
+                if e.kind == ErrorKind::ConditionNotMet
+                    || e.code.as_deref() == Some("BlobAlreadyExists") =>
+            {
+                match self.already_committed(&ids).await {
+                    Some(c) => c,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         self.committed(c.clone(), ids);
         Ok(CommitOutcome::Committed(c))
     }
@@ -677,6 +691,21 @@ impl Staging {
         let _ = touched;
         self.changed = false;
         Ok(c)
+    }
+
+    /// The blob's version if its committed blocks are exactly `ids` (ids are unique to this
+    /// upload: nobody else commits them).
+    async fn already_committed(&self, ids: &[String]) -> Option<Committed> {
+        let list = self.client.get_block_list(&self.blob, None).await.ok()?;
+        if list.len() != ids.len() || list.iter().zip(ids).any(|(b, id)| &b.id != id) {
+            return None;
+        }
+        let p = self.client.properties(&self.blob).await.ok()?;
+        tracing::info!(blob = %self.blob, "the commit had gone through (its answer was lost)");
+        Some(Committed {
+            etag: p.etag,
+            last_modified: p.last_modified,
+        })
     }
 
     /// The committed block ids of the old version, if they can be reused as they are: cut on

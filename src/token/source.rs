@@ -59,11 +59,12 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, String>
     let pgid = child.id();
     let mut stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    // Its stderr goes to the log, line by line (it is the command's own diagnostics).
-    let log_stderr = tokio::spawn(async move {
+    // Its stderr goes to the log, line by line (it is the command's own diagnostics), with
+    // anything that looks like a signature blanked.
+    let mut log_stderr = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!("SAS command: {line}");
+            tracing::info!("SAS command: {}", scrub_signatures(&line));
         }
     });
     let work = async {
@@ -83,7 +84,13 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, String>
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => {
-            let _ = log_stderr.await;
+            // A helper left running in the background may hold stderr open: do not wait on it.
+            if tokio::time::timeout(Duration::from_secs(1), &mut log_stderr)
+                .await
+                .is_err()
+            {
+                log_stderr.abort();
+            }
             r
         }
         Err(_) => {
@@ -98,6 +105,23 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, String>
             ))
         }
     }
+}
+
+/// Blanks the value of every `sig=` in a line (a command's diagnostics may echo a SAS URL).
+pub fn scrub_signatures(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("sig=") {
+        out.push_str(&rest[..i + 4]);
+        out.push_str("<redacted>");
+        let after = &rest[i + 4..];
+        let end = after
+            .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks a token's kind, resource and permissions for mounting a container. `Err` is a one
@@ -253,6 +277,15 @@ mod tests {
         assert!(!accept(&bad, &mounted(), false, now)
             .unwrap_err()
             .contains(&sig));
+    }
+
+    #[test]
+    fn signatures_are_scrubbed_from_command_diagnostics() {
+        assert_eq!(
+            scrub_signatures("GET https://a/c?sv=1&sig=AbC%2B%3D&se=2 'x sig=zz'"),
+            "GET https://a/c?sv=1&sig=<redacted>&se=2 'x sig=<redacted>'"
+        );
+        assert_eq!(scrub_signatures("no secrets here"), "no secrets here");
     }
 
     #[tokio::test]
