@@ -13,19 +13,6 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
-/// The signature of a SAS URL, as sent and decoded.
-fn signature_forms(url: &str) -> Vec<String> {
-    let u = url::Url::parse(url).unwrap();
-    let sig = u
-        .query_pairs()
-        .find(|(k, _)| k == "sig")
-        .unwrap()
-        .1
-        .into_owned();
-    let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
-    vec![sig, encoded]
-}
-
 fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()

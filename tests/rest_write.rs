@@ -673,22 +673,9 @@ fn transient_failures_are_retried_and_requests_carry_their_headers() {
     assert_eq!(proxy.pending_faults(), 6);
 }
 
-/// The signature of a SAS URL, raw and percent-encoded.
-fn signature_forms(url: &str) -> Vec<String> {
-    let u = url::Url::parse(url).unwrap();
-    let sig = u
-        .query_pairs()
-        .find(|(k, _)| k == "sig")
-        .unwrap()
-        .1
-        .into_owned();
-    let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
-    vec![sig, encoded]
-}
-
 fn assert_no_signature(e: &BlobError, url: &str) {
     let shown = format!("{e} / {e:?}");
-    for sig in signature_forms(url) {
+    for sig in common::signature_forms(url) {
         assert!(!shown.contains(&sig), "the signature leaked: {shown}");
     }
     assert!(!shown.contains("sig="), "{shown}");

@@ -46,19 +46,6 @@ fn plain_url(f: &Fixture) -> String {
     format!("{}/{}", f.proxy.account_url(), f.container)
 }
 
-/// The signatures in a SAS URL, as sent and decoded.
-fn sig_of(url: &str) -> Vec<String> {
-    let u = url::Url::parse(url).unwrap();
-    let sig = u
-        .query_pairs()
-        .find(|(k, _)| k == "sig")
-        .unwrap()
-        .1
-        .into_owned();
-    let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
-    vec![sig, encoded]
-}
-
 /// A `--sas-command` script printing a fresh `expiry`-long token and counting its runs.
 fn refresh_script(
     dir: &Path,
@@ -219,7 +206,10 @@ fn a_replaced_sas_file_is_read_and_bad_contents_are_refused() {
     std::fs::write(m.path().join("b.txt"), b"after").unwrap();
     assert_eq!(f.blob("b.txt").unwrap(), b"after");
     assert_eq!(std::fs::read(m.path().join("a.txt")).unwrap(), b"hello");
-    for sig in sig_of(&first).into_iter().chain(sig_of(&second)) {
+    for sig in signature_forms(&first)
+        .into_iter()
+        .chain(signature_forms(&second))
+    {
         assert!(!m.log().contains(&sig), "a signature is in the log");
     }
 }
@@ -271,7 +261,7 @@ fn a_failing_hanging_or_lying_command_is_refused_while_the_mount_serves() {
         m.log().contains("SAS command: oops"),
         "the command's stderr is logged"
     );
-    for sig in sig_of(&good) {
+    for sig in signature_forms(&good) {
         assert!(!m.log().contains(&sig), "a signature is in the log");
     }
 }

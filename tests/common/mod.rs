@@ -82,3 +82,18 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     rng.fill(&mut v);
     v
 }
+
+/// The signature of a SAS URL (or token), raw and percent-encoded: what must never appear in
+/// any output.
+pub fn signature_forms(url_or_token: &str) -> Vec<String> {
+    let query = url_or_token
+        .split_once('?')
+        .map_or(url_or_token, |(_, q)| q);
+    let sig = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sig")
+        .expect("a SAS has a sig")
+        .1
+        .into_owned();
+    let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
+    vec![sig, encoded]
+}
