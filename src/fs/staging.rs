@@ -662,7 +662,6 @@ impl Staging {
         }
         // Settle uploads in flight (their ids belong to the old name); the local copy holds
         // every block from now on.
-        let touched: Vec<u64> = self.blocks.keys().copied().collect();
         for (_, b) in std::mem::take(&mut self.blocks) {
             if let Block::Uploading(_, h) = b {
                 let _ = h.await;
@@ -688,7 +687,6 @@ impl Staging {
             self.client.put_block_list(name, &ids, &opts).await?
         };
         // The local copy is saved under `name`; nothing is left to commit.
-        let _ = touched;
         self.changed = false;
         Ok(c)
     }
