@@ -1,19 +1,26 @@
-//! The command line: `blobmount mount …` and `blobmount sas …`.
+//! The command line: `blobmount mount|unmount|sas|completions|man …`, and the mount(8) helper
+//! form `blobmount SOURCE MOUNTPOINT -o OPTIONS`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::mount::{self, MountOptions};
+use crate::logging;
+use crate::mount::{self, daemon, unmount, Readiness};
+use crate::options::resolve::resolve;
+use crate::options::{config, helper, Settings};
 use crate::sas::cli::SasCommand;
-use crate::size::{parse_duration, parse_size};
+use crate::size::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "blobmount",
     version,
-    about = "Mount an Azure Blob Storage container as a directory, authenticated by a SAS"
+    about = "Mount an Azure Blob Storage container as a directory, authenticated by a SAS",
+    after_help = "As a mount(8) helper: blobmount SOURCE MOUNTPOINT -o OPTIONS \
+                  (mount -t fuse.blobmount SOURCE MOUNTPOINT -o OPTIONS, or an fstab line); \
+                  every option of `blobmount mount` is accepted as -o name=value."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,163 +31,123 @@ struct Cli {
 enum Command {
     /// Mount a container: blobmount mount 'https://ACCOUNT.blob.core.windows.net/CONTAINER?SAS' DIR
     Mount(Box<MountArgs>),
+    /// Commit open files and unmount: signals the mount's daemon and waits until it has exited.
+    Unmount(UnmountArgs),
     /// Inspect or generate SAS tokens.
     Sas {
         #[command(subcommand)]
         cmd: SasCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (or, with --dir, write the pages of every command there).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
 struct MountArgs {
-    /// Container URL with its SAS token: https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…
-    /// (or path style http://127.0.0.1:10000/ACCOUNT/CONTAINER?… for Azurite).
-    sas_url: String,
-    /// Existing, empty directory to mount on.
-    mountpoint: PathBuf,
-    /// Stay in the foreground (required in this version), until unmounted or SIGINT/SIGTERM.
-    #[arg(long)]
-    foreground: bool,
-    /// Mount read-only (also the case when the SAS has no write permission).
-    #[arg(long)]
-    read_only: bool,
-    /// Owner of files and directories [default: the user running blobmount].
-    #[arg(long)]
-    uid: Option<u32>,
-    /// Group of files and directories [default: the group of the user running blobmount].
-    #[arg(long)]
-    gid: Option<u32>,
-    /// Permission bits of files, in octal.
-    #[arg(long, default_value = "0644", value_parser = parse_mode)]
-    file_mode: u16,
-    /// Permission bits of directories, in octal.
-    #[arg(long, default_value = "0755", value_parser = parse_mode)]
-    dir_mode: u16,
-    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root).
-    #[arg(long)]
-    allow_other: bool,
-    /// Mount even if the mountpoint is not empty (its files are hidden while mounted).
-    #[arg(long)]
-    allow_non_empty: bool,
-    /// Memory for cached blocks, for the whole mount (e.g. 512M, 1G).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
-    cache_size: u64,
-    /// Size of the blocks read from the service and cached (e.g. 4M).
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
-    block_size: u64,
-    /// How long attributes, listings and missing names are trusted (e.g. 1s, 500ms, 1m; 0 = never).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    metadata_ttl: Duration,
-    /// Memory for data written but not yet uploaded, for the whole mount: writers wait when it is
-    /// full (e.g. 256M).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
-    write_buffer: u64,
-    /// Directory for the local copies of files being written (unlinked files, gone on exit)
-    /// [default: $TMPDIR or /var/tmp].
-    #[arg(long)]
-    staging_dir: Option<PathBuf>,
-    /// File holding the SAS token (or a full SAS URL); read again when it changes and on SIGHUP.
-    /// With it, SAS_URL may be the plain container URL.
-    #[arg(long, conflicts_with = "sas_command")]
-    sas_file: Option<PathBuf>,
-    /// Command printing a SAS token (or a full SAS URL) on stdout, run with `sh -c` at mount and
-    /// before each expiry; its stderr goes to the log.
-    #[arg(long)]
-    sas_command: Option<String>,
-    /// Time limit of one run of --sas-command.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    sas_command_timeout: Duration,
-    /// How long before the token's expiry to get a new one [default: max(5m, 10% of its
-    /// lifetime), at most half of it].
-    #[arg(long, value_parser = parse_duration)]
-    refresh_before: Option<Duration>,
-    /// How often to get a new token when it has no expiry (stored access policy).
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    refresh_interval: Duration,
-    /// Log level: error, warn, info, debug or trace [default: info, or RUST_LOG].
-    #[arg(long)]
-    log_level: Option<String>,
+    /// The container: https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=… (or without
+    /// the token, given by --sas-file, --sas-command or BLOBMOUNT_SAS; path style
+    /// http://127.0.0.1:10000/ACCOUNT/CONTAINER for Azurite), or the NAME of a [mount.NAME] in
+    /// the config file.
+    source: String,
+    /// Existing, empty directory to mount on (a named mount may give it in the config file).
+    mountpoint: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
-fn parse_mode(s: &str) -> Result<u16, String> {
-    let v = u16::from_str_radix(s.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("invalid mode {s:?}: expected octal such as 0644"))?;
-    if v > 0o7777 {
-        return Err(format!("invalid mode {s:?}: at most 07777"));
+#[derive(Args, Debug)]
+struct UnmountArgs {
+    /// The mountpoint, or the NAME of a [mount.NAME] in the config file.
+    target: String,
+    /// Config file for a NAME [default: /etc/blobmount/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How long to wait for the daemon to commit and exit.
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+}
+
+/// Mounts, in the foreground or through a daemon; gives the exit code.
+fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) -> i32 {
+    if settings.sas_file.is_none() && settings.sas_command.is_none() {
+        settings.sas_file = std::env::var_os("BLOBMOUNT_SAS_FILE")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
     }
-    Ok(v)
-}
-
-/// Logs go to stderr. `--log-level` sets blobmount's own level and keeps libraries at warn
-/// (their debug output is not ours to vouch for); RUST_LOG directives are added to it, or used
-/// alone without `--log-level`.
-fn init_logging(level: Option<&str>) -> Result<(), String> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => {
-            let l = l.to_ascii_lowercase();
-            if !["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-                return Err(format!(
-                    "invalid --log-level {l:?}: use error, warn, info, debug or trace"
-                ));
-            }
-            // RUST_LOG directives, when given, come on top (e.g. RUST_LOG=fuser=debug).
-            let extra = std::env::var("RUST_LOG").unwrap_or_default();
-            EnvFilter::new(format!("warn,blobmount={l},{extra}").trim_end_matches(','))
+    let resolved = match resolve(source, mountpoint, settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("blobmount: {}", e.message);
+            return e.code;
         }
-        None => EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("warn,blobmount=info")),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-    Ok(())
+    logging::init(resolved.log_level.as_deref(), !resolved.foreground);
+    let mut opts = resolved.opts;
+    opts.env_token = std::env::var("BLOBMOUNT_SAS")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let mut readiness = Readiness {
+        pipe: None,
+        log_file: resolved.log_file,
+    };
+    if !resolved.foreground {
+        opts.make_paths_absolute();
+        if let Some(f) = &mut readiness.log_file {
+            *f = std::path::absolute(&*f).unwrap_or_else(|_| f.clone());
+        }
+        // The parent waits here for the daemon's answer, and exits with it.
+        match daemon::fork() {
+            Ok(pipe) => readiness.pipe = Some(pipe),
+            Err(e) => {
+                eprintln!("blobmount: {e}");
+                return 1;
+            }
+        }
+    }
+    match mount::run(opts, &mut readiness) {
+        Ok(code) => code,
+        Err(e) => {
+            if !readiness.failed(&e) {
+                eprintln!("blobmount: {}", e.message);
+            }
+            e.code
+        }
+    }
 }
 
-fn run_mount(args: MountArgs) -> i32 {
-    if let Err(e) = init_logging(args.log_level.as_deref()) {
-        eprintln!("blobmount: {e}");
-        return 2;
-    }
-    if !args.foreground {
-        eprintln!(
-            "blobmount: background mode is not available yet: pass --foreground (and run it under systemd, tmux or nohup)"
-        );
-        return 2;
-    }
-    // SAFETY: getuid/getgid cannot fail and have no preconditions.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let opts = MountOptions {
-        sas_url: args.sas_url,
-        mountpoint: args.mountpoint,
-        read_only: args.read_only,
-        uid: args.uid.unwrap_or(uid),
-        gid: args.gid.unwrap_or(gid),
-        file_mode: args.file_mode,
-        dir_mode: args.dir_mode,
-        allow_other: args.allow_other,
-        allow_non_empty: args.allow_non_empty,
-        cache_size: args.cache_size,
-        block_size: args.block_size,
-        metadata_ttl: args.metadata_ttl,
-        write_buffer: args.write_buffer,
-        sas_file: args.sas_file,
-        sas_command: args.sas_command,
-        sas_command_timeout: args.sas_command_timeout,
-        refresh_before: args.refresh_before,
-        refresh_interval: args.refresh_interval,
-        env_token: std::env::var("BLOBMOUNT_SAS")
-            .ok()
-            .filter(|t| !t.trim().is_empty()),
-        staging_dir: args
-            .staging_dir
-            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/tmp")),
+fn run_unmount(args: UnmountArgs) -> i32 {
+    let target = PathBuf::from(&args.target);
+    let mountpoint = if args.target.contains('/') || target.exists() {
+        target
+    } else {
+        let path = args
+            .config
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+        match config::load(&path).and_then(|c| {
+            c.mounts
+                .get(&args.target)
+                .and_then(|m| m.mountpoint.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "no mountpoint for [mount.{}] in {}",
+                        args.target,
+                        path.display()
+                    )
+                })
+        }) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("blobmount: {e}");
+                return 2;
+            }
+        }
     };
-    match mount::run(opts) {
+    match unmount::run(&mountpoint, args.timeout) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("blobmount: {}", e.message);
@@ -189,10 +156,49 @@ fn run_mount(args: MountArgs) -> i32 {
     }
 }
 
+fn print_man(dir: Option<PathBuf>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(cmd, dir)
+        }
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    }
+}
+
+/// Whether the command line is the mount(8) helper form: run as mount.fuse.blobmount, or a
+/// first argument that is neither a command nor an option.
+fn is_helper_form(args: &[String]) -> bool {
+    let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+    if matches!(program, Some("mount.fuse.blobmount" | "mount.blobmount")) {
+        return true;
+    }
+    let Some(first) = args.get(1) else {
+        return false;
+    };
+    let commands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .chain(["help".to_string()])
+        .collect();
+    !first.starts_with('-') && !commands.contains(first) && args.len() > 2
+}
+
 /// Entry point of the binary; returns the exit code.
 pub fn main() -> i32 {
     limit_malloc_arenas();
-    let cli = match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    if is_helper_form(&args) {
+        return match helper::parse(&args[1..]) {
+            Ok(h) => run_mount(&h.source, Some(PathBuf::from(h.mountpoint)), h.settings),
+            Err(e) => {
+                eprintln!("blobmount: {e}");
+                2
+            }
+        };
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -201,11 +207,28 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Mount(args) => run_mount(*args),
+        Command::Mount(m) => run_mount(&m.source, m.mountpoint, m.settings),
+        Command::Unmount(u) => run_unmount(u),
         Command::Sas { cmd } => match crate::sas::cli::run(cmd) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("blobmount: {e:#}");
+                1
+            }
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "blobmount",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        Command::Man { dir } => match print_man(dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("blobmount: cannot write the man pages: {e}");
                 1
             }
         },
@@ -230,12 +253,8 @@ fn limit_malloc_arenas() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("0644").unwrap(), 0o644);
-        assert_eq!(parse_mode("755").unwrap(), 0o755);
-        assert!(parse_mode("999").is_err());
-        assert!(parse_mode("17777").is_err());
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -264,17 +283,86 @@ mod tests {
             "2s",
             "--log-level",
             "debug",
+            "--shutdown-timeout=5s",
+            "--metrics-addr",
+            "127.0.0.1:9180",
         ])
         .unwrap();
         let Command::Mount(m) = cli.command else {
             panic!("not mount")
         };
-        assert_eq!(m.cache_size, 512 << 20);
-        assert_eq!(m.block_size, 4 << 20);
-        assert_eq!(m.metadata_ttl, Duration::from_secs(2));
-        assert_eq!(m.file_mode, 0o600);
+        let s = m.settings;
+        assert_eq!(s.cache_size, Some(512 << 20));
+        assert_eq!(s.block_size, Some(4 << 20));
+        assert_eq!(s.metadata_ttl, Some(Duration::from_secs(2)));
+        assert_eq!(s.file_mode, Some(0o600));
+        assert_eq!(s.foreground, Some(true));
+        assert_eq!(s.read_only, Some(true));
+        assert_eq!(s.allow_other, Some(true));
         assert!(
             Cli::try_parse_from(["blobmount", "mount", "u", "/m", "--cache-size", "lots"]).is_err()
         );
+        assert!(
+            Cli::try_parse_from(["blobmount", "mount", "u", "/m", "--log-level", "loud"]).is_err()
+        );
+    }
+
+    #[test]
+    fn helper_form_is_recognised() {
+        assert!(is_helper_form(&args(&[
+            "blobmount",
+            "data",
+            "/mnt/x",
+            "-o",
+            "ro"
+        ])));
+        assert!(is_helper_form(&args(&[
+            "blobmount",
+            "https://a/b/c",
+            "/mnt/x"
+        ])));
+        assert!(is_helper_form(&args(&[
+            "/sbin/mount.fuse.blobmount",
+            "data",
+            "/mnt"
+        ])));
+        assert!(!is_helper_form(&args(&[
+            "blobmount",
+            "mount",
+            "data",
+            "/mnt"
+        ])));
+        assert!(!is_helper_form(&args(&[
+            "blobmount",
+            "sas",
+            "inspect",
+            "x"
+        ])));
+        assert!(!is_helper_form(&args(&["blobmount", "--version"])));
+        assert!(!is_helper_form(&args(&["blobmount", "mout"])));
+    }
+
+    #[test]
+    fn man_page_and_completions_come_from_the_definitions() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.contains("blobmount"), "{man}");
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "blobmount",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("--shutdown-timeout") && bash.contains("unmount"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -9,13 +9,17 @@
 //! - [`cache`]: the block cache and sequential prefetch.
 //! - [`fs`]: inodes, directory cache, open handles: the filesystem core, independent of FUSE.
 //! - [`fuse`]: the thin adapter from fuser callbacks to [`fs`].
+//! - [`mount`]: checks, the FUSE session, daemon mode, shutdown; [`options`]: command line,
+//!   `-o` options and config file, merged; [`logging`]: stderr, log file or syslog.
 //! - [`cli`]: the command line.
 pub mod blob;
 pub mod cache;
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
 pub mod mount;
+pub mod options;
 pub mod sas;
 pub mod size;
 pub mod token;

@@ -10,11 +10,12 @@ pub mod handles;
 pub mod inode;
 mod meta;
 mod rename;
+mod shutdown;
 pub mod staging;
 mod write;
 
 use std::ffi::OsStr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +28,7 @@ use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
 use handles::{DirHandle, FileHandle, Handles, Version};
 use inode::{join, InodeTable};
 pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
+pub use shutdown::CommitReport;
 pub use write::OpenMode;
 
 pub type Errno = i32;
@@ -75,6 +77,8 @@ pub struct Fs {
     /// close, if any. Their writers no longer commit.
     unlinked: Mutex<std::collections::HashMap<u64, Option<(String, String)>>>,
     staging: staging::StagingArea,
+    /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
+    stopping: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +120,7 @@ impl Fs {
             writers: Mutex::new(std::collections::HashMap::new()),
             unlinked: Mutex::new(std::collections::HashMap::new()),
             staging,
+            stopping: AtomicBool::new(false),
         })
     }
 

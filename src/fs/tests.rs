@@ -347,7 +347,7 @@ async fn a_slow_read_does_not_hold_up_lookups_or_listings() {
     reader.abort();
 }
 
-fn setup_rw(ttl: Duration) -> (Arc<FakeClient>, Arc<Fs>) {
+pub(super) fn setup_rw(ttl: Duration) -> (Arc<FakeClient>, Arc<Fs>) {
     let fake = Arc::new(FakeClient::new());
     let mut cfg = config(ttl);
     cfg.read_only = false;

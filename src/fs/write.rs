@@ -90,7 +90,7 @@ impl Fs {
     /// Changes need a read-write mount and a SAS that may write (the token in force: a
     /// refreshed one may allow less, or more, than the first).
     pub(super) fn check_writable(&self) -> Result<(), Errno> {
-        if self.cfg.read_only {
+        if self.cfg.read_only || self.is_stopping() {
             return Err(libc::EROFS);
         }
         if !self.token_allows('w') {
@@ -360,6 +360,11 @@ impl Fs {
         let w = h.writer.clone().ok_or(libc::EBADF)?;
         let (size, mtime) = {
             let mut s = w.staging.lock().await;
+            // Checked under the lock: the shutdown commit takes it too, so nothing is written
+            // after the final commit.
+            if self.is_stopping() {
+                return Err(libc::EROFS);
+            }
             s.write(offset, data).await.map_err(fail)?;
             (s.size(), s.mtime())
         };

@@ -1,68 +1,17 @@
-//! `blobmount mount`: the checks before mounting, then the FUSE session until unmount or
-//! SIGINT/SIGTERM.
-//!
-//! Each check fails with one line saying what is wrong and what to do, before anything is
-//! mounted. None of them prints the token.
+//! The checks before mounting. Each fails with one line saying what is wrong and what to do,
+//! before anything is mounted. None of them prints the token.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use fuser::{Config, MountOption, SessionACL};
 use time::OffsetDateTime;
 
-use crate::blob::rest::RestClient;
-use crate::blob::retry::RetryPolicy;
+use super::{MountError, MountOptions};
 use crate::blob::{BlobClient, BlobError, ContainerUrl, ErrorKind, ListRequest};
-use crate::fs::{Fs, FsConfig};
-use crate::fuse::{BlobFuse, MAX_READ};
 use crate::sas::SasToken;
-use crate::token::refresh::{self, RefreshConfig};
 use crate::token::source;
-use crate::token::Credential;
-
-/// Everything `mount` needs, from the command line.
-#[derive(Debug, Clone)]
-pub struct MountOptions {
-    pub sas_url: String,
-    pub mountpoint: PathBuf,
-    pub read_only: bool,
-    pub uid: u32,
-    pub gid: u32,
-    pub file_mode: u16,
-    pub dir_mode: u16,
-    pub allow_other: bool,
-    pub allow_non_empty: bool,
-    pub cache_size: u64,
-    pub block_size: u64,
-    pub metadata_ttl: Duration,
-    pub write_buffer: u64,
-    pub staging_dir: PathBuf,
-    pub sas_file: Option<PathBuf>,
-    pub sas_command: Option<String>,
-    pub sas_command_timeout: Duration,
-    pub refresh_before: Option<Duration>,
-    pub refresh_interval: Duration,
-    /// `BLOBMOUNT_SAS`, if set.
-    pub env_token: Option<String>,
-}
-
-impl MountOptions {
-    /// Where new tokens come from, if anywhere.
-    fn token_source(&self) -> Option<source::TokenSource> {
-        match (&self.sas_file, &self.sas_command) {
-            (Some(path), _) => Some(source::TokenSource::File(path.clone())),
-            (None, Some(command)) => Some(source::TokenSource::Command {
-                command: command.clone(),
-                timeout: self.sas_command_timeout,
-            }),
-            (None, None) => None,
-        }
-    }
-}
 
 /// Warns as ssh does when the SAS file can be read by others.
-fn check_sas_file_mode(path: &Path) {
+pub(super) fn check_sas_file_mode(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path) {
         let mode = m.permissions().mode() & 0o777;
@@ -71,29 +20,6 @@ fn check_sas_file_mode(path: &Path) {
                 "the SAS file {} can be read by other users (mode {mode:o}): chmod 600 it",
                 path.display()
             );
-        }
-    }
-}
-
-/// A failed check or mount: one line for the user, and the exit code.
-#[derive(Debug)]
-pub struct MountError {
-    pub message: String,
-    pub code: i32,
-}
-
-impl MountError {
-    fn usage(message: impl Into<String>) -> Self {
-        MountError {
-            message: message.into(),
-            code: 2,
-        }
-    }
-
-    fn failed(message: impl Into<String>) -> Self {
-        MountError {
-            message: message.into(),
-            code: 1,
         }
     }
 }
@@ -155,14 +81,27 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(MountError::usage(format!("mountpoint {shown} does not exist: create it first (mkdir -p {shown})")))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            return Err(MountError::failed(format!(
-                "mountpoint {shown} is a dead FUSE mount (transport endpoint not connected): unmount it first with fusermount3 -u {shown}"
+            return Err(MountError::usage(format!(
+                "mountpoint {shown} does not exist: create it first (mkdir -p {shown})"
             )))
         }
-        Err(e) => return Err(MountError::failed(format!("cannot use mountpoint {shown}: {e}"))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // Left by a daemon that died (kill -9, crash): nothing serves it any more.
+            tracing::warn!(
+                "mountpoint {shown} was left mounted by a daemon that is gone (transport endpoint not connected): unmounting it"
+            );
+            lazy_unmount(path);
+            std::fs::metadata(path).map_err(|e| {
+                MountError::failed(format!(
+                    "mountpoint {shown} is a dead FUSE mount that could not be cleaned ({e}): unmount it with fusermount3 -uz {shown}"
+                ))
+            })?
+        }
+        Err(e) => {
+            return Err(MountError::failed(format!(
+                "cannot use mountpoint {shown}: {e}"
+            )))
+        }
     };
     if !meta.is_dir() {
         return Err(MountError::usage(format!(
@@ -246,7 +185,7 @@ pub async fn check_container(target: &Target, client: &dyn BlobClient) -> Result
         .map_err(|e| MountError::failed(explain_check_failure(target, &e)))
 }
 
-fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
+pub(super) fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
     const MIB: u64 = 1 << 20;
     if opts.block_size < 64 * 1024 || opts.block_size > 4000 * MIB {
         return Err(MountError::usage(
@@ -270,206 +209,8 @@ fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Runs `blobmount mount` in the foreground: checks, mounts, serves until unmounted or
-/// signalled, then unmounts.
-pub fn run(opts: MountOptions) -> Result<(), MountError> {
-    check_sizes(&opts)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .thread_name("blobmount-io")
-        .build()
-        .map_err(|e| MountError::failed(format!("cannot start the I/O runtime: {e}")))?;
-    let token_source = opts.token_source();
-    let (_, url_token) = ContainerUrl::parse(&opts.sas_url).map_err(MountError::usage)?;
-    // The first token: in the URL, else BLOBMOUNT_SAS, else from the file or command.
-    let first: Option<String> = match (&url_token, &opts.env_token, &token_source) {
-        (Some(_), _, _) => None,
-        (None, Some(env), _) => Some(env.clone()),
-        (None, None, Some(src)) => Some(
-            rt.block_on(src.fetch())
-                .map_err(|e| MountError::failed(format!("no SAS token: {e}")))?,
-        ),
-        (None, None, None) => None,
-    };
-    if let Some(path) = &opts.sas_file {
-        check_sas_file_mode(path);
-    }
-    let target = check_target(&opts.sas_url, first.as_deref(), OffsetDateTime::now_utc())?;
-    let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
-    let credential = Arc::new(Credential::new(target.token.query()));
-    let check_client = RestClient::new(
-        target.container.clone(),
-        credential.clone(),
-        RetryPolicy::short(),
-    )
-    .map_err(MountError::failed)?;
-    rt.block_on(check_container(&target, &check_client))?;
-    // Said once every check has passed: a refusal stays one line.
-    if url_token.is_some() {
-        tracing::warn!(
-            "the SAS is on the command line, where every user can see it (ps): prefer --sas-file or BLOBMOUNT_SAS"
-        );
-    }
-    let read_only = opts.read_only || !target.writable;
-    if !target.writable && !opts.read_only {
-        tracing::info!("the SAS token has no write permissions: mounting read-only");
-    }
-    if !read_only {
-        std::fs::create_dir_all(&opts.staging_dir).map_err(|e| {
-            MountError::failed(format!(
-                "cannot use staging directory {}: {e}",
-                opts.staging_dir.display()
-            ))
-        })?;
-    }
-    let client = RestClient::new(
-        target.container.clone(),
-        credential.clone(),
-        RetryPolicy::default(),
-    )
-    .map_err(MountError::failed)?;
-    let fs = Fs::new(
-        Arc::new(client),
-        FsConfig {
-            uid: opts.uid,
-            gid: opts.gid,
-            file_mode: opts.file_mode,
-            dir_mode: opts.dir_mode,
-            metadata_ttl: opts.metadata_ttl,
-            block_size: opts.block_size,
-            cache_size: opts.cache_size,
-            read_only,
-            write_buffer: opts.write_buffer,
-            staging_dir: opts.staging_dir.clone(),
-            credential: Some(credential.clone()),
-        },
-    );
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(format!(
-            "blobmount:{}/{}",
-            target.container.account, target.container.container
-        )),
-        MountOption::Subtype("blobmount".into()),
-        if read_only {
-            MountOption::RO
-        } else {
-            MountOption::RW
-        },
-        MountOption::NoDev,
-        MountOption::NoSuid,
-        MountOption::DefaultPermissions,
-        MountOption::CUSTOM(format!("max_read={MAX_READ}")),
-    ];
-    config.acl = if opts.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    config.n_threads = Some(4);
-    rt.spawn(fs.clone().relieve_write_pressure());
-    let refresh_cfg = RefreshConfig {
-        before: opts.refresh_before,
-        interval: opts.refresh_interval,
-    };
-    match token_source {
-        Some(src) => {
-            credential.set_refreshable(true);
-            rt.spawn(refresh::run(
-                credential.clone(),
-                src,
-                target.container.clone(),
-                false,
-                refresh_cfg,
-            ));
-        }
-        None => {
-            rt.spawn(refresh::warn_expiry(credential.clone(), refresh_cfg));
-        }
-    }
-    // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
-    // unmount, not kill the process and leave a dead mount behind.
-    let signals = rt
-        .block_on(async { Signals::new() })
-        .map_err(|e| MountError::failed(format!("cannot install signal handlers: {e}")))?;
-    let adapter = BlobFuse::new(fs, rt.handle().clone());
-    let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
-        let hint =
-            if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
-                " (is fuse3 installed? it provides fusermount3)"
-            } else {
-                ""
-            };
-        MountError::failed(format!(
-            "cannot mount on {}: {e}{hint}",
-            mountpoint.display()
-        ))
-    })?;
-    tracing::info!(
-        "mounted {} on {} ({})",
-        target.container.display(),
-        mountpoint.display(),
-        if read_only { "read-only" } else { "read-write" }
-    );
-    let mut unmounter = session.unmount_callable();
-    let signal_mountpoint = mountpoint.clone();
-    let signal_credential = credential.clone();
-    rt.spawn(async move {
-        let which = signals.wait(signal_credential).await;
-        tracing::info!("{which}: unmounting {}", signal_mountpoint.display());
-        if let Err(e) = unmounter.unmount() {
-            tracing::warn!("unmount failed ({e}); detaching lazily");
-            lazy_unmount(&signal_mountpoint);
-        }
-    });
-    let result = session.run();
-    rt.shutdown_background();
-    match result {
-        Ok(()) => {
-            tracing::info!("unmounted {}", mountpoint.display());
-            Ok(())
-        }
-        Err(e) => Err(MountError::failed(format!(
-            "the FUSE session ended with an error: {e}"
-        ))),
-    }
-}
-
-/// SIGINT and SIGTERM, caught from the moment this is created.
-struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// Waits for SIGINT or SIGTERM; each SIGHUP on the way asks for a new token.
-    async fn wait(mut self, credential: Arc<Credential>) -> &'static str {
-        loop {
-            tokio::select! {
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: getting a new SAS");
-                    credential.request_refresh();
-                }
-            }
-        }
-    }
-}
-
 /// Detaches a busy mount: it disappears now and is cleaned up when its last user leaves.
-fn lazy_unmount(mountpoint: &Path) {
+pub(super) fn lazy_unmount(mountpoint: &Path) {
     let status = std::process::Command::new("fusermount3")
         .arg("-uz")
         .arg(mountpoint)

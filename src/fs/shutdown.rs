@@ -1,0 +1,158 @@
+//! Shutting down: stop taking changes, then commit every file still being written, within a
+//! deadline, and say which could not be.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+
+use super::write::WriteFile;
+use super::{lock, Fs};
+
+/// What the shutdown commit did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CommitReport {
+    /// Files committed, or with nothing left to commit.
+    pub committed: usize,
+    /// Files that could not be committed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl CommitReport {
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+impl Fs {
+    /// From now on every change answers EROFS: opening for writing, creating, writing to files
+    /// already open, removing, renaming, setting attributes. Reads go on.
+    pub fn stop_changes(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// How many files are being written (open for writing, or not yet released).
+    pub fn files_being_written(&self) -> usize {
+        lock(&self.writers).len()
+    }
+
+    /// Commits every file being written, all at once, and waits until `deadline` at most.
+    /// Call [`Fs::stop_changes`] first, so that what is committed is final.
+    pub async fn commit_all(&self, deadline: Instant) -> CommitReport {
+        let writers: Vec<(u64, Arc<WriteFile>)> = lock(&self.writers)
+            .iter()
+            .map(|(ino, w)| (*ino, w.clone()))
+            .collect();
+        let mut names: Vec<(u64, String)> = writers
+            .iter()
+            .map(|(ino, _)| {
+                let name = self
+                    .node(*ino)
+                    .map(|(path, _, _)| path)
+                    .unwrap_or_else(|_| format!("inode {ino}"));
+                (*ino, name)
+            })
+            .collect();
+        let mut pending: FuturesUnordered<_> = writers
+            .into_iter()
+            .map(|(ino, w)| async move { (ino, self.commit(ino, &w).await) })
+            .collect();
+        let mut report = CommitReport::default();
+        loop {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
+                Ok(Some((ino, result))) => {
+                    let at = names.iter().position(|(i, _)| *i == ino);
+                    let name = at.map(|i| names.swap_remove(i).1).unwrap_or_default();
+                    match result {
+                        Ok(()) => report.committed += 1,
+                        Err(errno) => report.failed.push((
+                            name,
+                            format!(
+                                "commit failed ({})",
+                                std::io::Error::from_raw_os_error(errno)
+                            ),
+                        )),
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    for (_, name) in names.drain(..) {
+                        report
+                            .failed
+                            .push((name, "not committed in time".to_string()));
+                    }
+                    break;
+                }
+            }
+        }
+        report.failed.sort();
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::blob::fake::Op;
+    use crate::fs::tests::setup_rw;
+    use crate::fs::ROOT_INO as ROOT;
+
+    #[tokio::test]
+    async fn commits_every_open_file_then_refuses_changes() {
+        let (client, fs) = setup_rw(Duration::from_secs(60));
+        let (_, a) = fs
+            .create(ROOT, OsStr::new("a"), false, false)
+            .await
+            .unwrap();
+        let (_, b) = fs
+            .create(ROOT, OsStr::new("b"), false, false)
+            .await
+            .unwrap();
+        fs.write(a, 0, b"alpha").await.unwrap();
+        fs.write(b, 0, b"beta").await.unwrap();
+        assert_eq!(fs.files_being_written(), 2);
+        fs.stop_changes();
+        assert_eq!(fs.write(a, 5, b"more").await, Err(libc::EROFS));
+        assert_eq!(
+            fs.create(ROOT, OsStr::new("c"), false, false).await.err(),
+            Some(libc::EROFS)
+        );
+        let report = fs
+            .commit_all(Instant::now() + Duration::from_secs(10))
+            .await;
+        assert_eq!(report.committed, 2);
+        assert!(report.is_complete(), "{report:?}");
+        assert_eq!(&client.blob("a").unwrap().0[..], b"alpha");
+        assert_eq!(&client.blob("b").unwrap().0[..], b"beta");
+        // Reads go on.
+        assert_eq!(&fs.read(a, 0, 5).await.unwrap()[..], b"alpha");
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_cannot_finish_in_time_is_reported() {
+        let (client, fs) = setup_rw(Duration::from_secs(60));
+        let (_, a) = fs
+            .create(ROOT, OsStr::new("slow"), false, false)
+            .await
+            .unwrap();
+        fs.write(a, 0, b"data").await.unwrap();
+        client.set_delay(Op::PutBlockList, Duration::from_secs(30));
+        fs.stop_changes();
+        let report = fs
+            .commit_all(Instant::now() + Duration::from_millis(200))
+            .await;
+        assert_eq!(report.committed, 0);
+        assert_eq!(
+            report.failed,
+            vec![("slow".to_string(), "not committed in time".to_string())]
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! `blobmount unmount MOUNTPOINT`: asks the mountpoint's daemon to commit its open files and
+//! unmount (SIGTERM), waits until it has exited, and exits as it did. This is the systemd
+//! unit's ExecStop: it returns only when the daemon is gone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::checks::lazy_unmount;
+use super::state::StateFiles;
+use super::MountError;
+
+/// Unmounts; `wait`: how long to wait for the daemon to exit.
+pub fn run(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
+    let mountpoint = absolute(mountpoint);
+    let shown = mountpoint.display();
+    let state = StateFiles::new(&mountpoint);
+    let Some(pid) = state.daemon() else {
+        return unmount_without_daemon(&mountpoint);
+    };
+    state.clear_outcome();
+    // SAFETY: kill with a pid read from our state file, checked to be a blobmount process.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(MountError::failed(format!(
+            "cannot signal the daemon of {shown} (pid {pid}): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        if start.elapsed() > wait {
+            return Err(MountError::failed(format!(
+                "the daemon of {shown} (pid {pid}) is still running after {}s: see its log",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match state.outcome() {
+        Some((0, _)) | None => Ok(()),
+        Some((code, message)) => Err(MountError {
+            message: format!("{shown}: {message}"),
+            code,
+        }),
+    }
+}
+
+/// A zombie has exited; only its parent has not collected it yet.
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        == Some('Z')
+}
+
+/// No daemon of ours is known for it: a plain FUSE unmount (lazy for a dead mount).
+fn unmount_without_daemon(mountpoint: &Path) -> Result<(), MountError> {
+    let shown = mountpoint.display();
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            lazy_unmount(mountpoint);
+            return Ok(());
+        }
+        Err(e) => return Err(MountError::failed(format!("cannot use {shown}: {e}"))),
+        Ok(_) => {}
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .output()
+        .map_err(|e| MountError::failed(format!("cannot run fusermount3: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let why = String::from_utf8_lossy(&out.stderr);
+        Err(MountError::failed(format!(
+            "cannot unmount {shown}: {}",
+            why.trim().trim_start_matches("fusermount3: ")
+        )))
+    }
+}
+
+/// The mountpoint as the daemon recorded it (canonical); a dead mount cannot be resolved, so
+/// its parent is.
+fn absolute(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or(abs),
+        _ => abs,
+    }
+}

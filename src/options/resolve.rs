@@ -1,0 +1,141 @@
+//! From what was given (SOURCE, MOUNTPOINT, the command line's settings) to the complete
+//! [`MountOptions`]: config file layers, then defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::config::{self, ConfigFile};
+use super::Settings;
+use crate::mount::{MountError, MountOptions};
+
+/// A mount, fully described, and how to run it.
+#[derive(Debug)]
+pub struct Resolved {
+    pub opts: MountOptions,
+    pub foreground: bool,
+    pub log_level: Option<String>,
+    pub log_file: Option<PathBuf>,
+}
+
+/// Whether SOURCE is a URL (else a name from the config file).
+pub fn is_url(source: &str) -> bool {
+    source.contains("://")
+}
+
+/// Resolves SOURCE (a container URL, or the NAME of a `[mount.NAME]`), the mountpoint (which
+/// a named mount may give) and the command line's settings.
+pub fn resolve(
+    source: &str,
+    mountpoint: Option<PathBuf>,
+    cli: Settings,
+) -> Result<Resolved, MountError> {
+    let config_path = match (&cli.config, is_url(source)) {
+        (Some(p), _) => Some(p.clone()),
+        (None, false) => Some(PathBuf::from(config::DEFAULT_PATH)),
+        (None, true) => None,
+    };
+    let config = match &config_path {
+        Some(p) => config::load(p).map_err(|e| {
+            if !is_url(source) && cli.config.is_none() {
+                MountError::usage(format!(
+                    "{source:?} is not a URL, so it names a [mount.{source}] of the config file, but {e}"
+                ))
+            } else {
+                MountError::usage(e)
+            }
+        })?,
+        None => ConfigFile::default(),
+    };
+    let (url, mountpoint, settings, name) = if is_url(source) {
+        let mp = mountpoint.ok_or_else(|| MountError::usage("MOUNTPOINT is missing"))?;
+        (source.to_string(), mp, cli.over(config.defaults), None)
+    } else {
+        let ConfigFile {
+            path,
+            defaults,
+            mut mounts,
+        } = config;
+        let named = mounts.remove(source).ok_or_else(|| {
+            let known: Vec<&String> = mounts.keys().collect();
+            MountError::usage(format!(
+                "no [mount.{source}] in {}{}",
+                path.display(),
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (it has {})",
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ))
+        })?;
+        let url = named.url.ok_or_else(|| {
+            MountError::usage(format!("[mount.{source}] in {} has no url", path.display()))
+        })?;
+        let mp = mountpoint.or(named.mountpoint).ok_or_else(|| {
+            MountError::usage(format!(
+                "[mount.{source}] in {} has no mountpoint, and none was given",
+                path.display()
+            ))
+        })?;
+        (
+            url,
+            mp,
+            cli.over(named.settings).over(defaults),
+            Some(source.to_string()),
+        )
+    };
+    Ok(Resolved {
+        foreground: settings.foreground.unwrap_or(false),
+        log_level: settings.log_level.clone(),
+        log_file: settings.log_file.clone(),
+        opts: options(url, mountpoint, name, settings),
+    })
+}
+
+/// Fills every gap with its default.
+fn options(
+    sas_url: String,
+    mountpoint: PathBuf,
+    name: Option<String>,
+    s: Settings,
+) -> MountOptions {
+    // SAFETY: getuid/getgid cannot fail and have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let umask = s.umask.unwrap_or(0o022);
+    MountOptions {
+        sas_url,
+        mountpoint,
+        name,
+        read_only: s.read_only.unwrap_or(false),
+        uid: s.uid.unwrap_or(uid),
+        gid: s.gid.unwrap_or(gid),
+        file_mode: s.file_mode.unwrap_or(0o666 & !umask),
+        dir_mode: s.dir_mode.unwrap_or(0o777 & !umask),
+        allow_other: s.allow_other.unwrap_or(false),
+        allow_root: s.allow_root.unwrap_or(false),
+        allow_non_empty: s.allow_non_empty.unwrap_or(false),
+        noexec: s.noexec.unwrap_or(false),
+        cache_size: s.cache_size.unwrap_or(256 << 20),
+        block_size: s.block_size.unwrap_or(4 << 20),
+        metadata_ttl: s.metadata_ttl.unwrap_or(Duration::from_secs(1)),
+        write_buffer: s.write_buffer.unwrap_or(256 << 20),
+        staging_dir: s
+            .staging_dir
+            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/tmp")),
+        sas_file: s.sas_file,
+        sas_command: s.sas_command,
+        sas_command_timeout: s.sas_command_timeout.unwrap_or(Duration::from_secs(30)),
+        refresh_before: s.refresh_before,
+        refresh_interval: s.refresh_interval.unwrap_or(Duration::from_secs(15 * 60)),
+        shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(60)),
+        metrics_addr: s.metrics_addr,
+        env_token: None,
+    }
+}
