@@ -29,6 +29,19 @@ pub fn resolve(
     mountpoint: Option<PathBuf>,
     cli: Settings,
 ) -> Result<Resolved, MountError> {
+    if !is_url(source)
+        && cli.config.is_none()
+        && !std::path::Path::new(config::DEFAULT_PATH).exists()
+    {
+        // Neither a URL nor a name that could be looked up: say what a URL looks like.
+        let why = crate::blob::ContainerUrl::parse(source)
+            .err()
+            .unwrap_or_else(|| format!("{source:?} is not a container URL"));
+        return Err(MountError::usage(format!(
+            "{why} (nor a [mount.NAME] of a config file: {} does not exist)",
+            config::DEFAULT_PATH
+        )));
+    }
     let config_path = match (&cli.config, is_url(source)) {
         (Some(p), _) => Some(p.clone()),
         (None, false) => Some(PathBuf::from(config::DEFAULT_PATH)),

@@ -14,6 +14,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod azurite;
+pub mod detached;
 pub mod fixture;
 pub mod mount;
 pub mod process;

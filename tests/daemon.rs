@@ -1,0 +1,278 @@
+//! Daemon mode and the way out: `blobmount mount` without --foreground returns once the mount
+//! is ready, or fails as the foreground form does; SIGTERM commits open files; a second signal
+//! exits at once; a stale mount left by a killed daemon is cleaned; `blobmount unmount`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::detached::Detached;
+use common::process::signal;
+use common::{container_sas_url, pseudo_random_bytes, wait_until, Fixture};
+use time::OffsetDateTime;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_blobmount")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A shell that opens `file` for writing, writes `src` into it, creates `marker`, and keeps the
+/// file open until killed (on drop).
+struct OpenWriter(Child);
+
+impl OpenWriter {
+    fn start(file: &Path, src: &Path, marker: &Path) -> OpenWriter {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 3>"$1"; cat "$2" >&3 && touch "$3"; exec sleep 300"#)
+            .arg("sh")
+            .arg(file)
+            .arg(src)
+            .arg(marker)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the writer");
+        assert!(
+            wait_until(Duration::from_secs(120), || marker.exists()),
+            "the writer did not finish writing"
+        );
+        OpenWriter(child)
+    }
+}
+
+impl Drop for OpenWriter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
+    let fx = Fixture::writable("daemon-ready");
+    fx.put("hello.txt", b"hello from the daemon");
+    let mut d = Detached::new();
+    let out = d.run(
+        Command::new(bin())
+            .arg("mount")
+            .arg(fx.url())
+            .arg(d.path())
+            .arg("--log-file")
+            .arg(d.log_file()),
+    );
+    assert!(out.status.success(), "mount failed: {}", stderr(&out));
+    // Ready when the command returned: no waiting here.
+    assert!(d.is_mounted(), "not mounted when mount returned");
+    assert_eq!(
+        std::fs::read(d.path().join("hello.txt")).unwrap(),
+        b"hello from the daemon"
+    );
+    assert!(d.note_daemon().is_some(), "no daemon found");
+    // A file left open for writing is committed by the unmount.
+    let src = d.file("src.bin");
+    let data = pseudo_random_bytes(3 << 20, 11);
+    std::fs::write(&src, &data).unwrap();
+    let writer = OpenWriter::start(&d.path().join("open.bin"), &src, &d.file("written"));
+    let out = Command::new(bin())
+        .arg("unmount")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unmount failed: {}", stderr(&out));
+    assert!(d.daemons_gone(), "the daemon is still running after unmount returned");
+    assert!(!d.is_mounted());
+    drop(writer);
+    assert_eq!(fx.blob("open.bin").as_deref(), Some(&data[..]));
+    let log = d.log();
+    assert!(log.contains("mounted"), "{log}");
+    assert!(log.contains("1 open file committed"), "{log}");
+}
+
+#[test]
+fn a_daemon_that_cannot_mount_fails_as_the_foreground_form_does() {
+    let fx = Fixture::writable("daemon-fail");
+    let expired = container_sas_url(
+        &fx.proxy.account_url(),
+        &fx.container,
+        "racwdl",
+        None,
+        OffsetDateTime::now_utc() - time::Duration::hours(1),
+    );
+    let no_container = container_sas_url(
+        &fx.proxy.account_url(),
+        "no-such-container",
+        "racwdl",
+        None,
+        OffsetDateTime::now_utc() + time::Duration::hours(1),
+    );
+    let d = Detached::new();
+    let missing = d.path().join("missing");
+    let cases: Vec<(&str, String, &Path, Vec<&str>, i32, &str)> = vec![
+        ("expired token", expired, d.path(), vec![], 1, "expired"),
+        ("no container", no_container, d.path(), vec![], 1, "does not exist"),
+        ("no mountpoint", fx.url(), &missing, vec![], 2, "does not exist"),
+        (
+            "bad option",
+            fx.url(),
+            d.path(),
+            vec!["--write-buffer=1K"],
+            2,
+            "--write-buffer",
+        ),
+        (
+            "bad log file",
+            fx.url(),
+            d.path(),
+            vec!["--log-file=/nonexistent/dir/log"],
+            1,
+            "cannot write the log file",
+        ),
+    ];
+    for (what, url, mountpoint, extra, code, phrase) in cases {
+        let run = |foreground: bool| {
+            let mut cmd = Command::new(bin());
+            cmd.arg("mount").arg(&url).arg(mountpoint).args(&extra);
+            if foreground {
+                cmd.arg("--foreground");
+            }
+            let start = Instant::now();
+            let out = cmd.env_remove("RUST_LOG").output().unwrap();
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}: too slow");
+            out
+        };
+        let fg = run(true);
+        let bg = run(false);
+        assert_eq!(fg.status.code(), Some(code), "{what}: {}", stderr(&fg));
+        assert_eq!(bg.status.code(), Some(code), "{what}: {}", stderr(&bg));
+        assert_eq!(stderr(&bg), stderr(&fg), "{what}: not the same error");
+        assert!(stderr(&bg).contains(phrase), "{what}: {}", stderr(&bg));
+        assert_eq!(stderr(&bg).lines().count(), 1, "{what}: {}", stderr(&bg));
+        assert!(!d.is_mounted(), "{what}: left mounted");
+    }
+    let mut d = d;
+    assert_eq!(d.note_daemon(), None, "a daemon was left running");
+}
+
+#[test]
+fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
+    let fx = Fixture::new("daemon-stale");
+    fx.put("file", b"still here");
+    let mut d = Detached::new();
+    let mount = |d: &mut Detached| {
+        d.run(
+            Command::new(bin())
+                .arg("mount")
+                .arg(fx.url())
+                .arg(d.path())
+                .arg("--log-file")
+                .arg(d.log_file()),
+        )
+    };
+    let out = mount(&mut d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = d.note_daemon().expect("daemon");
+    signal(pid, libc::SIGKILL);
+    assert!(d.wait_daemons_gone(Duration::from_secs(10)));
+    let e = std::fs::metadata(d.path()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
+    let out = mount(&mut d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("left mounted by a daemon that is gone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("file")).unwrap(),
+        b"still here"
+    );
+    // Exactly one mount on the mountpoint: the stale one is gone.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let here = d.path().to_string_lossy().into_owned();
+    assert_eq!(
+        mounts
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(here.as_str()))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn sigterm_while_a_large_write_is_open_commits_it_completely() {
+    let fx = Fixture::writable("sigterm-write");
+    let mut m = fx.mount(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let data = pseudo_random_bytes(40 << 20, 5);
+    std::fs::write(&src, &data).unwrap();
+    let writer = OpenWriter::start(&m.path().join("big.bin"), &src, &dir.path().join("done"));
+    // Nothing committed yet: the file is still open.
+    assert_eq!(fx.blob("big.bin"), None);
+    m.signal(libc::SIGTERM);
+    let status = m.wait_exit(Duration::from_secs(60)).expect("exits");
+    let log = m.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    drop(writer);
+    let blob = fx.blob("big.bin").expect("committed");
+    assert_eq!(blob.len(), data.len());
+    assert!(blob == data, "committed bytes differ");
+    assert!(log.contains("committing 1 file being written"), "{log}");
+    assert!(log.contains("1 open file committed"), "{log}");
+    assert!(!m.is_mounted());
+}
+
+/// A mount whose Put Block List requests hang, with one file written and left open.
+fn hung_commit(fx: &Fixture, extra: &[&str]) -> (common::Mount, OpenWriter, tempfile::TempDir) {
+    let m = fx.mount(extra);
+    fx.proxy.delay(
+        |r| r.query_param("comp").as_deref() == Some("blocklist"),
+        Duration::from_secs(60),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(&src, b"cannot be committed").unwrap();
+    let w = OpenWriter::start(&m.path().join("stuck.txt"), &src, &dir.path().join("done"));
+    (m, w, dir)
+}
+
+#[test]
+fn a_commit_that_outlives_the_shutdown_timeout_is_reported_in_the_status_and_log() {
+    let fx = Fixture::writable("shutdown-timeout");
+    let (mut m, _w, _dir) = hung_commit(&fx, &["--shutdown-timeout=1s"]);
+    let start = Instant::now();
+    m.signal(libc::SIGTERM);
+    let status = m.wait_exit(Duration::from_secs(20)).expect("exits");
+    let log = m.log();
+    assert!(start.elapsed() < Duration::from_secs(15), "{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("1 file not committed") && log.contains("stuck.txt (not committed in time)"),
+        "{log}"
+    );
+    assert_eq!(fx.blob("stuck.txt"), None);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let fx = Fixture::writable("second-signal");
+    let (mut m, _w, _dir) = hung_commit(&fx, &["--shutdown-timeout=60s"]);
+    m.signal(libc::SIGTERM);
+    assert!(wait_until(Duration::from_secs(10), || m
+        .log()
+        .contains("committing 1 file")));
+    let start = Instant::now();
+    m.signal(libc::SIGINT);
+    let status = m.wait_exit(Duration::from_secs(10)).expect("exits at once");
+    let log = m.log();
+    assert!(start.elapsed() < Duration::from_secs(8), "{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("SIGINT again"), "{log}");
+    assert!(log.contains("stuck.txt"), "{log}");
+    assert!(!m.is_mounted());
+}
