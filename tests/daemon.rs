@@ -21,26 +21,42 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A shell that opens `file` for writing, writes `src` into it, creates `marker`, and keeps the
-/// file open until killed (on drop).
+/// The text with Azure request ids (one per request) blanked.
+fn without_request_id(text: &str) -> String {
+    match text.split_once("request id ") {
+        Some((before, after)) => {
+            let rest = after.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c == '-');
+            format!("{before}request id …{rest}")
+        }
+        None => text.to_string(),
+    }
+}
+
+/// A process (node, which the tests need anyway for Azurite) that opens `file` for writing,
+/// writes `src` into it, creates `marker`, and keeps the file open until killed (on drop). It
+/// writes by itself: a helper process closing its copy of the descriptor would commit.
 struct OpenWriter(Child);
 
 impl OpenWriter {
     fn start(file: &Path, src: &Path, marker: &Path) -> OpenWriter {
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(r#"exec 3>"$1"; cat "$2" >&3 && touch "$3"; exec sleep 300"#)
-            .arg("sh")
+        let script =
+            "const fs = require('fs'); const [file, src, marker] = process.argv.slice(1); \
+                      const fd = fs.openSync(file, 'w'); fs.writeSync(fd, fs.readFileSync(src)); \
+                      fs.writeFileSync(marker, ''); setTimeout(() => {}, 300000);";
+        let mut child = Command::new("node")
+            .arg("-e")
+            .arg(script)
             .arg(file)
             .arg(src)
             .arg(marker)
             .stdin(Stdio::null())
             .spawn()
-            .expect("start the writer");
-        assert!(
-            wait_until(Duration::from_secs(120), || marker.exists()),
-            "the writer did not finish writing"
-        );
+            .expect("start the writer (node)");
+        if !wait_until(Duration::from_secs(120), || marker.exists()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the writer did not finish writing");
+        }
         OpenWriter(child)
     }
 }
@@ -83,11 +99,31 @@ fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
         .arg(d.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "unmount failed: {}", stderr(&out));
-    assert!(d.daemons_gone(), "the daemon is still running after unmount returned");
+    assert!(
+        out.status.success(),
+        "unmount failed: {}; state files: {:?}",
+        stderr(&out),
+        std::fs::read_dir(blobmount::mount::state::dir())
+            .map(|r| r
+                .filter_map(|e| e.ok())
+                .map(|e| (
+                    e.file_name(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ))
+                .filter(|(n, _)| n.to_string_lossy().contains("detached"))
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
+    assert!(
+        d.daemons_gone(),
+        "the daemon is still running after unmount returned"
+    );
     assert!(!d.is_mounted());
     drop(writer);
-    assert_eq!(fx.blob("open.bin").as_deref(), Some(&data[..]));
+    assert!(
+        fx.blob("open.bin").as_deref() == Some(&data[..]),
+        "not committed completely"
+    );
     let log = d.log();
     assert!(log.contains("mounted"), "{log}");
     assert!(log.contains("1 open file committed"), "{log}");
@@ -114,8 +150,22 @@ fn a_daemon_that_cannot_mount_fails_as_the_foreground_form_does() {
     let missing = d.path().join("missing");
     let cases: Vec<(&str, String, &Path, Vec<&str>, i32, &str)> = vec![
         ("expired token", expired, d.path(), vec![], 1, "expired"),
-        ("no container", no_container, d.path(), vec![], 1, "does not exist"),
-        ("no mountpoint", fx.url(), &missing, vec![], 2, "does not exist"),
+        (
+            "no container",
+            no_container,
+            d.path(),
+            vec![],
+            1,
+            "does not exist",
+        ),
+        (
+            "no mountpoint",
+            fx.url(),
+            &missing,
+            vec![],
+            2,
+            "does not exist",
+        ),
         (
             "bad option",
             fx.url(),
@@ -142,14 +192,21 @@ fn a_daemon_that_cannot_mount_fails_as_the_foreground_form_does() {
             }
             let start = Instant::now();
             let out = cmd.env_remove("RUST_LOG").output().unwrap();
-            assert!(start.elapsed() < Duration::from_secs(30), "{what}: too slow");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{what}: too slow"
+            );
             out
         };
         let fg = run(true);
         let bg = run(false);
         assert_eq!(fg.status.code(), Some(code), "{what}: {}", stderr(&fg));
         assert_eq!(bg.status.code(), Some(code), "{what}: {}", stderr(&bg));
-        assert_eq!(stderr(&bg), stderr(&fg), "{what}: not the same error");
+        assert_eq!(
+            without_request_id(&stderr(&bg)),
+            without_request_id(&stderr(&fg)),
+            "{what}: not the same error"
+        );
         assert!(stderr(&bg).contains(phrase), "{what}: {}", stderr(&bg));
         assert_eq!(stderr(&bg).lines().count(), 1, "{what}: {}", stderr(&bg));
         assert!(!d.is_mounted(), "{what}: left mounted");
@@ -178,8 +235,12 @@ fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
     let pid = d.note_daemon().expect("daemon");
     signal(pid, libc::SIGKILL);
     assert!(d.wait_daemons_gone(Duration::from_secs(10)));
+    // Dead: "Transport endpoint is not connected" (or "connection aborted").
     let e = std::fs::metadata(d.path()).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        "{e}"
+    );
     let out = mount(&mut d);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -187,10 +248,7 @@ fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        std::fs::read(d.path().join("file")).unwrap(),
-        b"still here"
-    );
+    assert_eq!(std::fs::read(d.path().join("file")).unwrap(), b"still here");
     // Exactly one mount on the mountpoint: the stale one is gone.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let here = d.path().to_string_lossy().into_owned();
@@ -213,7 +271,10 @@ fn sigterm_while_a_large_write_is_open_commits_it_completely() {
     std::fs::write(&src, &data).unwrap();
     let writer = OpenWriter::start(&m.path().join("big.bin"), &src, &dir.path().join("done"));
     // Nothing committed yet: the file is still open.
-    assert_eq!(fx.blob("big.bin"), None);
+    assert!(
+        fx.blob("big.bin").is_none(),
+        "committed before the shutdown"
+    );
     m.signal(libc::SIGTERM);
     let status = m.wait_exit(Duration::from_secs(60)).expect("exits");
     let log = m.log();
@@ -255,7 +316,7 @@ fn a_commit_that_outlives_the_shutdown_timeout_is_reported_in_the_status_and_log
         log.contains("1 file not committed") && log.contains("stuck.txt (not committed in time)"),
         "{log}"
     );
-    assert_eq!(fx.blob("stuck.txt"), None);
+    assert!(fx.blob("stuck.txt").is_none());
 }
 
 #[test]

@@ -120,7 +120,10 @@ fn mount_t_fuse_blobmount_with_o_options_end_to_end() {
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
     let (per_mount, per_sb) = mount_options(d.path());
     for o in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(per_mount.split(',').any(|x| x == o), "{o} not in {per_mount}");
+        assert!(
+            per_mount.split(',').any(|x| x == o),
+            "{o} not in {per_mount}"
+        );
     }
     assert!(per_sb.contains("allow_other"), "{per_sb}");
     let out = Command::new("umount").arg(d.path()).output().unwrap();
@@ -150,10 +153,18 @@ fn a_named_mount_from_the_config_file() {
     assert_eq!(token_file.parent(), config.parent());
     // blobmount mount NAME: everything comes from the file, and the token never reaches a
     // command line.
-    let out = d.run(Command::new(bin()).args(["mount", "--config"]).arg(&config).arg("box"));
+    let out = d.run(
+        Command::new(bin())
+            .args(["mount", "--config"])
+            .arg(&config)
+            .arg("box"),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(d.is_mounted());
-    assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"named mount");
+    assert_eq!(
+        std::fs::read(d.path().join("a.txt")).unwrap(),
+        b"named mount"
+    );
     let pid = d.note_daemon().expect("daemon");
     let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
         .into_owned();
@@ -182,7 +193,10 @@ fn a_named_mount_from_the_config_file() {
             .arg(format!("config={},_netdev", config.display())),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"named mount");
+    assert_eq!(
+        std::fs::read(d.path().join("a.txt")).unwrap(),
+        b"named mount"
+    );
     let out = Command::new("umount").arg(d.path()).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(d.wait_daemons_gone(Duration::from_secs(20)));

@@ -85,7 +85,7 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
                 "mountpoint {shown} does not exist: create it first (mkdir -p {shown})"
             )))
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
             // Left by a daemon that died (kill -9, crash): nothing serves it any more.
             tracing::warn!(
                 "mountpoint {shown} was left mounted by a daemon that is gone (transport endpoint not connected): unmounting it"

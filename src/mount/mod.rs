@@ -267,12 +267,6 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
             mountpoint.display()
         ))
     })?;
-    tracing::info!(
-        "mounted {} on {} ({})",
-        target.container.display(),
-        mountpoint.display(),
-        if read_only { "read-only" } else { "read-write" }
-    );
     let shutdown = Arc::new(Shutdown::new(
         fs.clone(),
         mountpoint.clone(),
@@ -280,6 +274,13 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     ));
     shutdown.files.serving();
     readiness.ready(&notify::status_line(&fs, &credential));
+    // After the daemon's log has moved to its file or syslog: the first line there.
+    tracing::info!(
+        "mounted {} on {} ({})",
+        target.container.display(),
+        mountpoint.display(),
+        if read_only { "read-only" } else { "read-write" }
+    );
     rt.spawn(notify::keep_status(fs.clone(), credential.clone()));
     rt.spawn(shutdown::on_signals(
         signals,

@@ -48,7 +48,9 @@ impl StateFiles {
             .map_or(Ok(()), create_private_dir)
             .and_then(|()| {
                 let _ = std::fs::remove_file(&self.exit);
-                std::fs::write(&self.pid, format!("{}\n", std::process::id()))
+                let pid = std::process::id() as libc::pid_t;
+                let started = start_time(pid).unwrap_or_default();
+                std::fs::write(&self.pid, format!("{pid} {started}\n"))
             });
         if let Err(e) = result {
             tracing::warn!(
@@ -64,13 +66,15 @@ impl StateFiles {
         let _ = std::fs::remove_file(&self.pid);
     }
 
-    /// The daemon serving the mountpoint, if one is alive.
+    /// The daemon serving the mountpoint, if one is alive: the pid recorded, if that process
+    /// started when the recorded one did (a pid can be reused once its process is gone).
     pub fn daemon(&self) -> Option<libc::pid_t> {
-        let pid: libc::pid_t = std::fs::read_to_string(&self.pid)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let text = std::fs::read_to_string(&self.pid).ok()?;
+        let (pid, started) = text.trim().split_once(' ')?;
+        let pid: libc::pid_t = pid.parse().ok()?;
+        if start_time(pid)? != started.parse::<u64>().ok()? {
+            return None;
+        }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         // "blobmount", or "mount.fuse.blob" (comm is cut at 15 bytes) when run by that name.
         matches!(comm.trim_end(), "blobmount" | "mount.fuse.blob").then_some(pid)
@@ -83,10 +87,25 @@ impl StateFiles {
         Some((code.parse().ok()?, message.to_string()))
     }
 
+    /// How the daemon ended, read once: the file goes.
+    pub fn take_outcome(&self) -> Option<(i32, String)> {
+        let outcome = self.outcome();
+        self.clear_outcome();
+        outcome
+    }
+
     /// Forgets a previous outcome (before asking the daemon to stop).
     pub fn clear_outcome(&self) {
         let _ = std::fs::remove_file(&self.exit);
     }
+}
+
+/// When the process started (clock ticks since boot: field 22 of /proc/PID/stat).
+fn start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split(' ').nth(19)?.parse().ok()
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -117,7 +136,11 @@ mod tests {
             s.outcome(),
             Some((1, "2 files were not committed: a, b".to_string()))
         );
-        s.clear_outcome();
+        assert!(s.take_outcome().is_some());
         assert_eq!(s.outcome(), None);
+        // A recorded pid whose process started at another time is not the daemon.
+        std::fs::write(&s.pid, format!("{} 1\n", std::process::id())).unwrap();
+        assert_eq!(s.daemon(), None);
+        assert!(start_time(std::process::id() as libc::pid_t).unwrap() > 0);
     }
 }

@@ -35,7 +35,7 @@ pub fn run(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    match state.outcome() {
+    match state.take_outcome() {
         Some((0, _)) | None => Ok(()),
         Some((code, message)) => Err(MountError {
             message: format!("{shown}: {message}"),
@@ -59,7 +59,7 @@ fn is_zombie(pid: libc::pid_t) -> bool {
 fn unmount_without_daemon(mountpoint: &Path) -> Result<(), MountError> {
     let shown = mountpoint.display();
     match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
             lazy_unmount(mountpoint);
             return Ok(());
         }

@@ -136,7 +136,9 @@ impl Drop for Detached {
             }
         }
         for pid in &self.pids {
-            if !wait_until(Duration::from_secs(5), || !pid_alive(*pid) || is_zombie(*pid)) {
+            if !wait_until(Duration::from_secs(5), || {
+                !pid_alive(*pid) || is_zombie(*pid)
+            }) {
                 signal(*pid, libc::SIGKILL);
             }
         }
