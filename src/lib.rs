@@ -9,12 +9,14 @@
 //! - [`cache`]: the block cache and sequential prefetch.
 //! - [`fs`]: inodes, directory cache, open handles: the filesystem core, independent of FUSE.
 //! - [`fuse`]: the thin adapter from fuser callbacks to [`fs`].
+//! - [`metrics`]: request, byte and cache counters; a log summary and a Prometheus endpoint.
 //! - [`cli`]: the command line.
 pub mod blob;
 pub mod cache;
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod metrics;
 pub mod mount;
 pub mod sas;
 pub mod size;
