@@ -13,7 +13,7 @@ impl Fs {
             dirty_bytes: self.staging.budget.in_use(),
             write_buffer_bytes: self.staging.budget.total(),
             open_files: lock(&self.files).len() as u64,
-            files_being_written: lock(&self.writers).len() as u64,
+            files_open_for_writing: lock(&self.writers).len() as u64,
             token_seconds_left: self
                 .cfg
                 .credential
@@ -111,7 +111,7 @@ mod tests {
             .unwrap();
         fs.write(fh, 0, b"hello").await.unwrap();
         let g = fs.gauges();
-        assert_eq!(g.files_being_written, 1);
+        assert_eq!(g.files_open_for_writing, 1);
         assert_eq!(
             g.dirty_bytes, BS,
             "the block being written holds its full size"
@@ -119,7 +119,7 @@ mod tests {
         fs.flush(fh).await.unwrap();
         fs.release(fh).await;
         let g = fs.gauges();
-        assert_eq!((g.dirty_bytes, g.files_being_written), (0, 0));
+        assert_eq!((g.dirty_bytes, g.files_open_for_writing), (0, 0));
         assert_eq!(&fake.blob("new").unwrap().0[..], b"hello");
         assert_eq!(mount(None).1.gauges().token_seconds_left, None);
     }

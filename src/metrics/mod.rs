@@ -282,9 +282,11 @@ pub struct Gauges {
     pub dirty_bytes: u64,
     /// The write buffer (`--write-buffer`).
     pub write_buffer_bytes: u64,
-    /// Open file handles, and files with changes being written through this mount.
+    /// Open file handles.
     pub open_files: u64,
-    pub files_being_written: u64,
+    /// Files open for writing through this mount (each has one local staging, shared by its
+    /// write handles).
+    pub files_open_for_writing: u64,
     /// Seconds until the SAS in force expires (negative: expired); `None` without a SAS or
     /// when it has no expiry.
     pub token_seconds_left: Option<i64>,

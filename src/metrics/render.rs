@@ -83,9 +83,9 @@ fn families(s: &Snapshot, g: &Gauges) -> Vec<Family> {
         single("blobmount_open_files", gauge,
             "Open file handles.",
             g.open_files),
-        single("blobmount_files_being_written", gauge,
-            "Files with changes not yet committed to the service.",
-            g.files_being_written),
+        single("blobmount_files_open_for_writing", gauge,
+            "Files open for writing (each has one local copy, shared by its write handles).",
+            g.files_open_for_writing),
     ];
     if let Some(secs) = g.token_seconds_left {
         f.push(Family {
@@ -119,7 +119,7 @@ const SUMMARY_REQUESTS: usize = 6;
 
 /// One line for the log, e.g. `requests 1234 (get_blob 206×1000, put_block 201×200, …),
 /// retries 3 (get_blob 3), in 1.2 GiB, out 300 MiB, cache hits 90% of 1000 blocks (…),
-/// cache 1.0 GiB of 2.0 GiB, dirty 0 B of 256 MiB, open files 3 (1 being written), token
+/// cache 1.0 GiB of 2.0 GiB, dirty 0 B of 256 MiB, open files 3 (1 for writing), token
 /// 3h12m left`.
 pub fn summary(m: &Metrics, g: &Gauges) -> String {
     let s = m.snapshot();
@@ -167,13 +167,13 @@ pub fn summary(m: &Metrics, g: &Gauges) -> String {
     }
     let _ = write!(
         out,
-        ", cache {} of {}, dirty {} of {}, open files {} ({} being written), token {}",
+        ", cache {} of {}, dirty {} of {}, open files {} ({} for writing), token {}",
         bytes(g.cache_bytes),
         bytes(g.cache_budget_bytes),
         bytes(g.dirty_bytes),
         bytes(g.write_buffer_bytes),
         g.open_files,
-        g.files_being_written,
+        g.files_open_for_writing,
         token(g.token_seconds_left)
     );
     out
@@ -248,7 +248,7 @@ mod tests {
             dirty_bytes: 4 << 20,
             write_buffer_bytes: 256 << 20,
             open_files: 3,
-            files_being_written: 1,
+            files_open_for_writing: 1,
             token_seconds_left: Some(3 * 3600 + 12 * 60 + 5),
         };
         (m, g)
@@ -281,7 +281,7 @@ mod tests {
             "blobmount_dirty_bytes 4194304",
             "blobmount_write_buffer_bytes 268435456",
             "blobmount_open_files 3",
-            "blobmount_files_being_written 1",
+            "blobmount_files_open_for_writing 1",
             "# TYPE blobmount_token_seconds_left gauge",
             "blobmount_token_seconds_left 11525",
         ] {
@@ -342,12 +342,12 @@ mod tests {
             "requests 6 (get_blob 206×3, get_blob 503×1, list_blobs error×1, put_block 201×1), \
              retries 1 (get_blob 1), in 3.0 MiB, out 1.0 KiB, cache hits 75% of 4 blocks \
              (12 KiB of 12 KiB), cache 8.0 KiB of 1.0 GiB, dirty 4.0 MiB of 256 MiB, \
-             open files 3 (1 being written), token 3h12m left"
+             open files 3 (1 for writing), token 3h12m left"
         );
         assert_eq!(
             summary(&Metrics::new(), &Gauges::default()),
             "requests 0, retries 0, in 0 B, out 0 B, cache hits - (no reads), cache 0 B of 0 B, \
-             dirty 0 B of 0 B, open files 0 (0 being written), token without expiry"
+             dirty 0 B of 0 B, open files 0 (0 for writing), token without expiry"
         );
         let m = Metrics::new();
         for (i, op) in Op::ALL.iter().enumerate() {
