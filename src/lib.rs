@@ -9,6 +9,7 @@
 //! - [`cache`]: the block cache and sequential prefetch.
 //! - [`fs`]: inodes, directory cache, open handles: the filesystem core, independent of FUSE.
 //! - [`fuse`]: the thin adapter from fuser callbacks to [`fs`].
+//! - [`metrics`]: request, byte and cache counters; a log summary and a Prometheus endpoint.
 //! - [`mount`]: checks, the FUSE session, daemon mode, shutdown; [`options`]: command line,
 //!   `-o` options and config file, merged; [`logging`]: stderr, log file or syslog.
 //! - [`cli`]: the command line.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
+pub mod metrics;
 pub mod mount;
 pub mod options;
 pub mod sas;

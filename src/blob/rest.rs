@@ -3,6 +3,9 @@
 //! URLs are built with the `url` crate (blob names percent-encoded per path segment); the token
 //! is appended at send time from the [`Credential`]. Nothing here logs or reports a URL: errors
 //! and log lines name the operation and the blob, so the signature never leaks.
+//!
+//! Metrics: every attempt is counted by operation and status, every attempt after the first
+//! of a call as a retry, and body bytes as they go out and come in ([`crate::metrics`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use super::{
     BlobClient, BlobError, BlobProps, ByteStream, Committed, CommittedBlock, ContainerUrl,
     CopyInfo, ErrorKind, ListPage, ListRequest, WriteOptions,
 };
+use crate::metrics::{self, Metrics, Op};
 use crate::token::Credential;
 use bytes::Bytes;
 
@@ -51,6 +55,7 @@ pub struct RestClient {
     container: ContainerUrl,
     credential: Arc<Credential>,
     retry: RetryPolicy,
+    metrics: &'static Metrics,
 }
 
 impl RestClient {
@@ -74,7 +79,14 @@ impl RestClient {
             container,
             credential,
             retry,
+            metrics: metrics::global(),
         })
+    }
+
+    /// Counts into `metrics` instead of the process-wide [`metrics::global`] (for tests).
+    pub fn with_metrics(mut self, metrics: &'static Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn container(&self) -> &ContainerUrl {
@@ -100,12 +112,21 @@ impl RestClient {
 
     /// Runs a request with the retry policy. If the service refuses the SAS itself (revoked
     /// early, clock skew), a new token is asked for, and the request is tried once more with it.
-    /// A token known to be expired is not sent when nothing can replace it.
-    pub(super) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, BlobError>
+    /// A token known to be expired is not sent when nothing can replace it. Each attempt of
+    /// `op` after the first is counted as a retry.
+    pub(super) async fn run<T, F, Fut>(&self, op: Op, mut attempt: F) -> Result<T, BlobError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, AttemptError>>,
     {
+        let mut tries = 0u32;
+        let mut attempt = || {
+            if tries > 0 {
+                self.metrics.retry(op);
+            }
+            tries += 1;
+            attempt()
+        };
         let seen = self.credential.generation();
         let current = self.credential.current();
         if current.is_expired(time::OffsetDateTime::now_utc())
@@ -153,13 +174,37 @@ impl RestClient {
         e
     }
 
+    /// The body of an answer as text, counted; a transport error while reading it is
+    /// transient.
+    async fn body_text(
+        &self,
+        op: Op,
+        target: &str,
+        resp: Response,
+    ) -> Result<String, AttemptError> {
+        let body = resp.text().await.map_err(|e| {
+            (
+                BlobError::new(
+                    ErrorKind::Transient,
+                    op.name(),
+                    target,
+                    transport_detail(&e),
+                ),
+                None,
+            )
+        })?;
+        self.metrics.received(body.len() as u64);
+        Ok(body)
+    }
+
     /// Sends one attempt of a request (callers wrap it in the retry policy, together with
     /// reading the body). The token is added to the URL at send time, so a refreshed token is
-    /// used by the next attempt.
+    /// used by the next attempt. Counts the attempt, and a body given as bytes once the
+    /// request is answered (a streamed body counts itself as it goes).
     async fn attempt<F>(
         &self,
         method: Method,
-        op: &'static str,
+        op: Op,
         target: &str,
         url: &Url,
         build: F,
@@ -180,8 +225,21 @@ impl RestClient {
                 .request(method, signed)
                 .header("x-ms-version", API_VERSION),
         );
-        let result = req.send().await;
+        let result = match req.build() {
+            Ok(req) => {
+                let body = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len);
+                let result = self.http.execute(req).await;
+                let status = result.as_ref().ok().map(|r| r.status().as_u16());
+                self.metrics.request(op, status);
+                if status.is_some() {
+                    self.metrics.sent(body as u64);
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
         let ms = started.elapsed().as_millis() as u64;
+        let op = op.name();
         match result {
             Ok(resp) if resp.status().is_success() => {
                 tracing::debug!(
@@ -195,7 +253,7 @@ impl RestClient {
                 Ok(resp)
             }
             Ok(resp) => {
-                let err = error_from_response(op, target, resp).await;
+                let err = error_from_response(op, target, resp, self.metrics).await;
                 tracing::debug!(
                     op,
                     target,
@@ -249,11 +307,17 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn error_from_response(op: &'static str, target: &str, resp: Response) -> AttemptError {
+async fn error_from_response(
+    op: &'static str,
+    target: &str,
+    resp: Response,
+    metrics: &Metrics,
+) -> AttemptError {
     let status = resp.status();
     let headers = resp.headers().clone();
     let retry_after = retry_after(&headers);
     let body = resp.text().await.unwrap_or_default();
+    metrics.received(body.len() as u64);
     let (body_code, message) = xml::parse_error(&body);
     let code = header_str(&headers, "x-ms-error-code")
         .map(str::to_string)
@@ -342,36 +406,22 @@ impl BlobClient for RestClient {
         } else {
             req.prefix
         };
+        let op = Op::ListBlobs;
         // The body is read inside the retried attempt: a reset while reading it is retried.
-        self.run(|| async {
-            let resp = self
-                .attempt(Method::GET, "List Blobs", target, &url, |r| r)
-                .await?;
-            let body = resp.text().await.map_err(|e| {
-                (
-                    BlobError::new(
-                        ErrorKind::Transient,
-                        "List Blobs",
-                        target,
-                        transport_detail(&e),
-                    ),
-                    None,
-                )
-            })?;
-            xml::parse_list(&body).map_err(|e| {
-                (
-                    BlobError::new(ErrorKind::Other, "List Blobs", target, e),
-                    None,
-                )
-            })
+        self.run(op, || async {
+            let resp = self.attempt(Method::GET, op, target, &url, |r| r).await?;
+            let body = self.body_text(op, target, resp).await?;
+            xml::parse_list(&body)
+                .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), target, e), None))
         })
         .await
     }
 
     async fn properties(&self, name: &str) -> Result<BlobProps, BlobError> {
         let url = self.blob_url(name);
+        let op = Op::GetBlobProperties;
         let resp = self
-            .run(|| self.attempt(Method::HEAD, "Get Blob Properties", name, &url, |r| r))
+            .run(op, || self.attempt(Method::HEAD, op, name, &url, |r| r))
             .await?;
         props_from_headers(name, resp.headers())
     }
@@ -385,9 +435,10 @@ impl BlobClient for RestClient {
     ) -> Result<ByteStream, BlobError> {
         let url = self.blob_url(name);
         let range = format!("bytes={}-{}", offset, offset + len.max(1) - 1);
+        let op = Op::GetBlob;
         let resp = self
-            .run(|| {
-                self.attempt(Method::GET, "Get Blob", name, &url, |r| {
+            .run(op, || {
+                self.attempt(Method::GET, op, name, &url, |r| {
                     let r = r.header("x-ms-range", &range);
                     match if_match {
                         Some(etag) => r.header("If-Match", etag),
@@ -405,9 +456,13 @@ impl BlobClient for RestClient {
             ));
         }
         let target = name.to_string();
+        let metrics = self.metrics;
         Ok(resp
             .bytes_stream()
             .map(move |chunk| {
+                if let Ok(c) = &chunk {
+                    metrics.received(c.len() as u64);
+                }
                 chunk.map_err(|e| {
                     BlobError::new(
                         ErrorKind::Transient,
@@ -538,3 +593,7 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
     }
 }
+
+#[cfg(test)]
+#[path = "rest_metrics_tests.rs"]
+mod metrics_tests;

@@ -27,21 +27,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder};
 use url::Url;
 
-use super::{header_str, transport_detail, AttemptError, RestClient};
+use super::{header_str, AttemptError, RestClient};
 use crate::blob::xml;
 use crate::blob::{
     BlobError, Committed, CommittedBlock, CopyInfo, CopyState, ErrorKind, WriteOptions,
 };
-
-const PUT_BLOCK: &str = "Put Block";
-const PUT_BLOCK_FROM_URL: &str = "Put Block From URL";
-const PUT_BLOCK_LIST: &str = "Put Block List";
-const PUT_BLOB: &str = "Put Blob";
-const GET_BLOCK_LIST: &str = "Get Block List";
-const DELETE_BLOB: &str = "Delete Blob";
-const COPY_BLOB: &str = "Copy Blob";
-const GET_PROPERTIES: &str = "Get Blob Properties";
-const SET_METADATA: &str = "Set Blob Metadata";
+use crate::metrics::Op;
 
 /// `Content-MD5` of a body: base64 of its MD5.
 pub(super) fn content_md5(data: &[u8]) -> String {
@@ -71,13 +62,13 @@ fn valid_header_text(v: &str) -> bool {
 /// `x-ms-blob-content-type`, `If-Match`, and optionally `If-None-Match: *`. Metadata that
 /// cannot go into a header is refused here, before anything is sent.
 pub(super) fn write_headers(
-    op: &'static str,
+    op: Op,
     name: &str,
     opts: &WriteOptions,
     content_type: bool,
     none_match: bool,
 ) -> Result<HeaderMap, BlobError> {
-    let bad = |what: String| BlobError::new(ErrorKind::Other, op, name, what);
+    let bad = |what: String| BlobError::new(ErrorKind::Other, op.name(), name, what);
     let mut h = HeaderMap::new();
     let mut keys: Vec<&String> = opts.metadata.keys().collect();
     keys.sort();
@@ -119,11 +110,11 @@ pub(super) fn write_headers(
     Ok(h)
 }
 
-fn if_match_header(op: &'static str, name: &str, etag: &str) -> Result<HeaderValue, BlobError> {
+fn if_match_header(op: Op, name: &str, etag: &str) -> Result<HeaderValue, BlobError> {
     HeaderValue::from_str(etag).map_err(|_| {
         BlobError::new(
             ErrorKind::Other,
-            op,
+            op.name(),
             name,
             format!("ETag {etag:?} is not a valid header value"),
         )
@@ -132,15 +123,11 @@ fn if_match_header(op: &'static str, name: &str, etag: &str) -> Result<HeaderVal
 
 /// The version a write created, from `ETag` (kept as given, quotes and all: it goes back
 /// into `If-Match` as is) and `Last-Modified`.
-fn committed_from(
-    op: &'static str,
-    name: &str,
-    headers: &HeaderMap,
-) -> Result<Committed, BlobError> {
+fn committed_from(op: Op, name: &str, headers: &HeaderMap) -> Result<Committed, BlobError> {
     let bad = |what: &str| {
         BlobError::new(
             ErrorKind::Other,
-            op,
+            op.name(),
             name,
             format!("answer lacks a valid {what} header"),
         )
@@ -172,11 +159,7 @@ fn copy_state(status: &str, description: Option<&str>) -> Option<CopyState> {
 }
 
 /// The copy headers of an answer: `None` without `x-ms-copy-id`.
-fn copy_info_from(
-    op: &'static str,
-    name: &str,
-    headers: &HeaderMap,
-) -> Result<Option<CopyInfo>, BlobError> {
+fn copy_info_from(op: Op, name: &str, headers: &HeaderMap) -> Result<Option<CopyInfo>, BlobError> {
     let Some(id) = header_str(headers, "x-ms-copy-id") else {
         return Ok(None);
     };
@@ -185,7 +168,7 @@ fn copy_info_from(
         .ok_or_else(|| {
             BlobError::new(
                 ErrorKind::Other,
-                op,
+                op.name(),
                 name,
                 format!("unexpected x-ms-copy-status {status:?}"),
             )
@@ -238,7 +221,7 @@ impl RestClient {
     /// `x-ms-copy-source`, as a sensitive header value, with the token it carries.
     fn copy_source(
         &self,
-        op: &'static str,
+        op: Op,
         target: &str,
         source: &str,
     ) -> Result<(HeaderValue, String), BlobError> {
@@ -248,7 +231,7 @@ impl RestClient {
         let mut value = HeaderValue::from_str(url.as_str()).map_err(|_| {
             BlobError::new(
                 ErrorKind::Other,
-                op,
+                op.name(),
                 target,
                 "the copy source URL is not a valid header value",
             )
@@ -260,7 +243,7 @@ impl RestClient {
     /// One attempt of a PUT without a body (`Content-Length: 0`).
     async fn put_empty<F>(
         &self,
-        op: &'static str,
+        op: Op,
         target: &str,
         url: &Url,
         build: F,
@@ -285,11 +268,12 @@ pub(super) async fn put_block(
     block_id: &str,
     data: Bytes,
 ) -> Result<(), BlobError> {
+    let op = Op::PutBlock;
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let md5 = content_md5(&data);
     let len = data.len().to_string();
-    c.run(|| {
-        c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
+    c.run(op, || {
+        c.attempt(Method::PUT, op, name, &url, |r| {
             r.header("content-md5", &md5)
                 .header("content-length", &len)
                 .body(data.clone())
@@ -336,10 +320,11 @@ pub(super) async fn put_block_from_file(
     len: u64,
 ) -> Result<(), BlobError> {
     use futures::TryStreamExt;
+    let op = Op::PutBlock;
     let local = |e: std::io::Error| {
         BlobError::new(
             ErrorKind::Other,
-            PUT_BLOCK,
+            op.name(),
             name,
             format!("local file: {e}"),
         )
@@ -355,9 +340,13 @@ pub(super) async fn put_block_from_file(
     };
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let length = len.to_string();
-    c.run(|| {
-        let body = reqwest::Body::wrap_stream(file_chunks(file.clone(), offset, len));
-        c.attempt(Method::PUT, PUT_BLOCK, name, &url, |r| {
+    let metrics = c.metrics;
+    c.run(op, || {
+        // Counted as the HTTP client takes each chunk.
+        let chunks = file_chunks(file.clone(), offset, len)
+            .inspect_ok(move |chunk| metrics.sent(chunk.len() as u64));
+        let body = reqwest::Body::wrap_stream(chunks);
+        c.attempt(Method::PUT, op, name, &url, |r| {
             r.header("content-md5", &md5)
                 .header("content-length", &length)
                 .body(body)
@@ -376,13 +365,13 @@ pub(super) async fn put_block_from_url(
     len: u64,
     source_if_match: Option<&str>,
 ) -> Result<(), BlobError> {
-    let op = PUT_BLOCK_FROM_URL;
+    let op = Op::PutBlockFromUrl;
     if len == 0 {
         // No range can say "nothing"; the fake answers this, as the service would an empty
         // range: 416 InvalidRange.
         let mut e = BlobError::new(
             ErrorKind::Conflict,
-            op,
+            op.name(),
             name,
             "a block copied from a URL cannot be empty",
         );
@@ -394,7 +383,7 @@ pub(super) async fn put_block_from_url(
     let if_match = source_if_match
         .map(|e| if_match_header(op, name, e))
         .transpose()?;
-    c.run(|| async {
+    c.run(op, || async {
         let (source_url, token) = c.copy_source(op, name, source).map_err(|e| (e, None))?;
         c.put_empty(op, name, &url, |r| {
             let r = r
@@ -418,10 +407,11 @@ pub(super) async fn put_block_list(
     ids: &[String],
     opts: &WriteOptions,
 ) -> Result<Committed, BlobError> {
-    let op = PUT_BLOCK_LIST;
+    let op = Op::PutBlockList;
     let headers = write_headers(op, name, opts, true, true)?;
     let body = Bytes::from(
-        xml::put_block_list_body(ids).map_err(|e| BlobError::new(ErrorKind::Other, op, name, e))?,
+        xml::put_block_list_body(ids)
+            .map_err(|e| BlobError::new(ErrorKind::Other, op.name(), name, e))?,
     );
     let len = body.len().to_string();
     let md5 = content_md5(&body);
@@ -429,7 +419,7 @@ pub(super) async fn put_block_list(
     // With If-None-Match: * or If-Match, a retry after a lost success answer fails (see the
     // module documentation); the caller sorts that out.
     let resp = c
-        .run(|| {
+        .run(op, || {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("content-type", "application/xml; charset=utf-8")
@@ -448,14 +438,14 @@ pub(super) async fn put_blob(
     data: Bytes,
     opts: &WriteOptions,
 ) -> Result<Committed, BlobError> {
-    let op = PUT_BLOB;
+    let op = Op::PutBlob;
     let headers = write_headers(op, name, opts, true, true)?;
     let len = data.len().to_string();
     let md5 = content_md5(&data);
     let url = c.blob_url(name);
     // Same retry caveat as Put Block List with conditions.
     let resp = c
-        .run(|| {
+        .run(op, || {
             c.attempt(Method::PUT, op, name, &url, |r| {
                 with_headers(r, &headers)
                     .header("x-ms-blob-type", "BlockBlob")
@@ -475,7 +465,7 @@ pub(super) async fn get_block_list(
     name: &str,
     if_match: Option<&str>,
 ) -> Result<Vec<CommittedBlock>, BlobError> {
-    let op = GET_BLOCK_LIST;
+    let op = Op::GetBlockList;
     let url = c.blob_url_with(
         name,
         &[("comp", "blocklist"), ("blocklisttype", "committed")],
@@ -483,7 +473,7 @@ pub(super) async fn get_block_list(
     let want = if_match;
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
     // The body is read inside the retried attempt: a reset while reading it is retried.
-    c.run(|| async {
+    c.run(op, || async {
         let resp = c
             .attempt(Method::GET, op, name, &url, |r| match &if_match {
                 Some(v) => r.header("if-match", v.clone()),
@@ -491,14 +481,9 @@ pub(super) async fn get_block_list(
             })
             .await?;
         check_answer_etag(op, name, want, resp.headers()).map_err(|e| (e, None))?;
-        let body = resp.text().await.map_err(|e| {
-            (
-                BlobError::new(ErrorKind::Transient, op, name, transport_detail(&e)),
-                None,
-            )
-        })?;
+        let body = c.body_text(op, name, resp).await?;
         xml::parse_block_list(&body)
-            .map_err(|e| (BlobError::new(ErrorKind::Other, op, name, e), None))
+            .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), name, e), None))
     })
     .await
 }
@@ -507,7 +492,7 @@ pub(super) async fn get_block_list(
 /// headers on Get Block List, so the answer's ETag is compared here too (the service sends
 /// it when the blob has committed blocks; without it there is nothing to compare).
 fn check_answer_etag(
-    op: &'static str,
+    op: Op,
     name: &str,
     if_match: Option<&str>,
     headers: &HeaderMap,
@@ -516,7 +501,7 @@ fn check_answer_etag(
         (Some(want), Some(got)) if want != "*" && want != got => {
             let mut e = BlobError::new(
                 ErrorKind::ConditionNotMet,
-                op,
+                op.name(),
                 name,
                 "the blob is no longer the version given in If-Match",
             );
@@ -534,10 +519,10 @@ pub(super) async fn delete_blob(
     name: &str,
     if_match: Option<&str>,
 ) -> Result<(), BlobError> {
-    let op = DELETE_BLOB;
+    let op = Op::DeleteBlob;
     let url = c.blob_url(name);
     let if_match = if_match.map(|e| if_match_header(op, name, e)).transpose()?;
-    c.run(|| {
+    c.run(op, || {
         c.attempt(Method::DELETE, op, name, &url, |r| {
             // Without it, deleting a blob that has snapshots fails (409 SnapshotsPresent).
             let r = r.header("x-ms-delete-snapshots", "include");
@@ -558,7 +543,7 @@ pub(super) async fn copy_blob(
     source_if_match: Option<&str>,
     opts: &WriteOptions,
 ) -> Result<CopyInfo, BlobError> {
-    let op = COPY_BLOB;
+    let op = Op::CopyBlob;
     // Copy Blob takes no content type: the copy has the source's. Without metadata the copy
     // has the source's metadata too.
     let headers = write_headers(op, dest, opts, false, true)?;
@@ -568,7 +553,7 @@ pub(super) async fn copy_blob(
     let url = c.blob_url(dest);
     // Same retry caveat as Put Block List with conditions.
     let resp = c
-        .run(|| async {
+        .run(op, || async {
             let (source_url, token) = c.copy_source(op, dest, source).map_err(|e| (e, None))?;
             c.put_empty(op, dest, &url, |r| {
                 let r = with_headers(r, &headers).header("x-ms-copy-source", source_url);
@@ -584,7 +569,7 @@ pub(super) async fn copy_blob(
     copy_info_from(op, dest, resp.headers())?.ok_or_else(|| {
         BlobError::new(
             ErrorKind::Other,
-            op,
+            op.name(),
             dest,
             "answer lacks the x-ms-copy-id header",
         )
@@ -592,11 +577,12 @@ pub(super) async fn copy_blob(
 }
 
 pub(super) async fn copy_info(c: &RestClient, name: &str) -> Result<Option<CopyInfo>, BlobError> {
+    let op = Op::GetBlobProperties;
     let url = c.blob_url(name);
     let resp = c
-        .run(|| c.attempt(Method::HEAD, GET_PROPERTIES, name, &url, |r| r))
+        .run(op, || c.attempt(Method::HEAD, op, name, &url, |r| r))
         .await?;
-    copy_info_from(GET_PROPERTIES, name, resp.headers())
+    copy_info_from(op, name, resp.headers())
 }
 
 pub(super) async fn set_metadata(
@@ -604,13 +590,15 @@ pub(super) async fn set_metadata(
     name: &str,
     opts: &WriteOptions,
 ) -> Result<Committed, BlobError> {
-    let op = SET_METADATA;
+    let op = Op::SetBlobMetadata;
     // Metadata and If-Match only: Set Blob Metadata changes no content type, and the blob
     // exists (If-None-Match: * is not sent, as the fake ignores it too).
     let headers = write_headers(op, name, opts, false, false)?;
     let url = c.blob_url_with(name, &[("comp", "metadata")]);
     let resp = c
-        .run(|| c.put_empty(op, name, &url, |r| with_headers(r, &headers)))
+        .run(op, || {
+            c.put_empty(op, name, &url, |r| with_headers(r, &headers))
+        })
         .await?;
     committed_from(op, name, resp.headers())
 }
@@ -655,7 +643,9 @@ mod tests {
             "https://acct.blob.core.windows.net/box",
             "sv=2023-11-03&sr=c&sp=racwdl&sig=ab%2Bcd%3D",
         );
-        let (v, token) = c.copy_source(COPY_BLOB, "dst", "dir one/a#b.txt").unwrap();
+        let (v, token) = c
+            .copy_source(Op::CopyBlob, "dst", "dir one/a#b.txt")
+            .unwrap();
         assert!(v.is_sensitive());
         assert_eq!(
             v.to_str().unwrap(),
@@ -664,7 +654,7 @@ mod tests {
         assert_eq!(token, "sv=2023-11-03&sr=c&sp=racwdl&sig=ab%2Bcd%3D");
         assert!(!format!("{v:?}").contains("sig"));
         c.credential.replace("sv=2023-11-03&sig=NEW".into());
-        let (v, _) = c.copy_source(COPY_BLOB, "dst", "s").unwrap();
+        let (v, _) = c.copy_source(Op::CopyBlob, "dst", "s").unwrap();
         assert!(v
             .to_str()
             .unwrap()
@@ -711,17 +701,17 @@ mod tests {
         o.content_type = Some("text/plain".into());
         o.if_match = Some("\"0x8D1\"".into());
         o.if_none_match_any = true;
-        let h = write_headers(PUT_BLOB, "b", &o, true, true).unwrap();
+        let h = write_headers(Op::PutBlob, "b", &o, true, true).unwrap();
         assert_eq!(h["x-ms-meta-hdi_isfolder"], "true");
         assert_eq!(h["x-ms-meta-mode"], "0644");
         assert_eq!(h["x-ms-blob-content-type"], "text/plain");
         assert_eq!(h["if-match"], "\"0x8D1\"");
         assert_eq!(h["if-none-match"], "*");
-        let h = write_headers(SET_METADATA, "b", &o, false, false).unwrap();
+        let h = write_headers(Op::SetBlobMetadata, "b", &o, false, false).unwrap();
         assert!(h.get("x-ms-blob-content-type").is_none());
         assert!(h.get("if-none-match").is_none());
         assert_eq!(h["if-match"], "\"0x8D1\"");
-        let h = write_headers(PUT_BLOB, "b", &WriteOptions::default(), true, true).unwrap();
+        let h = write_headers(Op::PutBlob, "b", &WriteOptions::default(), true, true).unwrap();
         assert!(h.is_empty());
     }
 
@@ -735,12 +725,12 @@ mod tests {
             ("", "x"),
             ("ü", "x"),
         ] {
-            let e = write_headers(PUT_BLOB, "b", &opts(&[(k, v)]), true, true).unwrap_err();
+            let e = write_headers(Op::PutBlob, "b", &opts(&[(k, v)]), true, true).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Other, "{k}={v}");
             assert!(e.detail.contains("metadata"), "{}", e.detail);
         }
         write_headers(
-            PUT_BLOB,
+            Op::PutBlob,
             "b",
             &opts(&[("_a1", "tab\tand space ~")]),
             true,
@@ -752,11 +742,11 @@ mod tests {
     #[test]
     fn copy_headers() {
         let mut h = HeaderMap::new();
-        assert_eq!(copy_info_from(COPY_BLOB, "b", &h).unwrap(), None);
+        assert_eq!(copy_info_from(Op::CopyBlob, "b", &h).unwrap(), None);
         h.insert("x-ms-copy-id", "id1".parse().unwrap());
         h.insert("x-ms-copy-status", "success".parse().unwrap());
         assert_eq!(
-            copy_info_from(COPY_BLOB, "b", &h).unwrap(),
+            copy_info_from(Op::CopyBlob, "b", &h).unwrap(),
             Some(CopyInfo {
                 id: "id1".into(),
                 state: CopyState::Success
@@ -764,7 +754,10 @@ mod tests {
         );
         h.insert("x-ms-copy-status", "pending".parse().unwrap());
         assert_eq!(
-            copy_info_from(COPY_BLOB, "b", &h).unwrap().unwrap().state,
+            copy_info_from(Op::CopyBlob, "b", &h)
+                .unwrap()
+                .unwrap()
+                .state,
             CopyState::Pending
         );
         h.insert("x-ms-copy-status", "failed".parse().unwrap());
@@ -773,12 +766,15 @@ mod tests {
             "500 InternalError".parse().unwrap(),
         );
         assert_eq!(
-            copy_info_from(COPY_BLOB, "b", &h).unwrap().unwrap().state,
+            copy_info_from(Op::CopyBlob, "b", &h)
+                .unwrap()
+                .unwrap()
+                .state,
             CopyState::Failed("500 InternalError".into())
         );
         h.insert("x-ms-copy-status", "weird".parse().unwrap());
         assert_eq!(
-            copy_info_from(COPY_BLOB, "b", &h).unwrap_err().kind,
+            copy_info_from(Op::CopyBlob, "b", &h).unwrap_err().kind,
             ErrorKind::Other
         );
     }
@@ -786,12 +782,12 @@ mod tests {
     #[test]
     fn answer_etag_is_checked_against_if_match() {
         let mut h = HeaderMap::new();
-        check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x1\""), &h).unwrap();
+        check_answer_etag(Op::GetBlockList, "b", Some("\"0x1\""), &h).unwrap();
         h.insert("etag", "\"0x2\"".parse().unwrap());
-        check_answer_etag(GET_BLOCK_LIST, "b", None, &h).unwrap();
-        check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x2\""), &h).unwrap();
-        check_answer_etag(GET_BLOCK_LIST, "b", Some("*"), &h).unwrap();
-        let e = check_answer_etag(GET_BLOCK_LIST, "b", Some("\"0x1\""), &h).unwrap_err();
+        check_answer_etag(Op::GetBlockList, "b", None, &h).unwrap();
+        check_answer_etag(Op::GetBlockList, "b", Some("\"0x2\""), &h).unwrap();
+        check_answer_etag(Op::GetBlockList, "b", Some("*"), &h).unwrap();
+        let e = check_answer_etag(Op::GetBlockList, "b", Some("\"0x1\""), &h).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ConditionNotMet);
         assert_eq!(e.code.as_deref(), Some("ConditionNotMet"));
     }
@@ -799,13 +795,13 @@ mod tests {
     #[test]
     fn committed_version_from_headers() {
         let mut h = HeaderMap::new();
-        assert!(committed_from(PUT_BLOB, "b", &h).is_err());
+        assert!(committed_from(Op::PutBlob, "b", &h).is_err());
         h.insert("etag", "\"0x8DC\"".parse().unwrap());
         h.insert(
             "last-modified",
             "Tue, 03 Jan 2023 11:22:33 GMT".parse().unwrap(),
         );
-        let c = committed_from(PUT_BLOB, "b", &h).unwrap();
+        let c = committed_from(Op::PutBlob, "b", &h).unwrap();
         assert_eq!(c.etag, "\"0x8DC\"");
         assert_eq!(
             c.last_modified,

@@ -5,6 +5,7 @@
 //! Errors are errno values; the FUSE adapter passes them on.
 
 pub mod dircache;
+mod gauges;
 pub mod grid;
 pub mod handles;
 pub mod inode;
@@ -24,6 +25,7 @@ use futures::future::try_join_all;
 
 use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
 use crate::cache::{self, fetch, Begin, BlockCache, BlockKey, ReadPattern};
+use crate::metrics::{self, Metrics};
 use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
 use handles::{DirHandle, FileHandle, Handles, Version};
 use inode::{join, InodeTable};
@@ -79,6 +81,8 @@ pub struct Fs {
     staging: staging::StagingArea,
     /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
     stopping: AtomicBool,
+    /// Where cache hits and misses are counted.
+    metrics: &'static Metrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +104,15 @@ fn fail(e: BlobError) -> Errno {
 
 impl Fs {
     pub fn new(client: Arc<dyn BlobClient>, cfg: FsConfig) -> Arc<Self> {
+        Self::counting_into(client, cfg, metrics::global())
+    }
+
+    /// An Fs that counts into `metrics` instead of the process-wide [`metrics::global`].
+    pub fn counting_into(
+        client: Arc<dyn BlobClient>,
+        cfg: FsConfig,
+        metrics: &'static Metrics,
+    ) -> Arc<Self> {
         let mount_time = SystemTime::now();
         let staging = staging::StagingArea {
             client: client.clone(),
@@ -121,6 +134,7 @@ impl Fs {
             unlinked: Mutex::new(std::collections::HashMap::new()),
             staging,
             stopping: AtomicBool::new(false),
+            metrics,
         })
     }
 
@@ -473,6 +487,8 @@ impl Fs {
         let window_end = (last + ahead).min(cache::block_count(v.size, bs) - 1);
         let src = self.source(h, v);
         let needed = self.blocks(h, v, first, last);
+        // Hit or miss: whether each block was cached before this read started any fetch.
+        let cached: Vec<bool> = needed.iter().map(|(k, _)| self.cache.contains(k)).collect();
         // A needed block missing: one request for it and the readahead window behind it.
         if needed.iter().any(|(k, _)| self.cache.is_free(k)) {
             self.start_run(&src, &self.blocks(h, v, first, window_end), 1);
@@ -488,6 +504,14 @@ impl Fs {
             })
         }))
         .await?;
+        for (index, hit) in (first..=last).zip(cached) {
+            let served = (offset + len).min((index + 1) * bs) - offset.max(index * bs);
+            if hit {
+                self.metrics.cache_hit(served);
+            } else {
+                self.metrics.cache_miss(served);
+            }
+        }
         let skip = (offset - first * bs) as usize;
         if blocks.len() == 1 {
             return Ok(blocks[0].slice(skip..skip + len as usize));

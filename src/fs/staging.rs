@@ -54,6 +54,12 @@ impl WriteBudget {
         self.bytes
     }
 
+    /// What is held now: the shares of blocks written and not yet uploaded, uploads in
+    /// progress included (a block whose upload failed holds none until it is written again).
+    pub fn in_use(&self) -> u64 {
+        (self.bytes.min(Semaphore::MAX_PERMITS as u64)).saturating_sub(self.available())
+    }
+
     /// What a block of `len` bytes holds of the budget while it is written and uploaded: all
     /// of it, up to half the budget. Larger blocks (only in files of thousands of blocks) are
     /// uploaded straight from the local copy, so they need no more memory than that.

@@ -50,12 +50,17 @@ pub fn status_line(fs: &Fs, credential: &Credential) -> String {
         }
         None => "SAS without expiry".to_string(),
     };
-    let writing = match fs.files_being_written() {
+    let g = fs.gauges();
+    let writing = match g.files_open_for_writing {
         0 => String::new(),
         1 => "; 1 file being written".to_string(),
         n => format!("; {n} files being written"),
     };
-    format!("mounted; {token}{writing}")
+    let dirty = match g.dirty_bytes {
+        0 => String::new(),
+        b => format!(", {} not uploaded yet", crate::size::format_size(b)),
+    };
+    format!("mounted; {token}{writing}{dirty}")
 }
 
 /// Keeps STATUS= current (every 30 s).
@@ -75,7 +80,11 @@ pub async fn keep_status(fs: Arc<Fs>, credential: Arc<Credential>) {
 
 /// SIGUSR1: the health line and the counters, in the log.
 pub fn log_metrics(fs: &Fs, credential: &Credential) {
-    tracing::info!("SIGUSR1: {}", status_line(fs, credential));
+    tracing::info!(
+        "SIGUSR1: {}; {}",
+        status_line(fs, credential),
+        crate::metrics::summary(crate::metrics::global(), &fs.gauges())
+    );
 }
 
 /// 3h12m, 5m, 40s.

@@ -102,6 +102,12 @@ impl Credential {
             .clone()
     }
 
+    /// Seconds from `now` until the token in force expires (negative once it has); `None`
+    /// when it has no `se`.
+    pub fn seconds_left(&self, now: OffsetDateTime) -> Option<i64> {
+        self.current().expiry.map(|se| (se - now).whole_seconds())
+    }
+
     /// Counts replacements: a request notes it before sending, to tell later whether the
     /// token changed since.
     pub fn generation(&self) -> u64 {
@@ -184,6 +190,19 @@ mod tests {
         assert_eq!(held.expose(), "sv=2024&sig=SECRETSIG");
         assert_eq!(c.current().expose(), "sv=2024&sig=NEW");
         assert_eq!(c.generation(), 1);
+    }
+
+    #[test]
+    fn seconds_left_until_expiry() {
+        let now = time::macros::datetime!(2030-01-01 00:00:00 UTC);
+        let c = Credential::new("sv=2023-11-03&se=2030-01-01T01:00:00Z&sp=r&sr=c&sig=x".into());
+        assert_eq!(c.seconds_left(now), Some(3600));
+        assert_eq!(
+            c.seconds_left(now + Duration::from_secs(3605)),
+            Some(-5),
+            "expired"
+        );
+        assert_eq!(Credential::new("sig=x".into()).seconds_left(now), None);
     }
 
     #[tokio::test]
