@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what blobmount's tests, demo and benchmark need and are missing, on a
 # Debian machine that has Rust, Node.js/npm and apt:
-#   - fuse3 (fusermount3), rsync and git (the tests drive them through the mount), from apt;
+#   - fuse3 (fusermount3, mount.fuse3), rsync and git (the tests drive them through the mount),
+#     mount(8) (util-linux), and systemd-analyze (systemd) and man (man-db) to verify the unit
+#     file, from apt;
 #   - Azurite and the Azure Storage SDK (package.json / package-lock.json), with `npm ci`.
 # It also checks that /dev/fuse exists. Safe to run again: it only installs what is missing.
 # Extra Debian packages can be asked for with EXTRA_APT_PACKAGES="curl ..." (scripts/bench.sh does).
@@ -54,6 +56,14 @@ fi
 for tool in rsync git; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+command -v mount >/dev/null 2>&1 || missing+=(mount)
+[ -x /sbin/mount.fuse3 ] || [ -x /usr/sbin/mount.fuse3 ] || missing+=(fuse3)
+# The unit file check (tests/systemd.rs): systemd-analyze verify, which asks man for the
+# Documentation= page. Installing systemd in a container does not start it.
+if [ -z "${BLOBMOUNT_NO_SYSTEMD:-}" ]; then
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v man >/dev/null 2>&1 || missing+=(man-db)
+fi
 for pkg in ${EXTRA_APT_PACKAGES:-}; do
     # Only names of commands that are also package names are asked for (curl, ...).
     command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -14,11 +14,18 @@ use common::{pseudo_random_bytes, signature_forms, wait_until, Fixture};
 fn get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// The value of the sample line that starts with `series` (name and labels).
@@ -62,14 +69,23 @@ fn the_endpoint_and_sigusr1_count_what_the_mount_did() {
     assert!(value(&text, "blobmount_bytes_received_total") >= data.len() as f64);
     assert!(value(&text, "blobmount_bytes_sent_total") >= out.len() as f64);
     assert!(value(&text, "blobmount_cache_hits_total") >= 1.0, "{text}");
-    assert!(value(&text, "blobmount_cache_misses_total") >= 1.0, "{text}");
-    assert!(value(&text, "blobmount_cache_hit_bytes_total") > 0.0, "{text}");
+    assert!(
+        value(&text, "blobmount_cache_misses_total") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value(&text, "blobmount_cache_hit_bytes_total") > 0.0,
+        "{text}"
+    );
     assert!(value(&text, "blobmount_cache_bytes") > 0.0);
     assert_eq!(value(&text, "blobmount_dirty_bytes"), 0.0, "{text}");
     let left = value(&text, "blobmount_token_seconds_left");
     assert!((3000.0..=3600.0).contains(&left), "{left}");
     for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
-        assert!(line.ends_with(" counter") || line.ends_with(" gauge"), "{line}");
+        assert!(
+            line.ends_with(" counter") || line.ends_with(" gauge"),
+            "{line}"
+        );
     }
     let (status, _) = get(&addr, "/other");
     assert!(status.contains(" 404"), "{status}");
@@ -83,9 +99,15 @@ fn the_endpoint_and_sigusr1_count_what_the_mount_did() {
     let log = m.log();
     let line = log.lines().find(|l| l.contains("SIGUSR1:")).unwrap();
     assert!(line.contains("mounted; SAS valid for"), "{line}");
-    assert!(line.contains("requests") && line.contains("cache hits"), "{line}");
+    assert!(
+        line.contains("requests") && line.contains("cache hits"),
+        "{line}"
+    );
     for s in signature_forms(&fx.url()) {
-        assert!(!text.contains(&s) && !log.contains(&s), "the signature leaked");
+        assert!(
+            !text.contains(&s) && !log.contains(&s),
+            "the signature leaked"
+        );
     }
 }
 
@@ -98,7 +120,8 @@ fn a_metrics_address_in_use_is_refused_before_mounting() {
     assert_eq!(f.code, Some(1), "{f:?}");
     assert!(!f.left_mounted);
     assert!(
-        f.stderr.contains(&format!("cannot serve metrics on --metrics-addr {addr}")),
+        f.stderr
+            .contains(&format!("cannot serve metrics on --metrics-addr {addr}")),
         "{}",
         f.stderr
     );

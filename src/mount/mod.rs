@@ -233,10 +233,15 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| {
-                MountError::failed(format!("cannot serve metrics on --metrics-addr {addr}: {e}"))
+                MountError::failed(format!(
+                    "cannot serve metrics on --metrics-addr {addr}: {e}"
+                ))
             })?;
         let f = fs.clone();
-        rt.spawn(crate::metrics::serve(listener, Arc::new(move || f.gauges())));
+        rt.spawn(crate::metrics::serve(
+            listener,
+            Arc::new(move || f.gauges()),
+        ));
         tracing::info!("metrics at http://{addr}/metrics");
     }
     rt.spawn(fs.clone().relieve_write_pressure());

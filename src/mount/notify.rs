@@ -69,6 +69,7 @@ pub async fn keep_status(fs: Arc<Fs>, credential: Arc<Credential>) {
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await; // the first tick is now: READY=1 has just said it all
     loop {
         tick.tick().await;
         if fs.is_stopping() {
