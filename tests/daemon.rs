@@ -148,7 +148,9 @@ fn a_daemon_that_cannot_mount_fails_as_the_foreground_form_does() {
     );
     let d = Detached::new();
     let missing = d.path().join("missing");
-    let cases: Vec<(&str, String, &Path, Vec<&str>, i32, &str)> = vec![
+    // (what, url, mountpoint, extra arguments, exit code, phrase of the error)
+    type Case<'a> = (&'a str, String, &'a Path, Vec<&'a str>, i32, &'a str);
+    let cases: Vec<Case> = vec![
         ("expired token", expired, d.path(), vec![], 1, "expired"),
         (
             "no container",
