@@ -227,6 +227,8 @@ pub fn main() -> i32 {
         }
         Command::Man { dir } => match print_man(dir) {
             Ok(()) => 0,
+            // `blobmount man | head`
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
             Err(e) => {
                 eprintln!("blobmount: cannot write the man pages: {e}");
                 1
