@@ -62,14 +62,16 @@ struct MountArgs {
 
 #[derive(Args, Debug)]
 struct UnmountArgs {
-    /// The mountpoint, or the NAME of a [mount.NAME] in the config file.
+    /// The mountpoint (a path: with a `/`, e.g. ./data), or the NAME of a [mount.NAME] in the
+    /// config file.
     target: String,
     /// Config file for a NAME [default: /etc/blobmount/config.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// How long to wait for the daemon to commit and exit.
-    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
-    timeout: Duration,
+    /// How long to wait for the daemon to commit and exit [default: its --shutdown-timeout and
+    /// 30 s more].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Option<Duration>,
 }
 
 /// Mounts, in the foreground or through a daemon; gives the exit code.
@@ -122,7 +124,7 @@ fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) 
 
 fn run_unmount(args: UnmountArgs) -> i32 {
     let target = PathBuf::from(&args.target);
-    let mountpoint = if args.target.contains('/') || target.exists() {
+    let mountpoint = if args.target.contains('/') {
         target
     } else {
         let path = args

@@ -38,8 +38,8 @@ pub fn init(level: Option<&str>, detaching: bool) {
         .with_writer(SinkWriter)
         .with_ansi(terminal && !detaching)
         .with_target(false);
-    // The journal stamps every line itself.
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+    // The journal stamps every line itself (when they stay on stderr, which it takes).
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() && !detaching {
         builder.without_time().try_init()
     } else {
         builder.try_init()

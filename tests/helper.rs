@@ -22,37 +22,52 @@ fn stderr(out: &std::process::Output) -> String {
 }
 
 /// mount.fuse3 looks the helper up in a fixed PATH (/usr/local/sbin first): while a test holds
-/// this, /usr/local/sbin/blobmount is a symlink to the binary under test.
+/// this, /usr/local/sbin/blobmount is a symlink to the binary under test. A symlink that was
+/// there before is put back afterwards; a file that is not a symlink is never touched.
 struct OnPath;
 
-static ON_PATH: Mutex<usize> = Mutex::new(0);
+struct PathState {
+    users: usize,
+    previous: Option<PathBuf>,
+}
+
+static ON_PATH: Mutex<PathState> = Mutex::new(PathState {
+    users: 0,
+    previous: None,
+});
 const LINK: &str = "/usr/local/sbin/blobmount";
 
 impl OnPath {
     fn install() -> OnPath {
-        let mut users = ON_PATH.lock().unwrap_or_else(|e| e.into_inner());
-        if *users == 0 {
-            match std::fs::read_link(LINK) {
-                Ok(_) => std::fs::remove_file(LINK).unwrap(),
+        let mut st = ON_PATH.lock().unwrap_or_else(|e| e.into_inner());
+        if st.users == 0 {
+            st.previous = match std::fs::read_link(LINK) {
+                Ok(target) => {
+                    std::fs::remove_file(LINK).unwrap();
+                    Some(target)
+                }
                 Err(_) if Path::new(LINK).exists() => {
                     panic!("{LINK} exists and is not a symlink: not replacing it")
                 }
-                Err(_) => {}
-            }
+                Err(_) => None,
+            };
             std::fs::create_dir_all("/usr/local/sbin").unwrap();
             std::os::unix::fs::symlink(bin(), LINK).unwrap();
         }
-        *users += 1;
+        st.users += 1;
         OnPath
     }
 }
 
 impl Drop for OnPath {
     fn drop(&mut self) {
-        let mut users = ON_PATH.lock().unwrap_or_else(|e| e.into_inner());
-        *users -= 1;
-        if *users == 0 {
+        let mut st = ON_PATH.lock().unwrap_or_else(|e| e.into_inner());
+        st.users -= 1;
+        if st.users == 0 {
             let _ = std::fs::remove_file(LINK);
+            if let Some(previous) = st.previous.take() {
+                let _ = std::os::unix::fs::symlink(previous, LINK);
+            }
         }
     }
 }

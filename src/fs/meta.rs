@@ -25,7 +25,7 @@ impl Fs {
         mode: Option<u16>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, Errno> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let changes: Vec<(&str, String)> = [
             (META_MODE, mode.map(|m| format!("{:04o}", m & 0o7777))),
             (META_MTIME, mtime.map(format_mtime)),

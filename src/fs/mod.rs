@@ -81,6 +81,8 @@ pub struct Fs {
     staging: staging::StagingArea,
     /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
     stopping: AtomicBool,
+    /// Changes in progress (see [`shutdown::Change`]).
+    changes: std::sync::atomic::AtomicUsize,
     /// Where cache hits and misses are counted.
     metrics: &'static Metrics,
 }
@@ -134,6 +136,7 @@ impl Fs {
             unlinked: Mutex::new(std::collections::HashMap::new()),
             staging,
             stopping: AtomicBool::new(false),
+            changes: std::sync::atomic::AtomicUsize::new(0),
             metrics,
         })
     }

@@ -30,7 +30,7 @@ impl Fs {
         new_name: &OsStr,
         noreplace: bool,
     ) -> Result<(), Errno> {
-        self.check_deletable()?;
+        let _change = self.check_deletable()?;
         let (src_dir, name) = self.child_name(parent, name)?;
         let (dst_dir, new_name) = self.child_name(new_parent, new_name)?;
         let (src, dst) = (join(&src_dir, name), join(&dst_dir, new_name));

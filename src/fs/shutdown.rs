@@ -8,7 +8,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use super::write::WriteFile;
-use super::{lock, Fs};
+use super::{lock, Errno, Fs};
 
 /// What the shutdown commit did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -25,7 +25,43 @@ impl CommitReport {
     }
 }
 
+/// A change in progress (create, write open, rename, unlink, truncate, set attributes…): the
+/// shutdown waits for these before the final commit, so none is cut off half way or lands
+/// after it.
+pub(super) struct Change<'a>(&'a Fs);
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.0.changes.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Fs {
+    /// Starts a change, unless the mount is shutting down (EROFS). The count goes up before
+    /// the flag is read, and [`Fs::stop_changes`] sets the flag before the count is read: a
+    /// change either sees the flag or is waited for.
+    pub(super) fn begin_change(&self) -> Result<Change<'_>, Errno> {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        let change = Change(self);
+        if self.is_stopping() {
+            return Err(libc::EROFS);
+        }
+        Ok(change)
+    }
+
+    /// Waits until no change is in progress, or `deadline`; false if some still are.
+    async fn changes_done(&self, deadline: Instant) -> bool {
+        loop {
+            if self.changes.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// From now on every change answers EROFS: opening for writing, creating, writing to files
     /// already open, removing, renaming, setting attributes. Reads go on.
     pub fn stop_changes(&self) {
@@ -44,6 +80,12 @@ impl Fs {
     /// Commits every file being written, all at once, and waits until `deadline` at most.
     /// Call [`Fs::stop_changes`] first, so that what is committed is final.
     pub async fn commit_all(&self, deadline: Instant) -> CommitReport {
+        if !self.changes_done(deadline).await {
+            tracing::warn!(
+                "{} change(s) (renames, creates…) still in progress at the shutdown deadline",
+                self.changes.load(Ordering::SeqCst)
+            );
+        }
         let writers: Vec<(u64, Arc<WriteFile>)> = lock(&self.writers)
             .iter()
             .map(|(ino, w)| (*ino, w.clone()))
@@ -153,6 +195,49 @@ mod tests {
         assert_eq!(
             report.failed,
             vec![("slow".to_string(), "not committed in time".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn changes_in_progress_finish_before_the_final_commit() {
+        let (client, fs) = setup_rw(Duration::from_secs(60));
+        client.put("src.txt", "moved");
+        let (_, a) = fs
+            .create(ROOT, OsStr::new("open"), false, false)
+            .await
+            .unwrap();
+        fs.write(a, 0, b"kept").await.unwrap();
+        client.set_delay(Op::Copy, Duration::from_millis(300));
+        let renaming = {
+            let fs = fs.clone();
+            tokio::spawn(async move {
+                fs.rename(
+                    ROOT,
+                    OsStr::new("src.txt"),
+                    ROOT,
+                    OsStr::new("dst.txt"),
+                    false,
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fs.stop_changes();
+        let report = fs
+            .commit_all(Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(
+            renaming.is_finished(),
+            "the commit did not wait for the rename"
+        );
+        assert_eq!(renaming.await.unwrap(), Ok(()));
+        assert_eq!(report.committed, 1);
+        assert_eq!(client.names(), vec!["dst.txt", "open"]);
+        // A change begun after the stop is refused.
+        assert_eq!(
+            fs.rename(ROOT, OsStr::new("dst.txt"), ROOT, OsStr::new("x"), false)
+                .await,
+            Err(libc::EROFS)
         );
     }
 }

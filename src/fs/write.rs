@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::dircache::{invalid_component, NAME_MAX};
 use super::handles::{FileHandle, Version};
 use super::inode::join;
+use super::shutdown::Change;
 use super::staging::{CommitOutcome, Staging};
 use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
 use crate::blob::{BlobError, ErrorKind, WriteOptions, FOLDER_META};
@@ -89,25 +90,28 @@ impl Fs {
 
     /// Changes need a read-write mount and a SAS that may write (the token in force: a
     /// refreshed one may allow less, or more, than the first).
-    pub(super) fn check_writable(&self) -> Result<(), Errno> {
-        if self.cfg.read_only || self.is_stopping() {
+    /// The returned guard counts the change as in progress until it is dropped: keep it for
+    /// the whole operation (the shutdown waits for changes in progress).
+    pub(super) fn check_writable(&self) -> Result<Change<'_>, Errno> {
+        if self.cfg.read_only {
             return Err(libc::EROFS);
         }
+        let change = self.begin_change()?;
         if !self.token_allows('w') {
             tracing::debug!("the SAS in force has no write permission");
             return Err(libc::EROFS);
         }
-        Ok(())
+        Ok(change)
     }
 
     /// Removing (unlink, rmdir, rename's source) needs the SAS's `d`: without it, EACCES at once.
-    pub(super) fn check_deletable(&self) -> Result<(), Errno> {
-        self.check_writable()?;
+    pub(super) fn check_deletable(&self) -> Result<Change<'_>, Errno> {
+        let change = self.check_writable()?;
         if !self.token_allows('d') {
             tracing::debug!("the SAS in force has no delete permission");
             return Err(libc::EACCES);
         }
-        Ok(())
+        Ok(change)
     }
 
     /// Whether the SAS in force has permission `letter` (or nothing is known of it).
@@ -260,7 +264,7 @@ impl Fs {
         if !(mode.write || mode.truncate) {
             return self.open_read(ino, None).await;
         }
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let (path, info, _) = self.node(ino)?;
         if info.kind == Kind::Dir {
             return Err(libc::EISDIR);
@@ -282,7 +286,7 @@ impl Fs {
         exclusive: bool,
         truncate: bool,
     ) -> Result<(Attr, u64), Errno> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
         let existing = match self.resolve(&dir, name).await {
             Ok(info) if info.kind == Kind::Dir => return Err(libc::EISDIR),
@@ -511,7 +515,7 @@ impl Fs {
             return Err(libc::EFBIG);
         }
         tracing::debug!(ino, size, "set size");
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let (_, info, _) = self.node(ino)?;
         if info.kind == Kind::Dir {
             return Err(libc::EISDIR);
@@ -549,7 +553,7 @@ impl Fs {
         data: Bytes,
         metadata: HashMap<String, String>,
     ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
         match self.resolve(&dir, name).await {
             Ok(_) => return Err(libc::EEXIST),
@@ -604,7 +608,7 @@ impl Fs {
     /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
     /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        self.check_deletable()?;
+        let _change = self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         match self.resolve(&dir, name).await {
             Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
@@ -633,7 +637,7 @@ impl Fs {
     /// its blob is deleted at the last close (if it is still the version unlinked). A file
     /// being written is not committed any more.
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        self.check_deletable()?;
+        let _change = self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         let info = self.resolve_or_writer(parent, &dir, name).await?;
         if info.kind == Kind::Dir {

@@ -128,7 +128,7 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
 }
 
 /// A directory is a mount point when it is on another device than its parent (or is `/`).
-fn is_mount_point(path: &Path) -> bool {
+pub(super) fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Some(parent) = path.parent() else {
         return true;

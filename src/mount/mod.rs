@@ -287,7 +287,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         mountpoint.clone(),
         opts.shutdown_timeout,
     ));
-    shutdown.files.serving();
+    shutdown.files.serving(opts.shutdown_timeout);
     readiness.ready(&notify::status_line(&fs, &credential));
     // After the daemon's log has moved to its file or syslog: the first line there.
     tracing::info!(

@@ -111,8 +111,13 @@ pub async fn on_signals(
 ) {
     let which = signals.wait(&shutdown.fs, &credential).await;
     if !shutdown.begin() {
-        // Unmounted already, and committing: this signal means "now".
-        tracing::warn!("{which} during the final commit: exiting now");
+        // Unmounted from outside, and committing already (the main thread does): a first
+        // signal asks for what is under way; a second one means "now".
+        tracing::info!(
+            "{which}: already shutting down, committing open files (send it again to exit at once)"
+        );
+        let again = signals.wait(&shutdown.fs, &credential).await;
+        tracing::warn!("{again} again: exiting without waiting for the commits");
         let report = shutdown.fs.commit_all(Instant::now()).await;
         std::process::exit(shutdown.finish(&report).max(1));
     }

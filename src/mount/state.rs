@@ -40,8 +40,9 @@ impl StateFiles {
         }
     }
 
-    /// Records this process as the mountpoint's daemon.
-    pub fn serving(&self) {
+    /// Records this process as the mountpoint's daemon, with its --shutdown-timeout (how long
+    /// `blobmount unmount` should be ready to wait).
+    pub fn serving(&self, shutdown_timeout: std::time::Duration) {
         let result = self
             .pid
             .parent()
@@ -50,7 +51,8 @@ impl StateFiles {
                 let _ = std::fs::remove_file(&self.exit);
                 let pid = std::process::id() as libc::pid_t;
                 let started = start_time(pid).unwrap_or_default();
-                std::fs::write(&self.pid, format!("{pid} {started}\n"))
+                let timeout = shutdown_timeout.as_secs();
+                write_private(&self.pid, &format!("{pid} {started} {timeout}\n"))
             });
         if let Err(e) = result {
             tracing::warn!(
@@ -62,7 +64,14 @@ impl StateFiles {
 
     /// Records how the daemon ended.
     pub fn finished(&self, code: i32, message: &str) {
-        let _ = std::fs::write(&self.exit, format!("{code} {message}\n"));
+        let written = self
+            .exit
+            .parent()
+            .map_or(Ok(()), create_private_dir)
+            .and_then(|()| write_private(&self.exit, &format!("{code} {message}\n")));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", self.exit.display());
+        }
         let _ = std::fs::remove_file(&self.pid);
     }
 
@@ -70,14 +79,22 @@ impl StateFiles {
     /// started when the recorded one did (a pid can be reused once its process is gone).
     pub fn daemon(&self) -> Option<libc::pid_t> {
         let text = std::fs::read_to_string(&self.pid).ok()?;
-        let (pid, started) = text.trim().split_once(' ')?;
-        let pid: libc::pid_t = pid.parse().ok()?;
-        if start_time(pid)? != started.parse::<u64>().ok()? {
+        let mut fields = text.split_whitespace();
+        let pid: libc::pid_t = fields.next()?.parse().ok()?;
+        let started: u64 = fields.next()?.parse().ok()?;
+        if start_time(pid)? != started {
             return None;
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         // "blobmount", or "mount.fuse.blob" (comm is cut at 15 bytes) when run by that name.
         matches!(comm.trim_end(), "blobmount" | "mount.fuse.blob").then_some(pid)
+    }
+
+    /// The daemon's --shutdown-timeout, as it recorded it.
+    pub fn shutdown_timeout(&self) -> Option<std::time::Duration> {
+        let text = std::fs::read_to_string(&self.pid).ok()?;
+        let secs = text.split_whitespace().nth(2)?.parse().ok()?;
+        Some(std::time::Duration::from_secs(secs))
     }
 
     /// How the daemon ended: its exit code and message.
@@ -109,11 +126,36 @@ fn start_time(pid: libc::pid_t) -> Option<u64> {
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    // In /tmp, another user could have made it first: only a private directory of ours will do.
+    let meta = std::fs::symlink_metadata(dir)?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private directory of this user",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a state file without following a symlink planted in its place.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 #[cfg(test)]
@@ -126,7 +168,11 @@ mod tests {
         let s = StateFiles::in_dir(&dir.path().join("state"), Path::new("/mnt/my data"));
         assert!(s.pid.ends_with("%2Fmnt%2Fmy%20data.pid"), "{:?}", s.pid);
         assert_eq!(s.daemon(), None);
-        s.serving();
+        s.serving(std::time::Duration::from_secs(60));
+        assert_eq!(
+            s.shutdown_timeout(),
+            Some(std::time::Duration::from_secs(60))
+        );
         // This test process is not called blobmount: not taken for a daemon.
         assert_eq!(s.daemon(), None);
         assert!(s.pid.exists());

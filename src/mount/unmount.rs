@@ -5,20 +5,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::checks::lazy_unmount;
+use super::checks::{is_mount_point, lazy_unmount};
 use super::state::StateFiles;
 use super::MountError;
 
-/// Unmounts; `wait`: how long to wait for the daemon to exit.
-pub fn run(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
+/// Unmounts. `wait`: how long to wait for the daemon to exit [default: its
+/// --shutdown-timeout and 30 s more].
+pub fn run(mountpoint: &Path, wait: Option<Duration>) -> Result<(), MountError> {
     let mountpoint = absolute(mountpoint);
     let shown = mountpoint.display();
     let state = StateFiles::new(&mountpoint);
     let Some(pid) = state.daemon() else {
-        return unmount_without_daemon(&mountpoint);
+        return unmount_without_daemon(&mountpoint, &state);
     };
+    let wait = wait.unwrap_or_else(|| {
+        state.shutdown_timeout().unwrap_or(Duration::from_secs(60)) + Duration::from_secs(30)
+    });
     state.clear_outcome();
-    // SAFETY: kill with a pid read from our state file, checked to be a blobmount process.
+    // SAFETY: kill with a pid from our state file, checked to be the daemon that wrote it.
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         return Err(MountError::failed(format!(
             "cannot signal the daemon of {shown} (pid {pid}): {}",
@@ -36,11 +40,22 @@ pub fn run(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     match state.take_outcome() {
-        Some((0, _)) | None => Ok(()),
-        Some((code, message)) => Err(MountError {
-            message: format!("{shown}: {message}"),
+        Some(outcome) => outcome_result(&mountpoint, outcome),
+        None => Err(MountError::failed(format!(
+            "the daemon of {shown} (pid {pid}) exited without saying how it ended (killed?): see its log"
+        ))),
+    }
+}
+
+/// The daemon's own outcome, as this command's.
+fn outcome_result(mountpoint: &Path, (code, message): (i32, String)) -> Result<(), MountError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(MountError {
+            message: format!("{}: {message}", mountpoint.display()),
             code,
-        }),
+        })
     }
 }
 
@@ -55,8 +70,10 @@ fn is_zombie(pid: libc::pid_t) -> bool {
         == Some('Z')
 }
 
-/// No daemon of ours is known for it: a plain FUSE unmount (lazy for a dead mount).
-fn unmount_without_daemon(mountpoint: &Path) -> Result<(), MountError> {
+/// No daemon of ours serves it: a dead mount is cleaned; a mount of another program is
+/// unmounted with fusermount3; nothing mounted is success (the daemon may have stopped by
+/// itself, as after a `umount`: then its outcome is the answer).
+fn unmount_without_daemon(mountpoint: &Path, state: &StateFiles) -> Result<(), MountError> {
     let shown = mountpoint.display();
     match std::fs::metadata(mountpoint) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
@@ -64,6 +81,12 @@ fn unmount_without_daemon(mountpoint: &Path) -> Result<(), MountError> {
             return Ok(());
         }
         Err(e) => return Err(MountError::failed(format!("cannot use {shown}: {e}"))),
+        Ok(_) if !is_mount_point(mountpoint) => {
+            return match state.take_outcome() {
+                Some(outcome) => outcome_result(mountpoint, outcome),
+                None => Ok(()),
+            };
+        }
         Ok(_) => {}
     }
     let out = std::process::Command::new("fusermount3")

@@ -44,22 +44,33 @@ pub struct NamedMount {
 pub fn load(path: &Path) -> Result<ConfigFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    warn_if_writable_by_others(path);
+    check_owner_and_mode(path)?;
     parse(&text, path)
 }
 
-/// A config file can run commands as the mounting user (sas_command): like sudoers, it must
-/// not be writable by others.
-fn warn_if_writable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.permissions().mode() & 0o022 != 0 {
-            tracing::warn!(
-                "config file {} can be changed by other users: chmod go-w it",
-                path.display()
-            );
-        }
+/// A config file can run commands as the mounting user (sas_command) and names the token:
+/// like sudoers, it must belong to root or to this user, and nobody else may change it.
+fn check_owner_and_mode(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mode = m.mode() & 0o7777;
+    if m.uid() != 0 && m.uid() != uid {
+        return Err(format!(
+            "config file {} belongs to another user (uid {}): it must be root's or yours",
+            path.display(),
+            m.uid()
+        ));
     }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "config file {} can be changed by other users (mode {mode:04o}): chmod go-w it",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, String> {
@@ -177,6 +188,22 @@ url = "https://acct.blob.core.windows.net/logs"
 sas_command = "get-sas logs"
 gid = 7
 "#;
+
+    #[test]
+    fn a_config_others_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[mount.x]\nsas_command = \"echo hi\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&p).is_ok());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = load(&p).unwrap_err();
+        assert!(
+            e.contains("can be changed by other users (mode 0666)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn sample() {

@@ -122,19 +122,29 @@ macro_rules! over {
 impl Settings {
     /// These settings, with the gaps filled from `lower`.
     pub fn over(self, lower: Settings) -> Settings {
+        // A layer's umask decides its own modes first: `-o umask=077` wins over a file_mode
+        // from the config file, as a umask given on its own line would.
+        let (upper, mut lower) = (self.umask_applied(), lower.umask_applied());
         // A token source given here replaces the lower layer's, whichever kind it is.
-        let mut lower = lower;
-        if self.sas_file.is_some() || self.sas_command.is_some() {
+        if upper.sas_file.is_some() || upper.sas_command.is_some() {
             lower.sas_file = None;
             lower.sas_command = None;
         }
-        let upper = self;
         over!(upper, lower;
             config, foreground, read_only, uid, gid, umask, file_mode, dir_mode, allow_other,
             allow_root, allow_non_empty, noexec, cache_size, block_size, metadata_ttl,
             write_buffer, staging_dir, sas_file, sas_command, sas_command_timeout,
             refresh_before, refresh_interval, shutdown_timeout, metrics_addr, log_level,
             log_file)
+    }
+
+    /// The modes the umask leaves, where this layer gives none itself.
+    fn umask_applied(mut self) -> Settings {
+        if let Some(umask) = self.umask {
+            self.file_mode.get_or_insert(0o666 & !umask);
+            self.dir_mode.get_or_insert(0o777 & !umask);
+        }
+        self
     }
 
     /// Parses `--name=value` style arguments (from `-o` or a config file) into settings;

@@ -29,6 +29,8 @@ pub fn resolve(
     mountpoint: Option<PathBuf>,
     cli: Settings,
 ) -> Result<Resolved, MountError> {
+    // What a mistyped SAS URL looks like in an error: without its signature.
+    let shown = crate::token::source::scrub_signatures(source);
     if !is_url(source)
         && cli.config.is_none()
         && !std::path::Path::new(config::DEFAULT_PATH).exists()
@@ -36,7 +38,7 @@ pub fn resolve(
         // Neither a URL nor a name that could be looked up: say what a URL looks like.
         let why = crate::blob::ContainerUrl::parse(source)
             .err()
-            .unwrap_or_else(|| format!("{source:?} is not a container URL"));
+            .unwrap_or_else(|| format!("{shown:?} is not a container URL"));
         return Err(MountError::usage(format!(
             "{why} (nor a [mount.NAME] of a config file: {} does not exist)",
             config::DEFAULT_PATH
@@ -51,7 +53,7 @@ pub fn resolve(
         Some(p) => config::load(p).map_err(|e| {
             if !is_url(source) && cli.config.is_none() {
                 MountError::usage(format!(
-                    "{source:?} is not a URL, so it names a [mount.{source}] of the config file, but {e}"
+                    "{shown:?} is not a URL, so it names a [mount.{shown}] of the config file, but {e}"
                 ))
             } else {
                 MountError::usage(e)
@@ -71,7 +73,7 @@ pub fn resolve(
         let named = mounts.remove(source).ok_or_else(|| {
             let known: Vec<&String> = mounts.keys().collect();
             MountError::usage(format!(
-                "no [mount.{source}] in {}{}",
+                "no [mount.{shown}] in {}{}",
                 path.display(),
                 if known.is_empty() {
                     String::new()
@@ -88,11 +90,11 @@ pub fn resolve(
             ))
         })?;
         let url = named.url.ok_or_else(|| {
-            MountError::usage(format!("[mount.{source}] in {} has no url", path.display()))
+            MountError::usage(format!("[mount.{shown}] in {} has no url", path.display()))
         })?;
         let mp = mountpoint.or(named.mountpoint).ok_or_else(|| {
             MountError::usage(format!(
-                "[mount.{source}] in {} has no mountpoint, and none was given",
+                "[mount.{shown}] in {} has no mountpoint, and none was given",
                 path.display()
             ))
         })?;

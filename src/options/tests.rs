@@ -158,3 +158,27 @@ fn defaults_and_missing_pieces() {
         "{e}"
     );
 }
+
+#[test]
+fn a_umask_wins_over_modes_from_a_lower_layer() {
+    let config = Settings::from_long_args(&["--file-mode=0644".into()], "t").unwrap();
+    let fstab = Settings::from_long_args(&["--umask=077".into()], "t").unwrap();
+    let m = fstab.over(config);
+    assert_eq!((m.file_mode, m.dir_mode), (Some(0o600), Some(0o700)));
+    // Within one layer, explicit modes win over its umask.
+    let one =
+        Settings::from_long_args(&["--umask=077".into(), "--file-mode=0640".into()], "t").unwrap();
+    let m = one.over(Settings::default());
+    assert_eq!((m.file_mode, m.dir_mode), (Some(0o640), Some(0o700)));
+}
+
+#[test]
+fn a_mistyped_sas_url_is_shown_without_its_signature() {
+    for source in [
+        "https:acct.blob.core.windows.net/c?sv=1&sig=SECRETSIG",
+        "c?sig=SECRETSIG",
+    ] {
+        let e = resolve(source, Some("/m".into()), Settings::default()).unwrap_err();
+        assert!(!e.message.contains("SECRETSIG"), "{}", e.message);
+    }
+}
