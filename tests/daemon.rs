@@ -290,6 +290,19 @@ fn sigterm_while_a_large_write_is_open_commits_it_completely() {
     assert!(!m.is_mounted());
 }
 
+/// Checks the local copy of an uncommitted file that the log names, then removes its directory.
+fn recovered(log: &str, want: &[u8]) {
+    let path = log
+        .split("its data is in ")
+        .nth(1)
+        .and_then(|rest| rest.split([')', ',', '\n']).next())
+        .unwrap_or_else(|| panic!("no saved copy named in {log}"));
+    assert_eq!(std::fs::read(path).unwrap(), want, "{path}");
+    let dir = Path::new(path).parent().unwrap();
+    assert!(dir.to_string_lossy().contains("blobmount-recovered-"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// A mount whose Put Block List requests hang, with one file written and left open.
 fn hung_commit(fx: &Fixture, extra: &[&str]) -> (common::Mount, OpenWriter, tempfile::TempDir) {
     let m = fx.mount(extra);
@@ -315,9 +328,10 @@ fn a_commit_that_outlives_the_shutdown_timeout_is_reported_in_the_status_and_log
     assert!(start.elapsed() < Duration::from_secs(15), "{log}");
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("1 file not committed") && log.contains("stuck.txt (not committed in time)"),
+        log.contains("1 file not committed: stuck.txt (no answer in time; its data is in "),
         "{log}"
     );
+    recovered(&log, b"cannot be committed");
 }
 
 #[test]
@@ -336,5 +350,6 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("SIGINT again"), "{log}");
     assert!(log.contains("stuck.txt"), "{log}");
+    recovered(&log, b"cannot be committed");
     assert!(!m.is_mounted());
 }

@@ -1,6 +1,7 @@
 //! Shutting down: stop taking changes, then commit every file still being written, within a
 //! deadline, and say which could not be.
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -105,6 +106,8 @@ impl Fs {
             .map(|(ino, w)| async move { (ino, self.commit(ino, &w).await) })
             .collect();
         let mut report = CommitReport::default();
+        // (inode, name, reason) of the files not committed.
+        let mut failed: Vec<(u64, String, String)> = Vec::new();
         loop {
             match tokio::time::timeout_at(deadline, pending.next()).await {
                 Ok(Some((ino, result))) => {
@@ -112,7 +115,8 @@ impl Fs {
                     let name = at.map(|i| names.swap_remove(i).1).unwrap_or_default();
                     match result {
                         Ok(()) => report.committed += 1,
-                        Err(errno) => report.failed.push((
+                        Err(errno) => failed.push((
+                            ino,
                             name,
                             format!(
                                 "commit failed ({})",
@@ -123,18 +127,92 @@ impl Fs {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    for (_, name) in names.drain(..) {
-                        report
-                            .failed
-                            .push((name, "not committed in time".to_string()));
+                    for (ino, name) in names.drain(..) {
+                        // Its Put Block List may have been sent: the blob has the previous
+                        // version or this one, never a mix.
+                        failed.push((ino, name, "no answer in time".to_string()));
                     }
                     break;
                 }
             }
         }
+        drop(pending);
+        if !failed.is_empty() {
+            report.failed = self.save_locally(failed).await;
+        }
         report.failed.sort();
         report
     }
+
+    /// Copies the data of files that could not be committed to a private local directory
+    /// (`blobmount-recovered-<UTC>` in the staging directory), so that a shutdown without the
+    /// service loses nothing; gives each file's name and reason, with where its data went.
+    async fn save_locally(&self, failed: Vec<(u64, String, String)>) -> Vec<(String, String)> {
+        let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&fmt)
+            .unwrap_or_default();
+        let dir = self
+            .cfg
+            .staging_dir
+            .join(format!("blobmount-recovered-{stamp}"));
+        let budget = Instant::now() + std::time::Duration::from_secs(20);
+        let mut out = Vec::new();
+        for (ino, name, why) in failed {
+            let w = lock(&self.writers).get(&ino).cloned();
+            let saved = match w {
+                Some(w) => {
+                    match tokio::time::timeout_at(budget, save_copy(&w, &name, &dir)).await {
+                        Ok(Ok(path)) => format!("its data is in {}", path.display()),
+                        Ok(Err(e)) => format!("its data could not be saved: {e}"),
+                        Err(_) => "its data could not be saved in time".to_string(),
+                    }
+                }
+                None => "its data is gone".to_string(),
+            };
+            out.push((name, format!("{why}; {saved}")));
+        }
+        out
+    }
+}
+
+/// Writes a staging's whole content to `dir/NAME` (private: mode 0600, in a 0700 directory).
+async fn save_copy(w: &WriteFile, name: &str, dir: &Path) -> Result<PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let s = w.staging.lock().await;
+    // The blob's path, when every part of it is a plain name; else one flat name.
+    let relative = if Path::new(name)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
+        PathBuf::from(name)
+    } else {
+        PathBuf::from(name.replace('/', "_"))
+    };
+    let path = dir.join(relative);
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = s.size();
+    let mut offset = 0;
+    while offset < size {
+        let n = (size - offset).min(4 << 20);
+        let data = s.read(offset, n).await.map_err(|e| e.to_string())?;
+        file.write_all(&data)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        offset += n;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -192,10 +270,20 @@ mod tests {
             .commit_all(Instant::now() + Duration::from_millis(200))
             .await;
         assert_eq!(report.committed, 0);
-        assert_eq!(
-            report.failed,
-            vec![("slow".to_string(), "not committed in time".to_string())]
-        );
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        let (name, why) = &report.failed[0];
+        assert_eq!(name, "slow");
+        // Nothing is lost: the data went to a local file, named in the report.
+        let (head, path) = why.split_once("; its data is in ").expect(why);
+        assert_eq!(head, "no answer in time");
+        assert_eq!(std::fs::read(path).unwrap(), b"data");
+        let dir = std::path::Path::new(path).parent().unwrap();
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("blobmount-recovered-"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

@@ -89,13 +89,8 @@ fn outcome(report: &CommitReport) -> (i32, String) {
     (
         1,
         format!(
-            "stopped; {n} file{} not committed ({} the previous version): {}",
+            "stopped; {n} file{} not committed: {}",
             if n == 1 { "" } else { "s" },
-            if n == 1 {
-                "its blob keeps"
-            } else {
-                "their blobs keep"
-            },
             list.join(", ")
         ),
     )
@@ -188,13 +183,16 @@ mod tests {
         assert_eq!(outcome(&ok), (0, "stopped; 2 open files committed".into()));
         let bad = CommitReport {
             committed: 1,
-            failed: vec![("a/b".into(), "not committed in time".into())],
+            failed: vec![(
+                "a/b".into(),
+                "no answer in time; its data is in /r/a/b".into(),
+            )],
         };
         assert_eq!(
             outcome(&bad),
             (
                 1,
-                "stopped; 1 file not committed (its blob keeps the previous version): a/b (not committed in time)"
+                "stopped; 1 file not committed: a/b (no answer in time; its data is in /r/a/b)"
                     .into()
             )
         );
