@@ -49,12 +49,7 @@ pub fn init(level: Option<&str>, detaching: bool) {
 /// From now on, the log goes to `file` (appended to), or to syslog without one.
 pub fn detach(file: Option<&Path>) -> std::io::Result<()> {
     let sink = match file {
-        Some(path) => Sink::File(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        ),
+        Some(path) => Sink::File(open_log(path)?),
         None => {
             // SAFETY: the identity is a static C string; openlog keeps the pointer.
             unsafe { libc::openlog(c"blobmount".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
@@ -67,11 +62,14 @@ pub fn detach(file: Option<&Path>) -> std::io::Result<()> {
 
 /// Opens the log file now, to report a bad --log-file before detaching.
 pub fn check_log_file(path: &Path) -> std::io::Result<()> {
+    open_log(path).map(drop)
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map(drop)
 }
 
 struct SinkWriter;

@@ -10,16 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::detached::Detached;
 use common::process::signal;
-use common::{container_sas_url, pseudo_random_bytes, wait_until, Fixture};
+use common::{bin, container_sas_url, pseudo_random_bytes, stderr_of, wait_until, Fixture};
 use time::OffsetDateTime;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_blobmount")
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// The text with Azure request ids (one per request) blanked.
 fn without_request_id(text: &str) -> String {
@@ -73,15 +65,8 @@ fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
     let fx = Fixture::writable("daemon-ready");
     fx.put("hello.txt", b"hello from the daemon");
     let mut d = Detached::new();
-    let out = d.run(
-        Command::new(bin())
-            .arg("mount")
-            .arg(fx.url())
-            .arg(d.path())
-            .arg("--log-file")
-            .arg(d.log_file()),
-    );
-    assert!(out.status.success(), "mount failed: {}", stderr(&out));
+    let out = d.mount(&fx.url());
+    assert!(out.status.success(), "mount failed: {}", stderr_of(&out));
     // Ready when the command returned: no waiting here.
     assert!(d.is_mounted(), "not mounted when mount returned");
     assert_eq!(
@@ -102,7 +87,7 @@ fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
     assert!(
         out.status.success(),
         "unmount failed: {}; state files: {:?}",
-        stderr(&out),
+        stderr_of(&out),
         std::fs::read_dir(blobmount::mount::state::dir())
             .map(|r| r
                 .filter_map(|e| e.ok())
@@ -202,15 +187,24 @@ fn a_daemon_that_cannot_mount_fails_as_the_foreground_form_does() {
         };
         let fg = run(true);
         let bg = run(false);
-        assert_eq!(fg.status.code(), Some(code), "{what}: {}", stderr(&fg));
-        assert_eq!(bg.status.code(), Some(code), "{what}: {}", stderr(&bg));
+        assert_eq!(fg.status.code(), Some(code), "{what}: {}", stderr_of(&fg));
+        assert_eq!(bg.status.code(), Some(code), "{what}: {}", stderr_of(&bg));
         assert_eq!(
-            without_request_id(&stderr(&bg)),
-            without_request_id(&stderr(&fg)),
+            without_request_id(&stderr_of(&bg)),
+            without_request_id(&stderr_of(&fg)),
             "{what}: not the same error"
         );
-        assert!(stderr(&bg).contains(phrase), "{what}: {}", stderr(&bg));
-        assert_eq!(stderr(&bg).lines().count(), 1, "{what}: {}", stderr(&bg));
+        assert!(
+            stderr_of(&bg).contains(phrase),
+            "{what}: {}",
+            stderr_of(&bg)
+        );
+        assert_eq!(
+            stderr_of(&bg).lines().count(),
+            1,
+            "{what}: {}",
+            stderr_of(&bg)
+        );
         assert!(!d.is_mounted(), "{what}: left mounted");
     }
     let mut d = d;
@@ -222,18 +216,8 @@ fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
     let fx = Fixture::new("daemon-stale");
     fx.put("file", b"still here");
     let mut d = Detached::new();
-    let mount = |d: &mut Detached| {
-        d.run(
-            Command::new(bin())
-                .arg("mount")
-                .arg(fx.url())
-                .arg(d.path())
-                .arg("--log-file")
-                .arg(d.log_file()),
-        )
-    };
-    let out = mount(&mut d);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.mount(&fx.url());
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let pid = d.note_daemon().expect("daemon");
     signal(pid, libc::SIGKILL);
     assert!(d.wait_daemons_gone(Duration::from_secs(10)));
@@ -243,12 +227,12 @@ fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
         matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
         "{e}"
     );
-    let out = mount(&mut d);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = d.mount(&fx.url());
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
-        stderr(&out).contains("left mounted by a daemon that is gone"),
+        stderr_of(&out).contains("left mounted by a daemon that is gone"),
         "{}",
-        stderr(&out)
+        stderr_of(&out)
     );
     assert_eq!(std::fs::read(d.path().join("file")).unwrap(), b"still here");
     // Exactly one mount on the mountpoint: the stale one is gone.

@@ -11,15 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::detached::Detached;
-use common::{signature_forms, Fixture};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_blobmount")
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{bin, signature_forms, stderr_of, Fixture};
 
 /// mount.fuse3 looks the helper up in a fixed PATH (/usr/local/sbin first): while a test holds
 /// this, /usr/local/sbin/blobmount is a symlink to the binary under test. A symlink that was
@@ -121,7 +113,7 @@ fn mount_t_fuse_blobmount_with_o_options_end_to_end() {
             .arg("-o")
             .arg(&options),
     );
-    assert!(out.status.success(), "mount failed: {}", stderr(&out));
+    assert!(out.status.success(), "mount failed: {}", stderr_of(&out));
     assert!(d.is_mounted(), "not mounted when mount(8) returned");
     let file = d.path().join("dir/file.txt");
     assert_eq!(std::fs::read(&file).unwrap(), b"through mount(8)");
@@ -142,7 +134,7 @@ fn mount_t_fuse_blobmount_with_o_options_end_to_end() {
     }
     assert!(per_sb.contains("allow_other"), "{per_sb}");
     let out = Command::new("umount").arg(d.path()).output().unwrap();
-    assert!(out.status.success(), "umount: {}", stderr(&out));
+    assert!(out.status.success(), "umount: {}", stderr_of(&out));
     assert!(d.wait_daemons_gone(Duration::from_secs(20)));
     let log = d.log();
     assert!(log.contains("stopped"), "{log}");
@@ -174,7 +166,7 @@ fn a_named_mount_from_the_config_file() {
             .arg(&config)
             .arg("box"),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(d.is_mounted());
     assert_eq!(
         std::fs::read(d.path().join("a.txt")).unwrap(),
@@ -196,7 +188,7 @@ fn a_named_mount_from_the_config_file() {
         .arg("box")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!d.is_mounted());
     // The same name through mount(8), as an fstab line `box /mnt fuse.blobmount
     // config=...,_netdev 0 0` would mount it.
@@ -207,13 +199,13 @@ fn a_named_mount_from_the_config_file() {
             .arg("-o")
             .arg(format!("config={},_netdev", config.display())),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(
         std::fs::read(d.path().join("a.txt")).unwrap(),
         b"named mount"
     );
     let out = Command::new("umount").arg(d.path()).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(d.wait_daemons_gone(Duration::from_secs(20)));
     assert_no_secret(&d.log(), &fx.url());
 }
@@ -229,9 +221,9 @@ fn unknown_options_are_refused_and_listed() {
             .arg(d.path())
             .args(["-o", "ro,bogus,frob=1,cache_size=1G"]),
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert_eq!(
-        stderr(&out),
+        stderr_of(&out),
         "blobmount: unknown options in -o options: bogus, frob\n"
     );
     let out = d.run(
@@ -243,10 +235,10 @@ fn unknown_options_are_refused_and_listed() {
     );
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("unknown option in -o options: sync"),
+        stderr_of(&out).contains("unknown option in -o options: sync"),
         "{}",
-        stderr(&out)
+        stderr_of(&out)
     );
-    assert_no_secret(&stderr(&out), &fx.url());
+    assert_no_secret(&stderr_of(&out), &fx.url());
     assert!(!d.is_mounted());
 }

@@ -16,11 +16,7 @@ use std::time::Duration;
 
 use common::detached::Detached;
 use common::process::{terminate, wait_timeout};
-use common::{repo_root, Fixture};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_blobmount")
-}
+use common::{bin, repo_root, Fixture};
 
 const INSTALLED_BIN: &str = "/usr/local/bin/blobmount";
 const INSTALLED_CONFIG: &str = "/etc/blobmount/config.toml";

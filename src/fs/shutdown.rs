@@ -73,11 +73,6 @@ impl Fs {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// How many files are being written (open for writing, or not yet released).
-    pub fn files_being_written(&self) -> usize {
-        lock(&self.writers).len()
-    }
-
     /// Commits every file being written, all at once, and waits until `deadline` at most.
     /// Call [`Fs::stop_changes`] first, so that what is committed is final.
     pub async fn commit_all(&self, deadline: Instant) -> CommitReport {
@@ -238,7 +233,7 @@ mod tests {
             .unwrap();
         fs.write(a, 0, b"alpha").await.unwrap();
         fs.write(b, 0, b"beta").await.unwrap();
-        assert_eq!(fs.files_being_written(), 2);
+        assert_eq!(fs.gauges().files_open_for_writing, 2);
         fs.stop_changes();
         assert_eq!(fs.write(a, 5, b"more").await, Err(libc::EROFS));
         assert_eq!(

@@ -44,7 +44,7 @@ impl Shutdown {
     pub async fn commit(&self) -> CommitReport {
         notify::stopping();
         self.fs.stop_changes();
-        let n = self.fs.files_being_written();
+        let n = self.fs.gauges().files_open_for_writing;
         if n > 0 {
             tracing::info!(
                 "committing {n} file{} being written (waiting {}s at most)",

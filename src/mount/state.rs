@@ -117,12 +117,23 @@ impl StateFiles {
     }
 }
 
-/// When the process started (clock ticks since boot: field 22 of /proc/PID/stat).
-fn start_time(pid: libc::pid_t) -> Option<u64> {
+/// The fields of /proc/PID/stat after the command name (field 3, the state, first).
+fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from its end.
     let (_, rest) = stat.rsplit_once(") ")?;
-    rest.split(' ').nth(19)?.parse().ok()
+    Some(rest.split(' ').map(str::to_string).collect())
+}
+
+/// When the process started (clock ticks since boot: field 22 of /proc/PID/stat).
+fn start_time(pid: libc::pid_t) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether the process is gone, or a zombie (it has exited; only its parent has not
+/// collected it yet).
+pub fn has_exited(pid: libc::pid_t) -> bool {
+    stat_fields(pid).is_none_or(|f| f.first().map(String::as_str) == Some("Z"))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -187,6 +198,9 @@ mod tests {
         // A recorded pid whose process started at another time is not the daemon.
         std::fs::write(&s.pid, format!("{} 1\n", std::process::id())).unwrap();
         assert_eq!(s.daemon(), None);
-        assert!(start_time(std::process::id() as libc::pid_t).unwrap() > 0);
+        let me = std::process::id() as libc::pid_t;
+        assert!(start_time(me).unwrap() > 0);
+        assert!(!has_exited(me));
+        assert!(has_exited(libc::pid_t::MAX));
     }
 }

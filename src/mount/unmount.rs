@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::checks::{is_mount_point, lazy_unmount};
-use super::state::StateFiles;
+use super::state::{has_exited, StateFiles};
 use super::MountError;
 
 /// Unmounts. `wait`: how long to wait for the daemon to exit [default: its
@@ -30,7 +30,7 @@ pub fn run(mountpoint: &Path, wait: Option<Duration>) -> Result<(), MountError> 
         )));
     }
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+    while !has_exited(pid) {
         if start.elapsed() > wait {
             return Err(MountError::failed(format!(
                 "the daemon of {shown} (pid {pid}) is still running after {}s: see its log",
@@ -57,17 +57,6 @@ fn outcome_result(mountpoint: &Path, (code, message): (i32, String)) -> Result<(
             code,
         })
     }
-}
-
-/// A zombie has exited; only its parent has not collected it yet.
-fn is_zombie(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next())
-        })
-        == Some('Z')
 }
 
 /// No daemon of ours serves it: a dead mount is cleaned; a mount of another program is

@@ -71,21 +71,14 @@ pub fn resolve(
             mut mounts,
         } = config;
         let named = mounts.remove(source).ok_or_else(|| {
-            let known: Vec<&String> = mounts.keys().collect();
+            let known: Vec<&str> = mounts.keys().map(String::as_str).collect();
             MountError::usage(format!(
                 "no [mount.{shown}] in {}{}",
                 path.display(),
                 if known.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        " (it has {})",
-                        known
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    format!(" (it has {})", known.join(", "))
                 }
             ))
         })?;

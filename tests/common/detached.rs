@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use blobmount::mount::state::StateFiles;
+use blobmount::mount::state::{has_exited, StateFiles};
 
 use super::mount::is_fuse_mount;
 use super::process::{pid_alive, read_lossy, signal};
@@ -64,6 +64,18 @@ impl Detached {
         is_fuse_mount(&self.mountpoint)
     }
 
+    /// `blobmount mount SOURCE MOUNTPOINT --log-file LOG` (in the background), then notes the
+    /// daemon's pid.
+    pub fn mount(&mut self, source: &str) -> Output {
+        let mut cmd = Command::new(super::bin());
+        cmd.arg("mount")
+            .arg(source)
+            .arg(&self.mountpoint)
+            .arg("--log-file")
+            .arg(self.log_file());
+        self.run(&mut cmd)
+    }
+
     /// Runs the command (which should mount and return), then notes the daemon's pid.
     pub fn run(&mut self, cmd: &mut Command) -> Output {
         let out = cmd
@@ -106,19 +118,13 @@ impl Detached {
 
     /// Whether every daemon seen has exited.
     pub fn daemons_gone(&self) -> bool {
-        self.pids.iter().all(|p| !pid_alive(*p) || is_zombie(*p))
+        self.pids.iter().all(|p| has_exited(*p as libc::pid_t))
     }
 
     /// Waits until every daemon seen has exited.
     pub fn wait_daemons_gone(&self, timeout: Duration) -> bool {
         wait_until(timeout, || self.daemons_gone())
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')) == Some(true))
-        .unwrap_or(false)
 }
 
 impl Drop for Detached {
@@ -136,9 +142,7 @@ impl Drop for Detached {
             }
         }
         for pid in &self.pids {
-            if !wait_until(Duration::from_secs(5), || {
-                !pid_alive(*pid) || is_zombie(*pid)
-            }) {
+            if !wait_until(Duration::from_secs(5), || has_exited(*pid as libc::pid_t)) {
                 signal(*pid, libc::SIGKILL);
             }
         }
