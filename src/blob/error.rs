@@ -34,6 +34,14 @@ pub struct BlobError {
     pub request_id: Option<String>,
     /// A short human explanation (for transport errors: the cause, without the URL).
     pub detail: String,
+    /// For a transient failure: the request may have reached the service and been carried out,
+    /// only its answer was lost (a reset or timeout after sending, 500, 502, 504). False when it
+    /// certainly was not (cannot connect, 408, 429, 503).
+    pub unanswered: bool,
+    /// Set on the final result of a retried call: an earlier attempt went unanswered, so the
+    /// service may already have carried out this call. A `404` after a Delete, a `412` after a
+    /// conditional write or a `409 BlobAlreadyExists` may then be this call's own success.
+    pub after_lost_answer: bool,
 }
 
 impl BlobError {
@@ -46,7 +54,29 @@ impl BlobError {
             code: None,
             request_id: None,
             detail: detail.into(),
+            unanswered: false,
+            after_lost_answer: false,
         }
+    }
+
+    /// A transient failure whose request may have been carried out (see [`BlobError::unanswered`]).
+    pub fn unanswered(op: &'static str, target: &str, detail: impl Into<String>) -> Self {
+        BlobError {
+            unanswered: true,
+            ..BlobError::new(ErrorKind::Transient, op, target, detail)
+        }
+    }
+
+    /// Whether the service may have carried out the call that ended in this error: an earlier
+    /// attempt went unanswered, or the last one did.
+    pub fn may_have_applied(&self) -> bool {
+        self.after_lost_answer || (self.is_transient() && self.unanswered)
+    }
+
+    /// Whether a status leaves it open whether the service carried out the request: 500
+    /// (including OperationTimedOut), 502, 504. 408, 429 and 503 are refusals before any work.
+    pub fn status_leaves_outcome_open(status: u16) -> bool {
+        matches!(status, 500 | 502 | 504)
     }
 
     /// Classifies an HTTP status into an error kind.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
@@ -31,6 +32,14 @@ use super::{
 use crate::metrics::{self, Metrics, Op};
 use crate::token::Credential;
 use bytes::Bytes;
+
+/// What is percent-encoded in a segment of a blob name: everything but the unreserved
+/// characters of RFC 3986.
+const BLOB_NAME_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The REST API version sent as `x-ms-version`.
 pub const API_VERSION: &str = "2023-11-03";
@@ -102,11 +111,17 @@ impl RestClient {
         url
     }
 
+    /// The URL of blob `name`: each `/`-separated segment percent-encoded, every byte but
+    /// ASCII letters, digits and `-._~`. (Not through `path_segments_mut`: the URL parser
+    /// behind it drops tabs and newlines, which would silently change the name.)
     fn blob_url(&self, name: &str) -> Url {
         let mut url = self.container_url();
-        url.path_segments_mut()
-            .expect("http(s) URLs have a path")
-            .extend(name.split('/'));
+        let encoded: Vec<String> = name
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, BLOB_NAME_SEGMENT).to_string())
+            .collect();
+        let path = format!("{}/{}", url.path(), encoded.join("/"));
+        url.set_path(&path);
         url
     }
 
@@ -153,10 +168,11 @@ impl RestClient {
                     op = e.op,
                     "the service refused the SAS; retrying once with a new one"
                 );
-                self.retry
-                    .run(&mut attempt)
-                    .await
-                    .map_err(|e| self.explain_refusal(e))
+                let lost = e.after_lost_answer;
+                self.retry.run(&mut attempt).await.map_err(|mut e| {
+                    e.after_lost_answer |= lost;
+                    self.explain_refusal(e)
+                })
             }
             r => r.map_err(|e| self.explain_refusal(e)),
         }
@@ -184,12 +200,7 @@ impl RestClient {
     ) -> Result<String, AttemptError> {
         let body = resp.text().await.map_err(|e| {
             (
-                BlobError::new(
-                    ErrorKind::Transient,
-                    op.name(),
-                    target,
-                    transport_detail(&e),
-                ),
+                BlobError::unanswered(op.name(), target, transport_detail(&e)),
                 None,
             )
         })?;
@@ -266,7 +277,10 @@ impl RestClient {
                 Err(err)
             }
             Err(e) => {
-                let err = BlobError::new(ErrorKind::Transient, op, target, transport_detail(&e));
+                let mut err =
+                    BlobError::new(ErrorKind::Transient, op, target, transport_detail(&e));
+                // Unless it never connected, the request may have been carried out.
+                err.unanswered = !e.is_connect();
                 tracing::debug!(op, target, ms, "request failed: {}", err.detail);
                 Err((err, None))
             }
@@ -329,6 +343,7 @@ async fn error_from_response(
         message.unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string()),
     );
     err.status = Some(status.as_u16());
+    err.unanswered = BlobError::status_leaves_outcome_open(status.as_u16());
     err.code = code;
     err.request_id = request_id(&headers);
     (err, retry_after)
@@ -570,7 +585,20 @@ mod tests {
         let c = client("http://127.0.0.1:10000/devstoreaccount1/box");
         assert_eq!(
             c.blob_url("dir one/a#b?c%d+e&f ü.txt").as_str(),
-            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/a%23b%3Fc%25d+e&f%20%C3%BC.txt"
+            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/a%23b%3Fc%25d%2Be%26f%20%C3%BC.txt"
+        );
+        // Every byte survives: tabs, newlines and other controls too (the URL parser would
+        // drop tabs and newlines), and each decodes back to the name.
+        let name: String = (1u8..0x80).map(char::from).filter(|c| *c != '/').collect();
+        let name = format!("{name}/\u{1F600} e\u{301} \u{E9}");
+        let url = c.blob_url(&name);
+        let path = url.path().strip_prefix("/devstoreaccount1/box/").unwrap();
+        assert!(path.bytes().all(|b| b.is_ascii_graphic()), "{path}");
+        assert_eq!(
+            percent_encoding::percent_decode_str(path)
+                .decode_utf8()
+                .unwrap(),
+            name
         );
         let c = client("https://acct.blob.core.windows.net/box");
         assert_eq!(

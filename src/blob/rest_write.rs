@@ -630,7 +630,7 @@ mod tests {
         );
         assert_eq!(
             url.as_str(),
-            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/%C3%BC%20%23%3F%25+&.txt?comp=block&blockid=AB%2B%2Fcd%3D%3D"
+            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/%C3%BC%20%23%3F%25%2B%26.txt?comp=block&blockid=AB%2B%2Fcd%3D%3D"
         );
         // The service gets the id back as it was.
         let id: Vec<_> = url.query_pairs().filter(|(k, _)| k == "blockid").collect();

@@ -65,23 +65,30 @@ impl RetryPolicy {
     }
 
     /// Runs `attempt` until it succeeds, fails with a non-transient error, or retries run out.
-    /// `attempt` returns the error and the server's Retry-After, if it gave one.
+    /// `attempt` returns the error and the server's Retry-After, if it gave one. The final
+    /// error says whether an earlier attempt went unanswered ([`BlobError::after_lost_answer`]):
+    /// the caller of a write then knows that a 404 or 412 may be its own earlier success.
     pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, BlobError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, (BlobError, Option<Duration>)>>,
     {
         let mut retry = 0;
+        let mut lost = false;
         loop {
             match attempt().await {
                 Ok(v) => return Ok(v),
                 Err((e, retry_after)) if e.is_transient() && retry < self.max_retries => {
+                    lost |= e.unanswered;
                     let wait = self.delay(retry, retry_after);
                     tracing::debug!(op = e.op, target = %e.target, retry = retry + 1, wait_ms = wait.as_millis() as u64, "transient failure, retrying: {e}");
                     tokio::time::sleep(wait).await;
                     retry += 1;
                 }
-                Err((e, _)) => return Err(e),
+                Err((mut e, _)) => {
+                    e.after_lost_answer |= lost;
+                    return Err(e);
+                }
             }
         }
     }
@@ -147,6 +154,40 @@ mod tests {
             .await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::Transient);
         assert_eq!(calls.load(Ordering::SeqCst), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_error_after_a_lost_answer_says_so() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = RetryPolicy::default()
+            .run(|| async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err((BlobError::unanswered("Delete Blob", "x", "reset"), None)),
+                    1 => Err((err(ErrorKind::Transient), None)),
+                    _ => Err((err(ErrorKind::NotFound), None)),
+                }
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.after_lost_answer && e.may_have_applied());
+        // Refusals before any work (429, 503, cannot connect) are not lost answers.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = RetryPolicy::default()
+            .run(|| async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err((err(ErrorKind::Transient), None)),
+                    _ => Err((err(ErrorKind::ConditionNotMet), None)),
+                }
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert!(!e.after_lost_answer && !e.may_have_applied());
+        // Retries exhausted on an unanswered attempt: the outcome is open.
+        let r: Result<(), _> = RetryPolicy::none()
+            .run(|| async { Err((BlobError::unanswered("Put Blob", "x", "reset"), None)) })
+            .await;
+        assert!(r.unwrap_err().may_have_applied());
     }
 
     #[tokio::test(start_paused = true)]

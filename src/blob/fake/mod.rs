@@ -45,11 +45,45 @@ pub enum Op {
     SetMetadata,
 }
 
+impl Op {
+    /// Whether requests of this kind change the container.
+    pub fn is_mutating(self) -> bool {
+        !matches!(
+            self,
+            Op::List | Op::Properties | Op::GetRange | Op::GetBlockList
+        )
+    }
+}
+
+/// What an injected fault does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request fails with this kind before the service does anything (a transient kind
+    /// stands for retries that ran out).
+    Fail(ErrorKind),
+    /// The service carries the request out, its answer is lost, and the client sends it again:
+    /// the caller gets the answer to the second try, marked
+    /// [`BlobError::after_lost_answer`] (as the REST client's retry loop does).
+    LoseAnswer,
+    /// The service carries the request out, its answer is lost, and the retries run out: the
+    /// caller gets a transient error whose request may have been carried out.
+    LoseAnswerAndGiveUp,
+}
+
+/// Random faults for every mutating request (reads fail transiently instead), from a seed.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomFaults {
+    pub seed: u64,
+    /// Chance, per request, of a fault (0.0–1.0).
+    pub rate: f64,
+}
+
 #[derive(Default)]
 struct State {
     blobs: BTreeMap<String, FakeBlob>,
     counts: HashMap<Op, u64>,
-    failures: HashMap<Op, VecDeque<ErrorKind>>,
+    failures: HashMap<Op, VecDeque<Fault>>,
+    random: Option<(fastrand::Rng, f64)>,
     delays: HashMap<Op, Duration>,
     etag_seq: u64,
     /// Bytes served by Get Blob.
@@ -151,13 +185,35 @@ impl FakeClient {
 
     /// The next request of this kind fails with `kind` (queued: call again for more).
     pub fn fail_next(&self, op: Op, kind: ErrorKind) {
+        self.inject_next(op, Fault::Fail(kind));
+    }
+
+    /// The next request of this kind meets `fault` (queued: call again for more).
+    pub fn inject_next(&self, op: Op, fault: Fault) {
         self.state
             .lock()
             .unwrap()
             .failures
             .entry(op)
             .or_default()
-            .push_back(kind);
+            .push_back(fault);
+    }
+
+    /// Random faults from now on (`None`: no more). Queued faults come first.
+    pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
+        self.state.lock().unwrap().random =
+            faults.map(|f| (fastrand::Rng::with_seed(f.seed), f.rate));
+    }
+
+    /// Faults still queued.
+    pub fn pending_faults(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .values()
+            .map(VecDeque::len)
+            .sum()
     }
 
     /// The next Get Blob body fails (transiently) after `bytes` bytes, as a connection reset would.
@@ -170,20 +226,68 @@ impl FakeClient {
         self.state.lock().unwrap().delays.insert(op, delay);
     }
 
-    /// Counts the request, applies an injected delay or failure.
-    async fn enter(&self, op: Op, name: &'static str, target: &str) -> Result<(), BlobError> {
-        let (delay, failure) = {
+    /// Counts the request, applies an injected delay, and gives the fault it meets, if any: a
+    /// [`Fault::Fail`] as the error; lost answers for [`FakeClient::carry_out`] (reads ignore
+    /// them: their retry simply succeeds).
+    async fn enter(
+        &self,
+        op: Op,
+        name: &'static str,
+        target: &str,
+    ) -> Result<Option<Fault>, BlobError> {
+        let (delay, fault) = {
             let mut s = self.state.lock().unwrap();
             *s.counts.entry(op).or_default() += 1;
-            let failure = s.failures.get_mut(&op).and_then(VecDeque::pop_front);
-            (s.delays.get(&op).copied(), failure)
+            let queued = s.failures.get_mut(&op).and_then(VecDeque::pop_front);
+            let fault = queued.or_else(|| {
+                let (rng, rate) = s.random.as_mut()?;
+                if rng.f64() >= *rate {
+                    return None;
+                }
+                Some(match (op.is_mutating(), rng.u8(..3)) {
+                    (false, _) | (true, 0) => Fault::Fail(ErrorKind::Transient),
+                    (true, 1) => Fault::LoseAnswer,
+                    (true, _) => Fault::LoseAnswerAndGiveUp,
+                })
+            });
+            (s.delays.get(&op).copied(), fault)
         };
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
-        match failure {
-            Some(kind) => Err(BlobError::new(kind, name, target, "injected failure")),
-            None => Ok(()),
+        match fault {
+            Some(Fault::Fail(kind)) => Err(BlobError::new(kind, name, target, "injected failure")),
+            other => Ok(other),
+        }
+    }
+
+    /// Carries out a mutating request as `fault` says: once, or once with its answer lost and
+    /// then again (the client's retry), or once with its answer lost and no retry left.
+    fn carry_out<T>(
+        &self,
+        fault: Option<Fault>,
+        name: &'static str,
+        target: &str,
+        mut op: impl FnMut(&mut State) -> Result<T, BlobError>,
+    ) -> Result<T, BlobError> {
+        let mut s = self.state.lock().unwrap();
+        match fault {
+            None | Some(Fault::Fail(_)) => op(&mut s),
+            Some(Fault::LoseAnswer) => {
+                let _ = op(&mut s);
+                op(&mut s).map_err(|mut e| {
+                    e.after_lost_answer = true;
+                    e
+                })
+            }
+            Some(Fault::LoseAnswerAndGiveUp) => {
+                let _ = op(&mut s);
+                Err(BlobError::unanswered(
+                    name,
+                    target,
+                    "injected: carried out, answer lost",
+                ))
+            }
         }
     }
 
@@ -300,8 +404,10 @@ impl BlobClient for FakeClient {
     }
 
     async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError> {
-        self.enter(Op::PutBlock, "Put Block", name).await?;
-        write::put_block(&mut self.state.lock().unwrap(), name, block_id, data)
+        let fault = self.enter(Op::PutBlock, "Put Block", name).await?;
+        self.carry_out(fault, "Put Block", name, |s| {
+            write::put_block(s, name, block_id, data.clone())
+        })
     }
 
     async fn put_block_from_url(
@@ -313,17 +419,12 @@ impl BlobClient for FakeClient {
         len: u64,
         source_if_match: Option<&str>,
     ) -> Result<(), BlobError> {
-        self.enter(Op::PutBlockFromUrl, "Put Block From URL", name)
+        let fault = self
+            .enter(Op::PutBlockFromUrl, "Put Block From URL", name)
             .await?;
-        write::put_block_from_url(
-            &mut self.state.lock().unwrap(),
-            name,
-            block_id,
-            source,
-            offset,
-            len,
-            source_if_match,
-        )
+        self.carry_out(fault, "Put Block From URL", name, |s| {
+            write::put_block_from_url(s, name, block_id, source, offset, len, source_if_match)
+        })
     }
 
     async fn put_block_list(
@@ -332,8 +433,10 @@ impl BlobClient for FakeClient {
         block_ids: &[String],
         opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
-        self.enter(Op::PutBlockList, "Put Block List", name).await?;
-        write::put_block_list(&mut self.state.lock().unwrap(), name, block_ids, opts)
+        let fault = self.enter(Op::PutBlockList, "Put Block List", name).await?;
+        self.carry_out(fault, "Put Block List", name, |s| {
+            write::put_block_list(s, name, block_ids, opts)
+        })
     }
 
     async fn put_blob(
@@ -342,8 +445,10 @@ impl BlobClient for FakeClient {
         data: Bytes,
         opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
-        self.enter(Op::PutBlob, "Put Blob", name).await?;
-        write::put_blob(&mut self.state.lock().unwrap(), name, data, opts)
+        let fault = self.enter(Op::PutBlob, "Put Blob", name).await?;
+        self.carry_out(fault, "Put Blob", name, |s| {
+            write::put_blob(s, name, data.clone(), opts)
+        })
     }
 
     async fn get_block_list(
@@ -356,8 +461,10 @@ impl BlobClient for FakeClient {
     }
 
     async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError> {
-        self.enter(Op::Delete, "Delete Blob", name).await?;
-        write::delete_blob(&mut self.state.lock().unwrap(), name, if_match)
+        let fault = self.enter(Op::Delete, "Delete Blob", name).await?;
+        self.carry_out(fault, "Delete Blob", name, |s| {
+            write::delete_blob(s, name, if_match)
+        })
     }
 
     async fn copy_blob(
@@ -367,14 +474,10 @@ impl BlobClient for FakeClient {
         source_if_match: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<CopyInfo, BlobError> {
-        self.enter(Op::Copy, "Copy Blob", dest).await?;
-        write::copy_blob(
-            &mut self.state.lock().unwrap(),
-            dest,
-            source,
-            source_if_match,
-            opts,
-        )
+        let fault = self.enter(Op::Copy, "Copy Blob", dest).await?;
+        self.carry_out(fault, "Copy Blob", dest, |s| {
+            write::copy_blob(s, dest, source, source_if_match, opts)
+        })
     }
 
     async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError> {
@@ -389,9 +492,12 @@ impl BlobClient for FakeClient {
     }
 
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
-        self.enter(Op::SetMetadata, "Set Blob Metadata", name)
+        let fault = self
+            .enter(Op::SetMetadata, "Set Blob Metadata", name)
             .await?;
-        write::set_metadata(&mut self.state.lock().unwrap(), name, opts)
+        self.carry_out(fault, "Set Blob Metadata", name, |s| {
+            write::set_metadata(s, name, opts)
+        })
     }
 }
 
