@@ -16,7 +16,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Fs, FsConfig, Kind, OpenMode};
+use crate::fs::{Attr, Fs, FsConfig, Kind, OpenMode, PageCache};
 
 /// Largest read the kernel is asked to send in one request.
 pub const MAX_READ: u32 = 1 << 20;
@@ -133,14 +133,17 @@ impl Filesystem for BlobFuse {
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.open(ino.0, mode).await {
-                Ok((fh, keep_cache)) => {
+                Ok((fh, cache)) => {
                     if mode.write {
                         fs.note_process(fh, pid);
                     }
-                    let f = if keep_cache {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
+                    let f = match cache {
+                        PageCache::Drop => FopenFlags::empty(),
+                        PageCache::Keep => FopenFlags::FOPEN_KEEP_CACHE,
+                        // Kept for the other open files; this one reads around the pages.
+                        PageCache::Bypass => {
+                            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO
+                        }
                     };
                     reply.opened(FileHandle(fh), f)
                 }

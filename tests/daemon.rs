@@ -1,6 +1,7 @@
 //! Daemon mode and the way out: `blobmount mount` without --foreground returns once the mount
-//! is ready, or fails as the foreground form does; SIGTERM commits open files; a second signal
-//! exits at once; a stale mount left by a killed daemon is cleaned; `blobmount unmount`.
+//! is ready, or fails as the foreground form does; SIGTERM commits the files their programs
+//! finished and saves the unfinished ones beside their blobs; a second signal exits at once; a
+//! stale mount left by a killed daemon is cleaned; `blobmount unmount`.
 
 mod common;
 
@@ -25,15 +26,25 @@ fn without_request_id(text: &str) -> String {
 }
 
 /// A process (node, which the tests need anyway for Azurite) that opens `file` for writing,
-/// writes `src` into it, creates `marker`, and keeps the file open until killed (on drop). It
-/// writes by itself: a helper process closing its copy of the descriptor would commit.
+/// writes `src` into it (and fsyncs it, with `sync`), creates `marker`, and keeps the file open
+/// until killed (on drop). It writes by itself: a helper process closing its copy of the
+/// descriptor would commit.
 struct OpenWriter(Child);
 
 impl OpenWriter {
     fn start(file: &Path, src: &Path, marker: &Path) -> OpenWriter {
+        Self::spawn(file, src, marker, false)
+    }
+
+    fn start_synced(file: &Path, src: &Path, marker: &Path) -> OpenWriter {
+        Self::spawn(file, src, marker, true)
+    }
+
+    fn spawn(file: &Path, src: &Path, marker: &Path, sync: bool) -> OpenWriter {
         let script =
-            "const fs = require('fs'); const [file, src, marker] = process.argv.slice(1); \
+            "const fs = require('fs'); const [file, src, marker, sync] = process.argv.slice(1); \
                       const fd = fs.openSync(file, 'w'); fs.writeSync(fd, fs.readFileSync(src)); \
+                      if (sync === 'sync') fs.fsyncSync(fd); \
                       fs.writeFileSync(marker, ''); setTimeout(() => {}, 300000);";
         let mut child = Command::new("node")
             .arg("-e")
@@ -41,6 +52,7 @@ impl OpenWriter {
             .arg(file)
             .arg(src)
             .arg(marker)
+            .arg(if sync { "sync" } else { "nosync" })
             .stdin(Stdio::null())
             .spawn()
             .expect("start the writer (node)");
@@ -74,11 +86,11 @@ fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
         b"hello from the daemon"
     );
     assert!(d.note_daemon().is_some(), "no daemon found");
-    // A file left open for writing is committed by the unmount.
+    // A file left open for writing after an fsync: the unmount finds it committed.
     let src = d.file("src.bin");
     let data = pseudo_random_bytes(3 << 20, 11);
     std::fs::write(&src, &data).unwrap();
-    let writer = OpenWriter::start(&d.path().join("open.bin"), &src, &d.file("written"));
+    let writer = OpenWriter::start_synced(&d.path().join("open.bin"), &src, &d.file("written"));
     let out = Command::new(bin())
         .arg("unmount")
         .arg(d.path())
@@ -248,29 +260,45 @@ fn a_mount_left_by_a_killed_daemon_is_cleaned_and_mounted_again() {
 }
 
 #[test]
-fn sigterm_while_a_large_write_is_open_commits_it_completely() {
+fn sigterm_while_a_large_write_is_open_keeps_the_old_blob_and_saves_the_unfinished_file_beside_it()
+{
     let fx = Fixture::writable("sigterm-write");
+    fx.put("big.bin", b"the committed version");
     let mut m = fx.mount(&[]);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     let data = pseudo_random_bytes(40 << 20, 5);
     std::fs::write(&src, &data).unwrap();
     let writer = OpenWriter::start(&m.path().join("big.bin"), &src, &dir.path().join("done"));
-    // Nothing committed yet: the file is still open.
-    assert!(
-        fx.blob("big.bin").is_none(),
-        "committed before the shutdown"
-    );
     m.signal(libc::SIGTERM);
     let status = m.wait_exit(Duration::from_secs(60)).expect("exits");
     let log = m.log();
-    assert_eq!(status.code(), Some(0), "{log}");
+    // Not finished by its program (no close, no fsync): not committed over the old version.
+    assert_eq!(status.code(), Some(1), "{log}");
     drop(writer);
-    let blob = fx.blob("big.bin").expect("committed");
-    assert_eq!(blob.len(), data.len());
-    assert!(blob == data, "committed bytes differ");
+    assert_eq!(
+        fx.blob("big.bin").as_deref(),
+        Some(&b"the committed version"[..]),
+        "the blob was replaced by an unfinished file"
+    );
+    let partial: Vec<String> = fx
+        .names("big.bin.partial-")
+        .into_iter()
+        .filter(|n| n.starts_with("big.bin.partial-"))
+        .collect();
+    assert_eq!(partial.len(), 1, "{:?}", fx.names(""));
+    let saved = fx.blob(&partial[0]).unwrap();
+    assert_eq!(saved.len(), data.len());
+    assert!(saved == data, "the saved bytes differ");
     assert!(log.contains("committing 1 file being written"), "{log}");
-    assert!(log.contains("1 open file committed"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "1 file not committed: big.bin (unfinished: it was still open and not fsynced; \
+             the blob keeps its previous version; its data was saved as {})",
+            partial[0]
+        )),
+        "{log}"
+    );
     assert!(!m.is_mounted());
 }
 
@@ -312,7 +340,11 @@ fn a_commit_that_outlives_the_shutdown_timeout_is_reported_in_the_status_and_log
     assert!(start.elapsed() < Duration::from_secs(15), "{log}");
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("1 file not committed: stuck.txt (no answer in time; its data is in "),
+        log.contains(
+            "1 file not committed: stuck.txt (unfinished: it was still open and not fsynced; \
+             the blob keeps its previous version; saving it beside the blob got no answer in \
+             time; its data is in "
+        ),
         "{log}"
     );
     recovered(&log, b"cannot be committed");

@@ -13,7 +13,7 @@ use base64::Engine;
 use blobmount::blob::rest::RestClient;
 use blobmount::blob::retry::RetryPolicy;
 use blobmount::blob::{
-    BlobClient, BlobError, ContainerUrl, CopyState, ErrorKind, WriteOptions, FOLDER_META,
+    BlobClient, BlobError, ContainerUrl, CopyInfo, CopyState, ErrorKind, WriteOptions, FOLDER_META,
 };
 use blobmount::token::Credential;
 use bytes::Bytes;
@@ -507,7 +507,14 @@ fn copy_copy_info_and_set_metadata() {
         fx.metadata(ODD),
         pairs(&[("mode", "0640"), ("owner", "me")])
     );
-    assert_eq!(fx.run(c.copy_info(ODD)).unwrap(), Some(info.clone()));
+    // The copy's properties name its source, as a blob name of this container.
+    assert_eq!(
+        fx.run(c.copy_info(ODD)).unwrap(),
+        Some(CopyInfo {
+            source: Some(src.to_string()),
+            ..info.clone()
+        })
+    );
     // With metadata, the copy has that instead.
     create.metadata = [("mode".to_string(), "0600".to_string())].into();
     let other = "copy two";

@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Transient,
     /// Anything else: unexpected status, malformed response.
     Other,
+    /// Not the service: the local copy of a file being written failed with this errno
+    /// (ENOSPC: the staging disk is full).
+    Local(i32),
 }
 
 /// An error from one Blob service operation. Never contains the SAS token: requests are
@@ -31,7 +34,7 @@ pub struct BlobError {
     pub status: Option<u16>,
     /// Azure's error code (`x-ms-error-code` or the `<Code>` of the error body).
     pub code: Option<String>,
-    pub request_id: Option<String>,
+    pub request_id: Option<Box<str>>,
     /// A short human explanation (for transport errors: the cause, without the URL).
     pub detail: String,
     /// For a transient failure: the request may have reached the service and been carried out,
@@ -98,6 +101,7 @@ impl BlobError {
             ErrorKind::Forbidden => libc::EACCES,
             ErrorKind::ConditionNotMet => libc::ESTALE,
             ErrorKind::Conflict | ErrorKind::Transient | ErrorKind::Other => libc::EIO,
+            ErrorKind::Local(errno) => errno,
         }
     }
 

@@ -231,6 +231,9 @@ pub enum CopyState {
 pub struct CopyInfo {
     pub id: String,
     pub state: CopyState,
+    /// The blob copied from, when it is in this container (from `x-ms-copy-source` of the
+    /// copy's properties; not in Copy Blob's own answer).
+    pub source: Option<String>,
 }
 
 /// Reads `len` bytes at `offset` of a local file; past its end (a sparse file's unwritten
@@ -245,6 +248,45 @@ pub fn read_file_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::
         }
     }
     Ok(buf)
+}
+
+/// After a Put Blob with `If-None-Match: *` whose answer was lost, the retry answers 409
+/// `BlobAlreadyExists`: the blob's version if it is exactly what that Put Blob would have made
+/// (same content, same metadata), which means the first attempt went through (or someone wrote
+/// the very same blob, which comes to the same). `None` if it is anything else.
+pub async fn own_put_blob(
+    client: &dyn BlobClient,
+    name: &str,
+    data: &[u8],
+    metadata: &HashMap<String, String>,
+) -> Option<Committed> {
+    let p = client.properties(name).await.ok()?;
+    let ours: HashMap<String, &String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let same_metadata =
+        p.metadata.len() == ours.len() && p.metadata.iter().all(|(k, v)| ours.get(k) == Some(&v));
+    if p.size != data.len() as u64 || !same_metadata {
+        return None;
+    }
+    if !data.is_empty() {
+        let got = client
+            .get_range(name, 0, p.size, Some(&p.etag))
+            .await
+            .ok()?;
+        if got != data {
+            return None;
+        }
+    }
+    tracing::info!(
+        blob = name,
+        "the write had gone through (its answer was lost)"
+    );
+    Some(Committed {
+        etag: p.etag,
+        last_modified: p.last_modified,
+    })
 }
 
 /// The body of a Get Blob, chunk by chunk.

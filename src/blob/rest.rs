@@ -345,7 +345,7 @@ async fn error_from_response(
     err.status = Some(status.as_u16());
     err.unanswered = BlobError::status_leaves_outcome_open(status.as_u16());
     err.code = code;
-    err.request_id = request_id(&headers);
+    err.request_id = request_id(&headers).map(Into::into);
     (err, retry_after)
 }
 

@@ -176,6 +176,7 @@ fn copy_info_from(op: Op, name: &str, headers: &HeaderMap) -> Result<Option<Copy
     Ok(Some(CopyInfo {
         id: id.to_string(),
         state,
+        source: None,
     }))
 }
 
@@ -507,7 +508,7 @@ fn check_answer_etag(
             );
             e.status = Some(412);
             e.code = Some("ConditionNotMet".into());
-            e.request_id = super::request_id(headers);
+            e.request_id = super::request_id(headers).map(Into::into);
             Err(e)
         }
         _ => Ok(()),
@@ -582,7 +583,23 @@ pub(super) async fn copy_info(c: &RestClient, name: &str) -> Result<Option<CopyI
     let resp = c
         .run(op, || c.attempt(Method::HEAD, op, name, &url, |r| r))
         .await?;
-    copy_info_from(op, name, resp.headers())
+    let source = copy_source_name(&c.container_url(), resp.headers());
+    Ok(copy_info_from(op, name, resp.headers())?.map(|i| CopyInfo { source, ..i }))
+}
+
+/// The blob of this container named by `x-ms-copy-source` (a URL, whose query may hold a
+/// token: only its path is read, and nothing of it is logged).
+fn copy_source_name(container: &Url, headers: &HeaderMap) -> Option<String> {
+    let url = Url::parse(header_str(headers, "x-ms-copy-source")?).ok()?;
+    if url.host_str() != container.host_str() {
+        return None;
+    }
+    let prefix = format!("{}/", container.path().trim_end_matches('/'));
+    let rest = url.path().strip_prefix(&prefix)?;
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()
+        .map(|n| n.into_owned())
 }
 
 pub(super) async fn set_metadata(
@@ -749,7 +766,8 @@ mod tests {
             copy_info_from(Op::CopyBlob, "b", &h).unwrap(),
             Some(CopyInfo {
                 id: "id1".into(),
-                state: CopyState::Success
+                state: CopyState::Success,
+                source: None,
             })
         );
         h.insert("x-ms-copy-status", "pending".parse().unwrap());
@@ -777,6 +795,30 @@ mod tests {
             copy_info_from(Op::CopyBlob, "b", &h).unwrap_err().kind,
             ErrorKind::Other
         );
+    }
+
+    #[test]
+    fn the_copy_source_is_read_as_a_blob_name_of_this_container() {
+        let container = Url::parse("http://127.0.0.1:10000/devstoreaccount1/box").unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(copy_source_name(&container, &h), None);
+        h.insert(
+            "x-ms-copy-source",
+            "http://127.0.0.1:10000/devstoreaccount1/box/dir%20one/a%0Ab?sv=1&sig=x"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            copy_source_name(&container, &h).as_deref(),
+            Some("dir one/a\nb")
+        );
+        h.insert(
+            "x-ms-copy-source",
+            "http://127.0.0.1:10000/devstoreaccount1/other/x"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(copy_source_name(&container, &h), None);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Open file and directory handles.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::inode::EntryInfo;
+use super::PageCache;
 use crate::cache::ReadPattern;
 
 /// The version of a blob a handle reads.
@@ -14,17 +15,75 @@ pub struct Version {
     pub size: u64,
 }
 
-/// An open file: one version of one blob (its ETag at open), read through the block cache.
+/// An open file: which file, and what kind of handle.
 pub struct FileHandle {
     pub ino: u64,
     pub blob: Arc<str>,
-    pub version: Mutex<Version>,
-    /// Whether any data was returned through this handle. Until then, a handle opened from
-    /// metadata that turns out stale may move to the blob's current version.
-    pub served: AtomicBool,
+    pub kind: HandleKind,
+}
+
+/// A handle reads one version of a blob, or writes (and reads) the file's staging.
+pub enum HandleKind {
+    Read(ReadHandle),
+    Write(WriteHandle),
+}
+
+/// A handle opened for reading. While the file is being written through this mount, it reads
+/// the staging (read your writes); otherwise one version of the blob.
+pub struct ReadHandle {
+    /// `None`: opened while the file was being written here; the version is looked up at
+    /// the first read of the blob.
+    version: Mutex<Option<Version>>,
+    /// Whether data may have been returned through this handle: some was, or the kernel kept
+    /// its page cache of this version for it. Until then, a handle opened from metadata that
+    /// turns out stale may move to the blob's current version; after, never (one open reads
+    /// one version).
+    served: AtomicBool,
     pub pattern: Mutex<ReadPattern>,
-    /// For handles opened for writing: the file's staging, shared by its writers.
-    pub writer: Option<Arc<super::write::WriteFile>>,
+    /// How the kernel's page cache serves it.
+    pub cache: PageCache,
+}
+
+impl ReadHandle {
+    /// A handle of `version`, served by the page cache as `cache` says.
+    pub fn new(version: Option<Version>, cache: PageCache, pattern: ReadPattern) -> Self {
+        ReadHandle {
+            version: Mutex::new(version),
+            // Kept pages may serve data before any read reaches us.
+            served: AtomicBool::new(cache == PageCache::Keep),
+            pattern: Mutex::new(pattern),
+            cache,
+        }
+    }
+
+    /// Whether the handle may still move to another version (it has returned no data).
+    pub fn may_switch(&self) -> bool {
+        !self.served.load(Ordering::Relaxed)
+    }
+
+    pub fn version(&self) -> Option<Version> {
+        lock(&self.version).clone()
+    }
+
+    /// Records that data was returned.
+    pub fn served(&self) {
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Moves the handle to `version`, unless it has returned data already (false then).
+    pub fn switch_to(&self, version: Version) -> bool {
+        let mut v = lock(&self.version);
+        if self.served.load(Ordering::Relaxed) {
+            return false;
+        }
+        *v = Some(version);
+        true
+    }
+}
+
+/// A handle opened for writing: it shares the file's staging with the other write handles.
+pub struct WriteHandle {
+    pub file: Arc<super::write::WriteFile>,
     /// Processes (thread id as FUSE reports it, and its process id) that opened or wrote
     /// through this handle: a close by any other process (a child closing the copy of the
     /// descriptor it inherited) does not commit.
@@ -32,12 +91,25 @@ pub struct FileHandle {
 }
 
 impl FileHandle {
-    pub fn version(&self) -> Version {
-        self.version
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The read side of a read handle.
+    pub fn reader(&self) -> Option<&ReadHandle> {
+        match &self.kind {
+            HandleKind::Read(r) => Some(r),
+            HandleKind::Write(_) => None,
+        }
     }
+
+    /// The write side of a write handle.
+    pub fn writer(&self) -> Option<&WriteHandle> {
+        match &self.kind {
+            HandleKind::Write(w) => Some(w),
+            HandleKind::Read(_) => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An open directory: a snapshot of its entries taken at opendir, served by offset.

@@ -116,8 +116,10 @@ pub struct Node {
     /// When `info` was last confirmed by the service.
     pub validated: Instant,
     lookups: u64,
-    /// The ETag of the last open, to keep the kernel's page cache across opens of one version.
-    pub last_open_etag: Option<Arc<str>>,
+    /// The version whose pages the kernel may hold for this inode (`None`: unknown, or the
+    /// pages of a file written here): the page cache is kept across opens of that version
+    /// only.
+    pub page_cache: Option<Arc<str>>,
 }
 
 impl Node {
@@ -159,7 +161,7 @@ impl InodeTable {
                 info: EntryInfo::dir(root_mtime),
                 validated: Instant::now(),
                 lookups: 1,
-                last_open_etag: None,
+                page_cache: None,
             },
         );
         InodeTable {
@@ -223,7 +225,7 @@ impl InodeTable {
                 info,
                 validated: Instant::now(),
                 lookups: u64::from(lookup),
-                last_open_etag: None,
+                page_cache: None,
             },
         );
         self.children.insert(key, ino);

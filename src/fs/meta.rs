@@ -38,10 +38,12 @@ impl Fs {
         }
         if let Some(w) = self.writer(ino) {
             {
-                let mut s = w.staging.lock().await;
+                let mut f = w.open.lock().await;
+                f.state.may_write()?;
                 for (k, v) in changes {
-                    s.set_meta(k, Some(v));
+                    f.staging.set_meta(k, Some(v));
                 }
+                f.state.wrote();
             }
             return Ok(self.touch_attr(ino, &w).await);
         }

@@ -9,14 +9,17 @@ mod gauges;
 pub mod grid;
 pub mod handles;
 pub mod inode;
+pub mod lifecycle;
 mod meta;
+pub mod namespace;
+mod recovery;
 mod rename;
 mod shutdown;
 pub mod staging;
 mod write;
 
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -27,13 +30,26 @@ use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
 use crate::cache::{self, fetch, Begin, BlockCache, BlockKey, ReadPattern};
 use crate::metrics::{self, Metrics};
 use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
-use handles::{DirHandle, FileHandle, Handles, Version};
+use handles::{DirHandle, FileHandle, HandleKind, Handles, ReadHandle, Version};
 use inode::{join, InodeTable};
 pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
 pub use shutdown::CommitReport;
 pub use write::OpenMode;
 
 pub type Errno = i32;
+
+/// How the kernel's page cache serves an open file. The kernel keeps one set of pages per
+/// inode, shared by all its open files: they may hold one version of the blob only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageCache {
+    /// Pages of another version (or of data written here) are dropped at open.
+    Drop,
+    /// The pages hold this version: kept (re-reading costs no request).
+    Keep,
+    /// Other open files read another version through the pages: this one reads around them
+    /// (direct I/O), leaving them as they are.
+    Bypass,
+}
 
 /// Settings of the filesystem core.
 #[derive(Debug, Clone)]
@@ -75,9 +91,9 @@ pub struct Fs {
     dir_handles: Mutex<Handles<DirHandle>>,
     /// Files being written, by inode: every handle of the file shares one staging.
     writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
-    /// Files unlinked while open, by inode: the blob (and the version) to delete at the last
-    /// close, if any. Their writers no longer commit.
-    unlinked: Mutex<std::collections::HashMap<u64, Option<(String, String)>>>,
+    /// Files unlinked while open for reading only, by inode: the blob (and the version) to
+    /// delete at the last close. (A file being written knows it was unlinked: its lifecycle.)
+    deferred_deletes: Mutex<std::collections::HashMap<u64, (String, String)>>,
     staging: staging::StagingArea,
     /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
     stopping: AtomicBool,
@@ -133,7 +149,7 @@ impl Fs {
             files: Mutex::new(Handles::default()),
             dir_handles: Mutex::new(Handles::default()),
             writers: Mutex::new(std::collections::HashMap::new()),
-            unlinked: Mutex::new(std::collections::HashMap::new()),
+            deferred_deletes: Mutex::new(std::collections::HashMap::new()),
             staging,
             stopping: AtomicBool::new(false),
             changes: std::sync::atomic::AtomicUsize::new(0),
@@ -385,59 +401,56 @@ impl Fs {
         lock(&self.dir_handles).remove(fh);
     }
 
-    /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle. Returns
-    /// the handle and whether the kernel may keep its page cache (same version as last open).
+    /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle.
+    /// Returns the handle and how the kernel's page cache may serve it (see [`PageCache`]).
     /// A file being written through this mount is read from its staging instead.
-    async fn open_read(
-        &self,
-        ino: u64,
-        writer: Option<Arc<write::WriteFile>>,
-    ) -> Result<(u64, bool), Errno> {
+    async fn open_read(&self, ino: u64) -> Result<(u64, PageCache), Errno> {
         let (path, mut info, fresh) = self.node(ino)?;
         if info.kind == Kind::Dir {
             return Err(libc::EISDIR);
         }
-        if writer.is_some() || self.writer(ino).is_some() {
+        if self.writer(ino).is_some() {
+            let handle = ReadHandle::new(None, PageCache::Drop, ReadPattern::new(0, 0));
             let fh = lock(&self.files).insert(FileHandle {
                 ino,
                 blob: path.into(),
-                version: Mutex::new(Version {
-                    etag: "".into(),
-                    size: 0,
-                }),
-                served: false.into(),
-                pattern: Mutex::new(ReadPattern::new(0, 0)),
-                writer,
-                processes: Mutex::new(Vec::new()),
+                kind: HandleKind::Read(handle),
             });
-            return Ok((fh, false));
+            return Ok((fh, PageCache::Drop));
         }
         if !fresh || info.etag.is_none() {
             info = self.refresh_file(ino, &path).await?;
         }
         let etag = info.etag.clone().ok_or(libc::EIO)?;
-        let keep_cache = {
+        // Open files sharing the kernel's pages of this inode, and the version they read.
+        let others = lock(&self.files).any(|h| h.ino == ino);
+        let cache = {
             let mut inodes = lock(&self.inodes);
             let node = inodes.get_mut(ino).ok_or(libc::ENOENT)?;
-            let same = node.last_open_etag.as_deref() == Some(&*etag);
-            node.last_open_etag = Some(etag.clone());
-            same
+            let same = node.page_cache.as_deref() == Some(&*etag);
+            if same {
+                PageCache::Keep
+            } else if others && node.page_cache.is_some() {
+                PageCache::Bypass
+            } else {
+                node.page_cache = Some(etag.clone());
+                PageCache::Drop
+            }
         };
         let window = self.cfg.max_prefetch_window();
+        // Parallel kernel readahead may deliver reads slightly out of order.
+        let pattern = ReadPattern::new(window, self.cfg.block_size.min(1 << 20));
+        let version = Version {
+            etag,
+            size: info.size,
+        };
+        let handle = ReadHandle::new(Some(version), cache, pattern);
         let fh = lock(&self.files).insert(FileHandle {
             ino,
             blob: path.into(),
-            version: Mutex::new(Version {
-                etag,
-                size: info.size,
-            }),
-            served: false.into(),
-            // Parallel kernel readahead may deliver reads slightly out of order.
-            pattern: Mutex::new(ReadPattern::new(window, self.cfg.block_size.min(1 << 20))),
-            writer: None,
-            processes: Mutex::new(Vec::new()),
+            kind: HandleKind::Read(handle),
         });
-        Ok((fh, keep_cache))
+        Ok((fh, cache))
     }
 
     fn source(&self, h: &FileHandle, v: &Version) -> fetch::Source {
@@ -486,7 +499,10 @@ impl Fs {
         let bs = self.cfg.block_size;
         let len = u64::from(size).min(v.size - offset);
         let (first, last) = cache::block_span(offset, len, bs);
-        let ahead = lock(&h.pattern).record(offset, len, bs);
+        let ahead = match h.reader() {
+            Some(r) => lock(&r.pattern).record(offset, len, bs),
+            None => 0,
+        };
         let window_end = (last + ahead).min(cache::block_count(v.size, bs) - 1);
         let src = self.source(h, v);
         let needed = self.blocks(h, v, first, last);
@@ -539,29 +555,57 @@ impl Fs {
             // Read your writes: what the file holds now, uncommitted changes included.
             return w.read(offset, size).await.map_err(fail);
         }
-        let v = h.version();
+        let Some(r) = h.reader() else {
+            // A write handle whose file was committed and retired: nothing to read here.
+            return Err(libc::EBADF);
+        };
+        let v = match r.version() {
+            Some(v) => v,
+            // Opened while the file was being written here: the version committed since.
+            None => self.switch_version(&h, r).await?,
+        };
         match self.read_version(&h, &v, offset, size).await {
             Ok(b) => {
-                h.served.store(true, Ordering::Relaxed);
+                r.served();
                 Ok(b)
             }
-            Err(e) if e.kind == ErrorKind::ConditionNotMet && !h.served.load(Ordering::Relaxed) => {
-                tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
-                let info = self.refresh_file(h.ino, &h.blob).await?;
-                let v = Version {
-                    etag: info.etag.ok_or(libc::EIO)?,
-                    size: info.size,
+            Err(e) if e.kind == ErrorKind::ConditionNotMet => {
+                let Ok(v) = self.switch_version(&h, r).await else {
+                    return Err(fail(e));
                 };
-                *lock(&h.version) = v.clone();
+                tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
                 let b = self
                     .read_version(&h, &v, offset, size)
                     .await
                     .map_err(fail)?;
-                h.served.store(true, Ordering::Relaxed);
+                r.served();
                 Ok(b)
             }
             Err(e) => Err(fail(e)),
         }
+    }
+
+    /// Moves a handle that has returned no data to the blob's current version. ESTALE when it
+    /// has (or when the kernel kept pages of its version for it): one open reads one version.
+    async fn switch_version(&self, h: &FileHandle, r: &ReadHandle) -> Result<Version, Errno> {
+        if !r.may_switch() {
+            return Err(libc::ESTALE);
+        }
+        let info = self.refresh_file(h.ino, &h.blob).await?;
+        let v = Version {
+            etag: info.etag.ok_or(libc::EIO)?,
+            size: info.size,
+        };
+        if !r.switch_to(v.clone()) {
+            return Err(libc::ESTALE);
+        }
+        if r.cache == PageCache::Drop {
+            // Its open dropped the pages of other versions: they fill with this one now.
+            if let Some(n) = lock(&self.inodes).get_mut(h.ino) {
+                n.page_cache = Some(v.etag.clone());
+            }
+        }
+        Ok(v)
     }
 }
 

@@ -1,6 +1,12 @@
 //! rename(2) on blob storage, which has no rename: each blob is copied by the service (Copy
 //! Blob), the copy is waited for and checked, and only then is the source deleted. A source
-//! whose copy did not succeed is never deleted.
+//! whose copy did not succeed is never deleted, and a copy is only removed while its source is
+//! known to be intact (or was replaced by someone else before the delete).
+//!
+//! Lost answers: a Copy Blob retried after its answer was lost simply copies again (with
+//! RENAME_NOREPLACE its retry meets its own copy: recognised by the copy's source). A Delete
+//! Blob retried after its answer was lost answers 404 or 412: the source is then looked at
+//! again, and a source that is gone means the move is complete.
 //!
 //! A directory is renamed blob by blob. If that fails part way, the blobs already moved are
 //! moved back, so the source is whole again and the same `mv` can simply be run again; every
@@ -12,8 +18,9 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 
 use super::inode::join;
+use super::lifecycle::FileState;
 use super::{fail, lock, Errno, Fs, Kind};
-use crate::blob::{self, BlobError, CopyState, ErrorKind, WriteOptions};
+use crate::blob::{self, BlobError, BlobProps, CopyInfo, CopyState, ErrorKind, WriteOptions};
 
 /// Copies moved at once when renaming a directory.
 const PARALLEL_MOVES: usize = 8;
@@ -37,14 +44,16 @@ impl Fs {
         if src == dst {
             return Ok(());
         }
+        self.check_new_name(&dst)?;
         let ino = lock(&self.inodes).child(parent, name);
         // A file open for writing here (or just closed: release comes later) is committed
-        // first, and its staging follows it to the new name.
+        // first (a rename is a point where the program says the content is what it wants),
+        // and its staging follows it to the new name.
         let writer = ino.and_then(|i| self.writer(i));
         // The lock is held until the staging follows the file: no write slips in between.
-        let mut staging = match (&writer, ino) {
+        let mut open = match (&writer, ino) {
             (Some(w), Some(ino)) => {
-                let mut guard = w.staging.lock().await;
+                let mut guard = w.open.lock().await;
                 self.commit_locked(ino, &mut guard).await?;
                 Some(guard)
             }
@@ -67,8 +76,12 @@ impl Fs {
             (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
             (Kind::File | Kind::Symlink, _) => {
                 let etag = self.move_blob(&src, &dst, noreplace).await.map_err(fail)?;
-                if let Some(s) = staging.as_mut() {
-                    s.moved_to(dst.as_str().into(), etag.into());
+                if let Some(f) = open.as_mut() {
+                    // After a conflict the staging goes on in its sibling: what moved is the
+                    // other version, which ours must not replace.
+                    if f.state.is_settled() && !matches!(f.state, FileState::Conflicted { .. }) {
+                        f.staging.moved_to(dst.as_str().into(), etag.into());
+                    }
                 }
             }
             (Kind::Dir, target) => {
@@ -109,14 +122,45 @@ impl Fs {
     /// Returns the ETag of the copy.
     async fn move_blob(&self, src: &str, dst: &str, noreplace: bool) -> Result<String, BlobError> {
         let props = self.client.properties(src).await?;
+        let copied = self.copy_checked(src, &props, dst, noreplace).await?;
+        self.delete_moved(src, &props, dst, &copied).await?;
+        Ok(copied.etag)
+    }
+
+    /// Copies version `props` of `src` to `dst`, waits for the copy and checks it (status,
+    /// length). A copy that may have been made although the call failed (its answer was lost)
+    /// is removed again while `src` is known to be intact.
+    async fn copy_checked(
+        &self,
+        src: &str,
+        props: &BlobProps,
+        dst: &str,
+        noreplace: bool,
+    ) -> Result<BlobProps, BlobError> {
         let opts = WriteOptions {
             if_none_match_any: noreplace,
             ..Default::default()
         };
-        let mut info = self
+        let mut info = match self
             .client
             .copy_blob(dst, src, Some(&props.etag), &opts)
-            .await?;
+            .await
+        {
+            Ok(info) => info,
+            // With If-None-Match: *, the retry of a copy whose answer was lost meets the copy.
+            Err(e) if e.after_lost_answer && e.code.as_deref() == Some("BlobAlreadyExists") => {
+                match self.own_copy(src, dst).await {
+                    Some(info) => info,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => {
+                if e.may_have_applied() {
+                    self.remove_stray_copy(src, props, dst).await;
+                }
+                return Err(e);
+            }
+        };
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(50);
         while info.state == CopyState::Pending {
@@ -162,15 +206,85 @@ impl Fs {
                 ),
             ));
         }
-        if let Err(e) = self.client.delete_blob(src, Some(&props.etag)).await {
-            // The source changed (or could not be deleted): take the copy back, so the blob is
-            // in one place only, and report the failure.
-            if let Err(e2) = self.client.delete_blob(dst, Some(&copied.etag)).await {
-                tracing::warn!("the copy {dst:?} could not be removed after a failed rename: {e2}");
-            }
-            return Err(e);
+        Ok(copied)
+    }
+
+    /// The copy into `dst` if it was copied from `src` (a copy of ours whose answer was lost).
+    async fn own_copy(&self, src: &str, dst: &str) -> Option<CopyInfo> {
+        let info = self.client.copy_info(dst).await.ok()??;
+        (info.source.as_deref() == Some(src)).then_some(info)
+    }
+
+    /// After a failed copy that may have been made anyway: removes `dst` if it is a copy of
+    /// `src`, which still is the version copied (so nothing is lost by removing it).
+    async fn remove_stray_copy(&self, src: &str, props: &BlobProps, dst: &str) {
+        let Some(_) = self.own_copy(src, dst).await else {
+            return;
+        };
+        let (Ok(now), Ok(copy)) = (
+            self.client.properties(src).await,
+            self.client.properties(dst).await,
+        ) else {
+            return;
+        };
+        if now.etag != props.etag {
+            return;
         }
-        Ok(copied.etag)
+        match self.client.delete_blob(dst, Some(&copy.etag)).await {
+            Ok(()) => tracing::debug!(blob = dst, "removed a copy whose rename failed"),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!("the copy {dst:?} of a failed rename could not be removed: {e}")
+            }
+        }
+    }
+
+    /// Deletes the source of a move whose copy `copied` is checked. When the delete fails,
+    /// the source is looked at again: gone means the move is complete (the delete went
+    /// through and its answer was lost, or someone else removed it: the copy holds it);
+    /// unchanged means the delete did not happen, and the copy is taken back (the blob stays
+    /// in one place); replaced by someone else before the delete, the copy of the old
+    /// version is taken back too. When it cannot be told, both are kept.
+    async fn delete_moved(
+        &self,
+        src: &str,
+        props: &BlobProps,
+        dst: &str,
+        copied: &BlobProps,
+    ) -> Result<(), BlobError> {
+        let e = match self.client.delete_blob(src, Some(&props.etag)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+            Err(e) => e,
+        };
+        let take_back = match self.client.properties(src).await {
+            Err(e2) if e2.kind == ErrorKind::NotFound => return Ok(()),
+            Ok(now) if now.etag == props.etag => true,
+            // Replaced before our delete (a plain 412, no attempt of ours lost).
+            Ok(_) if e.kind == ErrorKind::ConditionNotMet && !e.may_have_applied() => true,
+            Ok(_) => {
+                tracing::warn!(
+                    "{src:?} was moved to {dst:?}, and {src:?} has been written again since: both are kept"
+                );
+                return Ok(());
+            }
+            Err(e2) => {
+                tracing::warn!(
+                    "renaming {src:?} to {dst:?}: deleting the source failed ({e}) and it cannot be checked ({e2}): the copy is kept"
+                );
+                return Err(e);
+            }
+        };
+        if take_back {
+            match self.client.delete_blob(dst, Some(&copied.etag)).await {
+                Ok(()) => {}
+                Err(e2) if e2.kind == ErrorKind::NotFound => {}
+                Err(e2) => tracing::warn!(
+                    "the copy {dst:?} could not be removed after a failed rename: {e2}"
+                ),
+            }
+        }
+        Err(e)
     }
 
     /// Moves blobs `(from, to)`, several at once; each result keeps its number.

@@ -1,15 +1,16 @@
 //! Shutting down: stop taking changes, then commit every file still being written, within a
 //! deadline, and say which could not be.
 
-use std::path::{Component, Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
+use super::lifecycle::{FileState, ShutdownStep};
 use super::write::WriteFile;
-use super::{lock, Errno, Fs};
+use super::{lock, recovery, Errno, Fs};
 
 /// What the shutdown commit did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -73,8 +74,11 @@ impl Fs {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Commits every file being written, all at once, and waits until `deadline` at most.
-    /// Call [`Fs::stop_changes`] first, so that what is committed is final.
+    /// Commits every file being written that its program had finished (closed or fsynced),
+    /// all at once, and waits until `deadline` at most. A file still being written is not
+    /// finished: the blob keeps its version, and the file's content is saved beside it as
+    /// `NAME.partial-<UTC>`. Call [`Fs::stop_changes`] first, so that what is committed is
+    /// final.
     pub async fn commit_all(&self, deadline: Instant) -> CommitReport {
         if !self.changes_done(deadline).await {
             tracing::warn!(
@@ -96,36 +100,42 @@ impl Fs {
                 (*ino, name)
             })
             .collect();
+        // What each file was doing, for those cut off by the deadline.
+        let steps: std::sync::Mutex<HashMap<u64, ShutdownStep>> = Default::default();
+        let steps = &steps;
         let mut pending: FuturesUnordered<_> = writers
             .into_iter()
-            .map(|(ino, w)| async move { (ino, self.commit(ino, &w).await) })
+            .map(|(ino, w)| async move { (ino, self.finish_at_shutdown(ino, &w, steps).await) })
             .collect();
         let mut report = CommitReport::default();
-        // (inode, name, reason) of the files not committed.
-        let mut failed: Vec<(u64, String, String)> = Vec::new();
+        // (inode, name, reason, whether its data still needs a local copy) of the files not
+        // committed.
+        let mut failed: Vec<(u64, String, String, bool)> = Vec::new();
         loop {
             match tokio::time::timeout_at(deadline, pending.next()).await {
                 Ok(Some((ino, result))) => {
                     let at = names.iter().position(|(i, _)| *i == ino);
                     let name = at.map(|i| names.swap_remove(i).1).unwrap_or_default();
                     match result {
-                        Ok(()) => report.committed += 1,
-                        Err(errno) => failed.push((
-                            ino,
-                            name,
-                            format!(
-                                "commit failed ({})",
-                                std::io::Error::from_raw_os_error(errno)
-                            ),
-                        )),
+                        Finished::Done => report.committed += 1,
+                        Finished::Failed(why, save) => failed.push((ino, name, why, save)),
                     }
                 }
                 Ok(None) => break,
                 Err(_) => {
+                    let steps = lock(steps);
                     for (ino, name) in names.drain(..) {
                         // Its Put Block List may have been sent: the blob has the previous
-                        // version or this one, never a mix.
-                        failed.push((ino, name, "no answer in time".to_string()));
+                        // version or this one (or its sibling exists or not), never a mix.
+                        let why = match steps.get(&ino) {
+                            Some(ShutdownStep::SaveUnfinished) => {
+                                format!(
+                                    "{UNFINISHED}; saving it beside the blob got no answer in time"
+                                )
+                            }
+                            _ => "no answer in time".to_string(),
+                        };
+                        failed.push((ino, name, why, true));
                     }
                     break;
                 }
@@ -139,25 +149,78 @@ impl Fs {
         report
     }
 
-    /// Copies the data of files that could not be committed to a private local directory
-    /// (`blobmount-recovered-<UTC>` in the staging directory), so that a shutdown without the
-    /// service loses nothing; gives each file's name and reason, with where its data went.
-    async fn save_locally(&self, failed: Vec<(u64, String, String)>) -> Vec<(String, String)> {
-        let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(&fmt)
-            .unwrap_or_default();
-        let dir = self
-            .cfg
-            .staging_dir
-            .join(format!("blobmount-recovered-{stamp}"));
+    /// What the shutdown does with one file being written, as its lifecycle says.
+    async fn finish_at_shutdown(
+        &self,
+        ino: u64,
+        w: &WriteFile,
+        steps: &std::sync::Mutex<HashMap<u64, ShutdownStep>>,
+    ) -> Finished {
+        let mut f = w.open.lock().await;
+        let step = f.state.at_shutdown();
+        lock(steps).insert(ino, step);
+        match step {
+            ShutdownStep::Nothing => Finished::Done,
+            ShutdownStep::Commit => match self.commit_locked(ino, &mut f).await {
+                Ok(()) => Finished::Done,
+                Err(errno) => Finished::Failed(
+                    format!(
+                        "commit failed ({})",
+                        std::io::Error::from_raw_os_error(errno)
+                    ),
+                    !matches!(f.state, FileState::Conflicted { .. }),
+                ),
+            },
+            ShutdownStep::SaveUnfinished => {
+                let why = UNFINISHED;
+                match f.staging.save_as_sibling("partial").await {
+                    Ok(sibling) => {
+                        f.state.saved(sibling.clone());
+                        Finished::Failed(format!("{why}; its data was saved as {sibling}"), false)
+                    }
+                    Err(e) => {
+                        tracing::warn!("saving the unfinished content of a file beside it failed: {e}");
+                        Finished::Failed(why.to_string(), true)
+                    }
+                }
+            }
+            ShutdownStep::Drop => match &f.state {
+                FileState::Broken { errno } => Finished::Failed(
+                    format!(
+                        "a write to it failed ({}): not committed, the blob keeps its previous version",
+                        std::io::Error::from_raw_os_error(*errno)
+                    ),
+                    false,
+                ),
+                _ => Finished::Done,
+            },
+        }
+    }
+
+    /// Copies the data of files that could not be committed (where `save` says so) to a
+    /// private local directory (`blobmount-recovered-<UTC>` in the staging directory), so that
+    /// a shutdown without the service loses nothing; gives each file's name and reason, with
+    /// where its data went.
+    async fn save_locally(
+        &self,
+        failed: Vec<(u64, String, String, bool)>,
+    ) -> Vec<(String, String)> {
+        let dir = recovery::directory(&self.cfg.staging_dir);
         let budget = Instant::now() + std::time::Duration::from_secs(20);
         let mut out = Vec::new();
-        for (ino, name, why) in failed {
+        for (ino, name, why, save) in failed {
+            if !save {
+                out.push((name, why));
+                continue;
+            }
             let w = lock(&self.writers).get(&ino).cloned();
             let saved = match w {
                 Some(w) => {
-                    match tokio::time::timeout_at(budget, save_copy(&w, &name, &dir)).await {
+                    let copy = async {
+                        let f = w.open.lock().await;
+                        recovery::save_locally(&f.staging, &name, &dir).await
+                    };
+                    match tokio::time::timeout_at(budget, copy).await {
                         Ok(Ok(path)) => format!("its data is in {}", path.display()),
                         Ok(Err(e)) => format!("its data could not be saved: {e}"),
                         Err(_) => "its data could not be saved in time".to_string(),
@@ -171,43 +234,16 @@ impl Fs {
     }
 }
 
-/// Writes a staging's whole content to `dir/NAME` (private: mode 0600, in a 0700 directory).
-async fn save_copy(w: &WriteFile, name: &str, dir: &Path) -> Result<PathBuf, String> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let s = w.staging.lock().await;
-    // The blob's path, when every part of it is a plain name; else one flat name.
-    let relative = if Path::new(name)
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-    {
-        PathBuf::from(name)
-    } else {
-        PathBuf::from(name.replace('/', "_"))
-    };
-    let path = dir.join(relative);
-    let parent = path.parent().unwrap_or(dir);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(parent)
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let size = s.size();
-    let mut offset = 0;
-    while offset < size {
-        let n = (size - offset).min(4 << 20);
-        let data = s.read(offset, n).await.map_err(|e| e.to_string())?;
-        file.write_all(&data)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        offset += n;
-    }
-    Ok(path)
+/// Why a file still being written is not committed at shutdown.
+const UNFINISHED: &str =
+    "unfinished: it was still open and not fsynced; the blob keeps its previous version";
+
+/// How the shutdown left one file.
+enum Finished {
+    /// Committed, or nothing left to commit.
+    Done,
+    /// Not committed, why, and whether its data still needs a local copy.
+    Failed(String, bool),
 }
 
 #[cfg(test)]
@@ -221,32 +257,61 @@ mod tests {
     use crate::fs::ROOT_INO as ROOT;
 
     #[tokio::test]
-    async fn commits_every_open_file_then_refuses_changes() {
+    async fn finished_files_are_committed_and_unfinished_ones_saved_beside() {
         let (client, fs) = setup_rw(Duration::from_secs(60));
-        let (_, a) = fs
-            .create(ROOT, OsStr::new("a"), false, false)
-            .await
-            .unwrap();
-        let (_, b) = fs
-            .create(ROOT, OsStr::new("b"), false, false)
-            .await
-            .unwrap();
+        client.put("c", "old c");
+        let open = |name: &'static str| {
+            let fs = fs.clone();
+            async move {
+                let (_, fh) = fs
+                    .create(ROOT, OsStr::new(name), false, false)
+                    .await
+                    .unwrap();
+                fh
+            }
+        };
+        let (a, b, c, d) = (
+            open("a").await,
+            open("b").await,
+            open("c").await,
+            open("d").await,
+        );
+        // a: written and fsynced; b, c: still being written; d: closed, but its commit failed.
         fs.write(a, 0, b"alpha").await.unwrap();
+        fs.fsync(a).await.unwrap();
         fs.write(b, 0, b"beta").await.unwrap();
-        assert_eq!(fs.gauges().files_open_for_writing, 2);
+        fs.write(c, 0, b"new c").await.unwrap();
+        fs.write(d, 0, b"delta").await.unwrap();
+        client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
+        assert_eq!(fs.flush(d).await, Err(libc::EIO));
+        assert_eq!(fs.gauges().files_open_for_writing, 4);
         fs.stop_changes();
         assert_eq!(fs.write(a, 5, b"more").await, Err(libc::EROFS));
         assert_eq!(
-            fs.create(ROOT, OsStr::new("c"), false, false).await.err(),
+            fs.create(ROOT, OsStr::new("e"), false, false).await.err(),
             Some(libc::EROFS)
         );
         let report = fs
             .commit_all(Instant::now() + Duration::from_secs(10))
             .await;
-        assert_eq!(report.committed, 2);
-        assert!(report.is_complete(), "{report:?}");
+        assert_eq!(report.committed, 2, "{report:?}");
         assert_eq!(&client.blob("a").unwrap().0[..], b"alpha");
-        assert_eq!(&client.blob("b").unwrap().0[..], b"beta");
+        assert_eq!(&client.blob("d").unwrap().0[..], b"delta");
+        // Unfinished: the blob keeps its version (or stays absent); the content is beside it.
+        assert!(client.blob("b").is_none());
+        assert_eq!(&client.blob("c").unwrap().0[..], b"old c");
+        let names = client.names();
+        for (name, content) in [("b", &b"beta"[..]), ("c", b"new c")] {
+            let sibling = names
+                .iter()
+                .find(|n| n.starts_with(&format!("{name}.partial-")))
+                .unwrap_or_else(|| panic!("no partial copy of {name}: {names:?}"));
+            assert_eq!(&client.blob(sibling).unwrap().0[..], content);
+            let (_, why) = report.failed.iter().find(|(n, _)| n == name).unwrap();
+            assert!(why.starts_with("unfinished"), "{why}");
+            assert!(why.contains(sibling.as_str()), "{why}");
+        }
+        assert_eq!(report.failed.len(), 2, "{report:?}");
         // Reads go on.
         assert_eq!(&fs.read(a, 0, 5).await.unwrap()[..], b"alpha");
     }
@@ -259,6 +324,9 @@ mod tests {
             .await
             .unwrap();
         fs.write(a, 0, b"data").await.unwrap();
+        // Closed by its program, but not committed yet: the shutdown commits it.
+        client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
+        assert_eq!(fs.fsync(a).await, Err(libc::EIO));
         client.set_delay(Op::PutBlockList, Duration::from_secs(30));
         fs.stop_changes();
         let report = fs
@@ -290,6 +358,7 @@ mod tests {
             .await
             .unwrap();
         fs.write(a, 0, b"kept").await.unwrap();
+        fs.fsync(a).await.unwrap();
         client.set_delay(Op::Copy, Duration::from_millis(300));
         let renaming = {
             let fs = fs.clone();

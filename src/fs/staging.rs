@@ -97,14 +97,6 @@ enum Block {
     Staged(String),
 }
 
-/// How a commit ended.
-#[derive(Debug)]
-pub enum CommitOutcome {
-    /// Nothing had changed.
-    Unchanged,
-    Committed(Committed),
-}
-
 pub struct Staging {
     client: Arc<dyn BlobClient>,
     budget: Arc<WriteBudget>,
@@ -116,12 +108,14 @@ pub struct Staging {
     expect: Option<Arc<str>>,
     grid: Grid,
     blocks: BTreeMap<u64, Block>,
+    /// Blocks whose bytes are all in the local copy (written, or completed from the old
+    /// version before a write): what a sibling can be made of without the old version.
+    local: std::collections::BTreeSet<u64>,
     /// Block ids of the last commit made here, by index: reused for untouched blocks.
     committed_ids: Vec<String>,
     upload_id: u64,
     next_seq: u64,
     metadata: HashMap<String, String>,
-    changed: bool,
     mtime: SystemTime,
 }
 
@@ -147,7 +141,6 @@ impl StagingArea {
         metadata: HashMap<String, String>,
     ) -> std::io::Result<Staging> {
         let file = tempfile::tempfile_in(&self.dir)?;
-        let is_new = existing.is_none();
         let (size, base, expect) = match existing {
             Some((etag, len)) if !truncate => (
                 len,
@@ -170,12 +163,11 @@ impl StagingArea {
             expect,
             grid: self.grid.clone(),
             blocks: BTreeMap::new(),
+            local: Default::default(),
             committed_ids: Vec::new(),
             upload_id: fastrand::u64(..),
             next_seq: 0,
             metadata,
-            // A new or truncated file is a change even before any write.
-            changed: truncate || is_new,
             mtime: SystemTime::now(),
         })
     }
@@ -195,10 +187,6 @@ impl Staging {
         self.mtime
     }
 
-    pub fn is_changed(&self) -> bool {
-        self.changed
-    }
-
     /// Sets (or removes) a metadata entry of the new version (chmod, utimes); applied at the
     /// next commit.
     pub fn set_meta(&mut self, key: &str, value: Option<String>) {
@@ -206,13 +194,12 @@ impl Staging {
             Some(v) => self.metadata.insert(key.to_string(), v),
             None => self.metadata.remove(key),
         };
-        self.changed = true;
     }
 
     /// The committed file was renamed (copied) to `blob`, whose version is `etag`: later
-    /// commits go there. Only for a staging with nothing uncommitted.
+    /// commits go there. Only for a staging with nothing uncommitted (the file's lifecycle
+    /// says so: see [`super::lifecycle::FileState::is_settled`]).
     pub fn moved_to(&mut self, blob: Arc<str>, etag: Arc<str>) {
-        debug_assert!(!self.changed);
         self.blob = blob;
         self.base = Some(Base {
             etag: etag.clone(),
@@ -246,9 +233,10 @@ impl Staging {
         self.grid.range(index, self.size)
     }
 
+    /// A failure of the local copy, with its errno (ENOSPC when the staging disk is full).
     fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
         BlobError::new(
-            ErrorKind::Other,
+            ErrorKind::Local(e.raw_os_error().unwrap_or(libc::EIO)),
             op,
             &self.blob,
             format!("local staging file: {e}"),
@@ -280,6 +268,7 @@ impl Staging {
                 }
             }
         }
+        self.local.insert(index);
         let permit = self.reserve(index, busy).await;
         self.blocks.insert(index, Block::Dirty(Some(permit)));
         Ok(())
@@ -377,7 +366,6 @@ impl Staging {
             let seg = &data[at..(seg_end - offset) as usize];
             self.write_local(pos, Bytes::copy_from_slice(seg)).await?;
             self.size = self.size.max(seg_end);
-            self.changed = true;
             self.mtime = SystemTime::now();
             // Written now: a time set earlier (utimes) no longer holds.
             self.metadata.remove(super::inode::META_MTIME);
@@ -477,21 +465,19 @@ impl Staging {
         }
         let keep = self.grid.count(size);
         self.blocks.retain(|i, _| *i < keep);
+        self.local.retain(|i| *i < keep);
         self.committed_ids.truncate(
             self.grid
                 .count(size.min(self.base.as_ref().map_or(0, |b| b.len))) as usize,
         );
         self.size = size;
-        self.changed = true;
         self.mtime = SystemTime::now();
         Ok(())
     }
 
-    /// Uploads what is left and commits the new version with one Put Block List.
-    pub async fn commit(&mut self) -> Result<CommitOutcome, BlobError> {
-        if !self.changed {
-            return Ok(CommitOutcome::Unchanged);
-        }
+    /// Uploads what is left and commits the new version with one Put Block List (an empty
+    /// file: one Put Blob), conditional on the version writing started from.
+    pub async fn commit(&mut self) -> Result<Committed, BlobError> {
         let opts = WriteOptions {
             if_match: self.expect.as_deref().map(str::to_string),
             if_none_match_any: self.expect.is_none(),
@@ -499,12 +485,9 @@ impl Staging {
             content_type: None,
         };
         if self.size == 0 {
-            let c = self
-                .client
-                .put_blob(&self.blob, Bytes::new(), &opts)
-                .await?;
+            let c = self.put_empty(&self.blob.clone(), &opts).await?;
             self.committed(c.clone(), Vec::new());
-            return Ok(CommitOutcome::Committed(c));
+            return Ok(c);
         }
         self.upload_dirty(|_| true);
         let n = self.grid.count(self.size);
@@ -601,50 +584,66 @@ impl Staging {
         if let Some(e) = failure {
             return Err(e);
         }
-        let c = match self.client.put_block_list(&self.blob, &ids, &opts).await {
-            Ok(c) => c,
-            // A retry after a success whose answer was lost looks like a conflict: the blob
-            // already is exactly these blocks.
-            Err(e)
-                if e.kind == ErrorKind::ConditionNotMet
-                    || e.code.as_deref() == Some("BlobAlreadyExists") =>
-            {
-                match self.already_committed(&ids).await {
-                    Some(c) => c,
-                    None => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
+        let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
         self.committed(c.clone(), ids);
-        Ok(CommitOutcome::Committed(c))
+        Ok(c)
     }
 
-    /// After a conflict: commits this file's content beside `blob`, as
-    /// `BLOB.conflict-<UTC time>` (`-2`, `-3`… if taken), and goes on there: further writes
-    /// and commits of this staging go to the copy. Only possible when every byte is in the
-    /// local copy: ranges left unchanged from the old version are gone with it.
-    pub async fn save_conflict_copy(&mut self, blob: &str) -> Result<String, BlobError> {
+    /// Put Block List, recognising its own success after a lost answer: a retry then looks
+    /// like a conflict (412, or 409 BlobAlreadyExists), but the blob already is exactly these
+    /// blocks (ids are unique to this upload: nobody else commits them).
+    async fn put_block_list(
+        &self,
+        name: &str,
+        ids: &[String],
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        match self.client.put_block_list(name, ids, opts).await {
+            Err(e) if is_conflict(&e) => match self.already_committed(name, ids).await {
+                Some(c) => Ok(c),
+                None => Err(e),
+            },
+            r => r,
+        }
+    }
+
+    /// Put Blob of an empty file. After a lost answer, a conflict is its own success when the
+    /// blob is empty with exactly this file's metadata (identical to what it would have been).
+    async fn put_empty(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
+        match self.client.put_blob(name, Bytes::new(), opts).await {
+            Err(e) if is_conflict(&e) && e.after_lost_answer => {
+                match crate::blob::own_put_blob(self.client.as_ref(), name, b"", &opts.metadata)
+                    .await
+                {
+                    Some(c) => Ok(c),
+                    None => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Commits this file's content beside its blob, as `BLOB.KIND-<UTC time>` (`-2`, `-3`… if
+    /// taken; KIND is `conflict` after a conflict, `partial` for unfinished content at
+    /// shutdown), and goes on there: further writes and commits of this staging go to the
+    /// sibling. Ranges left unchanged from the version writing started from are copied from
+    /// it, which fails if it no longer exists.
+    pub async fn save_as_sibling(&mut self, kind: &str) -> Result<String, BlobError> {
         let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
         let stamp = time::OffsetDateTime::now_utc()
             .format(&fmt)
             .unwrap_or_default();
+        let blob = self.blob.clone();
         let mut last = None;
         for n in 1..=5 {
             let name = match n {
-                1 => format!("{blob}.conflict-{stamp}"),
-                n => format!("{blob}.conflict-{stamp}-{n}"),
+                1 => format!("{blob}.{kind}-{stamp}"),
+                n => format!("{blob}.{kind}-{stamp}-{n}"),
             };
             match self.save_as(&name).await {
-                Ok(c) => {
-                    let etag: Arc<str> = c.etag.as_str().into();
+                Ok((c, ids)) => {
                     self.blob = name.as_str().into();
-                    self.base = Some(Base {
-                        etag: etag.clone(),
-                        len: self.size,
-                    });
-                    self.expect = Some(etag);
-                    self.committed_ids.clear();
+                    self.committed(c, ids);
                     return Ok(name);
                 }
                 Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => last = Some(e),
@@ -654,20 +653,12 @@ impl Staging {
         Err(last.expect("tried at least once"))
     }
 
-    /// Commits this file's content as the new blob `name`. Every byte must be local.
-    async fn save_as(&mut self, name: &str) -> Result<Committed, BlobError> {
+    /// Commits this file's content as the new blob `name` (`If-None-Match: *`); gives the
+    /// version and its block ids.
+    async fn save_as(&mut self, name: &str) -> Result<(Committed, Vec<String>), BlobError> {
         let n = self.grid.count(self.size);
-        let base_len = self.base.as_ref().map_or(0, |b| b.len);
-        if (0..n).any(|i| !self.blocks.contains_key(&i) && self.grid.extent(i).0 < base_len) {
-            return Err(BlobError::new(
-                ErrorKind::Other,
-                "Put Block List",
-                name,
-                "parts of the file left unchanged belong to a version that no longer exists",
-            ));
-        }
-        // Settle uploads in flight (their ids belong to the old name); the local copy holds
-        // every block from now on.
+        let base = self.base.clone();
+        // Settle uploads in flight (their ids belong to the old name).
         for (_, b) in std::mem::take(&mut self.blocks) {
             if let Block::Uploading(_, h) = b {
                 let _ = h.await;
@@ -678,34 +669,54 @@ impl Staging {
             metadata: self.metadata.clone(),
             ..Default::default()
         };
+        if n == 0 {
+            return Ok((self.put_empty(name, &opts).await?, Vec::new()));
+        }
         let mut ids = Vec::with_capacity(n as usize);
         for index in 0..n {
             let (start, len) = self.block_extent(index);
             let id = self.new_id();
-            self.client
-                .put_block_from_file(name, &id, self.file.clone(), start, len)
-                .await?;
+            match &base {
+                Some(b) if !self.local.contains(&index) && start + len <= b.len => {
+                    // Unchanged since the old version: the service copies it, if it still
+                    // exists.
+                    self.client
+                        .put_block_from_url(name, &id, &self.blob, start, len, Some(&b.etag))
+                        .await
+                        .map_err(|e| match e.kind {
+                            ErrorKind::ConditionNotMet | ErrorKind::NotFound => BlobError::new(
+                                ErrorKind::Other,
+                                "Put Block List",
+                                name,
+                                "parts of the file left unchanged belong to a version that no longer exists",
+                            ),
+                            _ => e,
+                        })?;
+                }
+                _ => {
+                    self.client
+                        .put_block_from_file(name, &id, self.file.clone(), start, len)
+                        .await?;
+                }
+            }
             ids.push(id);
         }
-        let c = if n == 0 {
-            self.client.put_blob(name, Bytes::new(), &opts).await?
-        } else {
-            self.client.put_block_list(name, &ids, &opts).await?
-        };
-        // The local copy is saved under `name`; nothing is left to commit.
-        self.changed = false;
-        Ok(c)
+        let c = self.put_block_list(name, &ids, &opts).await?;
+        Ok((c, ids))
     }
 
-    /// The blob's version if its committed blocks are exactly `ids` (ids are unique to this
-    /// upload: nobody else commits them).
-    async fn already_committed(&self, ids: &[String]) -> Option<Committed> {
-        let list = self.client.get_block_list(&self.blob, None).await.ok()?;
+    /// The version of blob `name` if its committed blocks are exactly `ids` (ids are unique
+    /// to this upload: nobody else commits them).
+    async fn already_committed(&self, name: &str, ids: &[String]) -> Option<Committed> {
+        let list = self.client.get_block_list(name, None).await.ok()?;
         if list.len() != ids.len() || list.iter().zip(ids).any(|(b, id)| &b.id != id) {
             return None;
         }
-        let p = self.client.properties(&self.blob).await.ok()?;
-        tracing::info!(blob = %self.blob, "the commit had gone through (its answer was lost)");
+        let p = self.client.properties(name).await.ok()?;
+        tracing::info!(
+            blob = name,
+            "the commit had gone through (its answer was lost)"
+        );
         Some(Committed {
             etag: p.etag,
             last_modified: p.last_modified,
@@ -758,8 +769,12 @@ impl Staging {
         self.expect = Some(etag);
         self.committed_ids = ids;
         self.blocks.clear();
-        self.changed = false;
     }
+}
+
+/// Whether a conditional write failed because the blob changed (412) or exists (409).
+pub fn is_conflict(e: &BlobError) -> bool {
+    e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
 }
 
 #[cfg(test)]

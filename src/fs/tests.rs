@@ -3,6 +3,7 @@
 use super::*;
 use crate::blob::fake::{FakeClient, Op};
 use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
 
 const BS: u64 = 1024;
 
@@ -265,7 +266,7 @@ async fn an_open_handle_keeps_its_version() {
     fake.put("f", old.clone());
     let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
     let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
-    assert!(!keep, "first open: no page cache to keep");
+    assert_eq!(keep, PageCache::Drop, "first open: no page cache to keep");
     let b = fs.read(fh, 0, BS as u32).await.unwrap();
     assert_eq!(&b[..], &old[..BS as usize]);
     fake.put("f", vec![9u8; 4 * BS as usize]);
@@ -275,11 +276,19 @@ async fn an_open_handle_keeps_its_version() {
     fs.release(fh).await;
     // A new open reads the new version.
     let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
-    assert!(!keep, "new version: the kernel must drop its cached pages");
+    assert_eq!(
+        keep,
+        PageCache::Drop,
+        "new version: the kernel must drop its cached pages"
+    );
     assert_eq!(&fs.read(fh, 3 * BS, 10).await.unwrap()[..], &[9u8; 10]);
     fs.release(fh).await;
     let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
-    assert!(keep, "same version: the kernel may keep its pages");
+    assert_eq!(
+        keep,
+        PageCache::Keep,
+        "same version: the kernel may keep its pages"
+    );
     fs.release(fh).await;
 }
 

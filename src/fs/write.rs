@@ -1,7 +1,9 @@
-//! Changing the tree: opening files for writing, writes, commits on flush/fsync/release,
-//! truncate, create, mkdir, rmdir, unlink. The data path is in [`super::staging`].
+//! Files open for writing: opening, writes, truncate, commits on close/fsync, the last release.
+//! The data path is in [`super::staging`]; what a file may do at each point of its life (commit,
+//! refuse, save its data elsewhere) is decided by its [`FileState`] ([`super::lifecycle`]).
 //!
-//! Lock order: `inodes` before `writers`, never the other way round.
+//! Lock order: `inodes` before `writers`, never the other way round; a file's own lock
+//! ([`WriteFile::open`]) is never taken while holding either.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -11,14 +13,12 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::dircache::{invalid_component, NAME_MAX};
-use super::handles::{FileHandle, Version};
+use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
-use super::shutdown::Change;
-use super::staging::{CommitOutcome, Staging};
-use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
-use crate::blob::{BlobError, ErrorKind, WriteOptions, FOLDER_META};
-use crate::cache::ReadPattern;
+use super::lifecycle::{CommitStep, FileState, RetireStep};
+use super::staging::{is_conflict, Staging};
+use super::{fail, lock, recovery, Attr, EntryInfo, Errno, Fs, Kind};
+use crate::blob::BlobError;
 
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,17 +29,57 @@ pub struct OpenMode {
 
 /// A file being written: one staging shared by all its write handles.
 pub struct WriteFile {
-    pub(super) staging: tokio::sync::Mutex<Staging>,
+    pub(super) open: tokio::sync::Mutex<OpenFile>,
     handles: AtomicUsize,
 }
 
+/// The local copy of a file being written and where it stands.
+pub(super) struct OpenFile {
+    pub staging: Staging,
+    pub state: FileState,
+}
+
 impl WriteFile {
+    fn new(staging: Staging, state: FileState, handles: usize) -> Arc<Self> {
+        Arc::new(WriteFile {
+            open: tokio::sync::Mutex::new(OpenFile { staging, state }),
+            handles: AtomicUsize::new(handles),
+        })
+    }
+
     pub async fn read(&self, offset: u64, size: u32) -> Result<Bytes, BlobError> {
-        self.staging
+        self.open
             .lock()
             .await
+            .staging
             .read(offset, u64::from(size))
             .await
+    }
+}
+
+impl OpenFile {
+    /// Records the outcome of a change of the local copy (write, truncate): the file is dirty,
+    /// or, when the change failed, broken for good: its content is no longer what the program
+    /// wrote, so it is never committed (the blob keeps its version).
+    pub(super) fn changed(&mut self, result: Result<(), BlobError>) -> Result<(), Errno> {
+        match result {
+            Ok(()) => {
+                self.state.wrote();
+                Ok(())
+            }
+            Err(e) => {
+                let errno = fail(e);
+                if !matches!(self.state, FileState::Broken { .. }) {
+                    tracing::error!(
+                        blob = self.staging.blob(),
+                        "a write failed ({}): this file will not be committed, the blob keeps its previous version",
+                        std::io::Error::from_raw_os_error(errno)
+                    );
+                }
+                self.state.write_failed(errno);
+                Err(errno)
+            }
+        }
     }
 }
 
@@ -52,11 +92,6 @@ fn process_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Whether a commit failed because the blob changed (or appeared) since writing started.
-fn is_conflict(e: &BlobError) -> bool {
-    e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
-}
-
 impl Fs {
     /// Runs for the life of the mount: when a writer waits for the write budget, the dirty
     /// blocks of files not being written at that moment are uploaded, so an idle file cannot
@@ -66,8 +101,8 @@ impl Fs {
             self.staging.budget.pressure.notified().await;
             let writers: Vec<Arc<WriteFile>> = lock(&self.writers).values().cloned().collect();
             for w in writers {
-                if let Ok(mut s) = w.staging.try_lock() {
-                    s.flush_dirty();
+                if let Ok(mut f) = w.open.try_lock() {
+                    f.staging.flush_dirty();
                 }
             }
         }
@@ -86,63 +121,6 @@ impl Fs {
             .filter(|n| n.parent == dir)
             .map(|n| (n.name.clone(), n.info.clone()))
             .collect()
-    }
-
-    /// Changes need a read-write mount and a SAS that may write (the token in force: a
-    /// refreshed one may allow less, or more, than the first).
-    /// The returned guard counts the change as in progress until it is dropped: keep it for
-    /// the whole operation (the shutdown waits for changes in progress).
-    pub(super) fn check_writable(&self) -> Result<Change<'_>, Errno> {
-        if self.cfg.read_only {
-            return Err(libc::EROFS);
-        }
-        let change = self.begin_change()?;
-        if !self.token_allows('w') {
-            tracing::debug!("the SAS in force has no write permission");
-            return Err(libc::EROFS);
-        }
-        Ok(change)
-    }
-
-    /// Removing (unlink, rmdir, rename's source) needs the SAS's `d`: without it, EACCES at once.
-    pub(super) fn check_deletable(&self) -> Result<Change<'_>, Errno> {
-        let change = self.check_writable()?;
-        if !self.token_allows('d') {
-            tracing::debug!("the SAS in force has no delete permission");
-            return Err(libc::EACCES);
-        }
-        Ok(change)
-    }
-
-    /// Whether the SAS in force has permission `letter` (or nothing is known of it).
-    fn token_allows(&self, letter: char) -> bool {
-        let Some(cred) = &self.cfg.credential else {
-            return true;
-        };
-        cred.current()
-            .permissions
-            .as_ref()
-            .is_none_or(|p| p.has(letter))
-    }
-
-    /// The directory path of `parent` and a validated `name` in it.
-    pub(super) fn child_name<'a>(
-        &self,
-        parent: u64,
-        name: &'a OsStr,
-    ) -> Result<(String, &'a str), Errno> {
-        let name = name.to_str().ok_or(libc::EINVAL)?;
-        if name.len() > NAME_MAX {
-            return Err(libc::ENAMETOOLONG);
-        }
-        if invalid_component(name).is_some() || name.contains('/') {
-            return Err(libc::EINVAL);
-        }
-        let (dir, info, _) = self.node(parent)?;
-        if info.kind != Kind::Dir {
-            return Err(libc::ENOTDIR);
-        }
-        Ok((dir, name))
     }
 
     /// Records new attributes of an inode and of its entry in the cached listing.
@@ -184,11 +162,17 @@ impl Fs {
                     "cannot create a staging file in {}: {e}",
                     self.cfg.staging_dir.display()
                 );
-                libc::EIO
+                e.raw_os_error().unwrap_or(libc::EIO)
             })
     }
 
-    /// The writer of an existing file, created (from its current version) if needed.
+    /// The kernel's pages of `ino` are about to hold data written here, not a blob version.
+    fn forget_page_cache(&self, ino: u64) {
+        if let Some(n) = lock(&self.inodes).get_mut(ino) {
+            n.page_cache = None;
+        }
+    }
+
     /// The writer of an existing file (created from its current version if needed), with one
     /// more holder counted (taken under the registry's lock, so a last release cannot drop it
     /// in between): every call is matched by a [`Fs::drop_writer_hold`].
@@ -201,7 +185,16 @@ impl Fs {
         };
         if let Some(w) = existing {
             if truncate {
-                let truncated = w.staging.lock().await.set_size(0).await.map_err(fail);
+                let truncated = {
+                    let mut f = w.open.lock().await;
+                    match f.state.may_write() {
+                        Ok(()) => {
+                            let r = f.staging.set_size(0).await;
+                            f.changed(r)
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
                 if let Err(e) = truncated {
                     let _ = self.drop_writer_hold(ino, &w).await;
                     return Err(e);
@@ -217,10 +210,8 @@ impl Fs {
             truncate,
             props.metadata,
         )?;
-        let w = Arc::new(WriteFile {
-            staging: tokio::sync::Mutex::new(staging),
-            handles: AtomicUsize::new(0),
-        });
+        self.forget_page_cache(ino);
+        let w = WriteFile::new(staging, FileState::opened(truncate), 0);
         // Another open may have raced us: keep the first.
         let mut writers = lock(&self.writers);
         let w = writers.entry(ino).or_insert(w).clone();
@@ -235,34 +226,66 @@ impl Fs {
             return Ok(());
         }
         let result = self.commit(ino, w).await;
-        let mut writers = lock(&self.writers);
-        let same = writers.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
-        if same && w.handles.load(Ordering::SeqCst) == 0 {
-            writers.remove(&ino);
+        let retired = {
+            let mut writers = lock(&self.writers);
+            let same = writers.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
+            let retired = same && w.handles.load(Ordering::SeqCst) == 0;
+            if retired {
+                writers.remove(&ino);
+            }
+            retired
+        };
+        if retired {
+            self.retire(w).await;
         }
         result
     }
 
+    /// The last handle of a file is gone and nobody can reach its staging any more: content
+    /// whose commit failed for good is copied to a local directory first (named in the log),
+    /// so a failed commit loses nothing.
+    async fn retire(&self, w: &WriteFile) {
+        let mut f = w.open.lock().await;
+        if f.state.at_retire() != RetireStep::Save {
+            return;
+        }
+        let name = f.staging.blob().to_string();
+        let dir = recovery::directory(&self.cfg.staging_dir);
+        match recovery::save_locally(&f.staging, &name, &dir).await {
+            Ok(path) => {
+                tracing::error!(
+                    blob = name,
+                    "not committed; the blob keeps its previous version, and this file's data is saved in {}",
+                    path.display()
+                );
+                f.state.saved(path.display().to_string());
+            }
+            Err(e) => {
+                tracing::error!(
+                    blob = name,
+                    "not committed, and saving its data locally failed too ({e}): it is lost"
+                );
+                f.state.saved(String::new());
+            }
+        }
+    }
+
     /// A handle for a writer whose hold the caller took (writer_for, create).
-    fn insert_handle(&self, ino: u64, path: &str, writer: Arc<WriteFile>) -> u64 {
+    fn insert_handle(&self, ino: u64, path: &str, file: Arc<WriteFile>) -> u64 {
         lock(&self.files).insert(FileHandle {
             ino,
             blob: path.into(),
-            version: std::sync::Mutex::new(Version {
-                etag: "".into(),
-                size: 0,
+            kind: HandleKind::Write(WriteHandle {
+                file,
+                processes: std::sync::Mutex::new(Vec::new()),
             }),
-            served: false.into(),
-            pattern: std::sync::Mutex::new(ReadPattern::new(0, 0)),
-            writer: Some(writer),
-            processes: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     /// Opens a file; for writing, its handle shares the file's staging.
-    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, bool), Errno> {
+    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, super::PageCache), Errno> {
         if !(mode.write || mode.truncate) {
-            return self.open_read(ino, None).await;
+            return self.open_read(ino).await;
         }
         let _change = self.check_writable()?;
         let (path, info, _) = self.node(ino)?;
@@ -273,7 +296,7 @@ impl Fs {
         if mode.truncate {
             self.touch_attr(ino, &w).await;
         }
-        Ok((self.insert_handle(ino, &path, w), false))
+        Ok((self.insert_handle(ino, &path, w), super::PageCache::Drop))
     }
 
     /// Creates a file (O_CREAT). With `exclusive` (O_EXCL), a name that exists, or that another
@@ -314,9 +337,10 @@ impl Fs {
                 .await?;
             return Ok((self.attr_of(attr.ino)?, fh));
         }
+        self.check_new_name(&path)?;
         let staging = self.new_staging(&path, None, false, HashMap::new())?;
         let info = EntryInfo::file(0, SystemTime::now(), None);
-        let ino = {
+        let (ino, w) = {
             let mut inodes = lock(&self.inodes);
             let ino = inodes.upsert(parent, name, info.clone(), true);
             let mut writers = lock(&self.writers);
@@ -329,26 +353,24 @@ impl Fs {
                 }
                 return Err(libc::EBUSY);
             }
-            // Created with its first holder: the handle made below.
-            writers.insert(
-                ino,
-                Arc::new(WriteFile {
-                    staging: tokio::sync::Mutex::new(staging),
-                    handles: AtomicUsize::new(1),
-                }),
-            );
-            ino
+            if let Some(n) = inodes.get_mut(ino) {
+                n.page_cache = None;
+            }
+            // A new file is a change before any write; created with its first holder: the
+            // handle made below.
+            let w = WriteFile::new(staging, FileState::opened(true), 1);
+            writers.insert(ino, w.clone());
+            (ino, w)
         };
         let attr = self.record(ino, info);
-        let w = self.writer(ino).ok_or(libc::EIO)?;
         Ok((attr, self.insert_handle(ino, &path, w)))
     }
 
     /// Size and time of a file being written, as getattr and listings show them.
     pub(super) async fn touch_attr(&self, ino: u64, w: &WriteFile) -> Attr {
         let info = {
-            let s = w.staging.lock().await;
-            let mut info = EntryInfo::from_props(&s.props("", s.mtime()));
+            let f = w.open.lock().await;
+            let mut info = EntryInfo::from_props(&f.staging.props("", f.staging.mtime()));
             info.etag = None;
             info
         };
@@ -357,20 +379,23 @@ impl Fs {
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+        let w = h.writer().ok_or(libc::EBADF)?.file.clone();
         // A block blob has at most 50,000 blocks (growing in size: see grid.rs).
         if offset + data.len() as u64 > self.staging.grid.max_file_size() {
             return Err(libc::EFBIG);
         }
-        let w = h.writer.clone().ok_or(libc::EBADF)?;
+        self.check_token_usable()?;
         let (size, mtime) = {
-            let mut s = w.staging.lock().await;
+            let mut f = w.open.lock().await;
             // Checked under the lock: the shutdown commit takes it too, so nothing is written
             // after the final commit.
             if self.is_stopping() {
                 return Err(libc::EROFS);
             }
-            s.write(offset, data).await.map_err(fail)?;
-            (s.size(), s.mtime())
+            f.state.may_write()?;
+            let written = f.staging.write(offset, data).await;
+            f.changed(written)?;
+            (f.staging.size(), f.staging.mtime())
         };
         let mut inodes = lock(&self.inodes);
         if let Some(n) = inodes.get_mut(h.ino) {
@@ -383,43 +408,58 @@ impl Fs {
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
     pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
-        let mut s = w.staging.lock().await;
-        self.commit_locked(ino, &mut s).await
+        let mut f = w.open.lock().await;
+        self.commit_locked(ino, &mut f).await
     }
 
-    /// Commits a staging already locked (rename keeps the lock until the staging has followed
-    /// the file to its new name, so no write slips in between).
-    pub(super) async fn commit_locked(&self, ino: u64, s: &mut Staging) -> Result<(), Errno> {
-        if lock(&self.unlinked).contains_key(&ino) {
-            return Ok(()); // unlinked while open: nothing to keep
+    /// Commits a file already locked, if its lifecycle says there is something to commit
+    /// (rename keeps the lock until the staging has followed the file to its new name, so no
+    /// write slips in between).
+    pub(super) async fn commit_locked(&self, ino: u64, f: &mut OpenFile) -> Result<(), Errno> {
+        if f.state.commit_requested()? == CommitStep::Nothing {
+            return Ok(());
         }
-        let blob = s.blob().to_string();
-        match s.commit().await {
-            Ok(CommitOutcome::Unchanged) => Ok(()),
-            Ok(CommitOutcome::Committed(c)) => {
-                tracing::debug!(blob, size = s.size(), "committed");
-                let info = EntryInfo::from_props(&s.props(&c.etag, c.last_modified));
-                self.record(ino, info);
+        let blob = f.staging.blob().to_string();
+        match f.staging.commit().await {
+            Ok(c) => {
+                f.state.committed();
+                tracing::debug!(blob, size = f.staging.size(), "committed");
+                // Unless the file went on in a conflict copy, the inode shows the new version.
+                let names_it = self.node(ino).is_ok_and(|(path, _, _)| path == blob);
+                if names_it {
+                    let info = EntryInfo::from_props(&f.staging.props(&c.etag, c.last_modified));
+                    self.record(ino, info);
+                }
                 Ok(())
             }
             Err(e) if is_conflict(&e) => {
-                match s.save_conflict_copy(&blob).await {
-                    Ok(sibling) => tracing::error!(
-                        blob,
-                        "not committed: the blob was changed by someone else since this file was opened ({e}); \
-                         their version was kept, and this file's data was saved as {sibling:?} (where further writes to it go)"
-                    ),
-                    Err(e2) => tracing::error!(
-                        blob,
-                        "not committed: the blob was changed by someone else since this file was opened ({e}); \
-                         their version was kept, and saving this file's data beside it failed too: {e2}"
-                    ),
+                match f.staging.save_as_sibling("conflict").await {
+                    Ok(sibling) => {
+                        tracing::error!(
+                            blob,
+                            "not committed: the blob was changed by someone else since this file was opened ({e}); \
+                             their version was kept, and this file's data was saved as {sibling:?} (where further writes to it go)"
+                        );
+                        f.state.conflicted(sibling);
+                    }
+                    Err(e2) => {
+                        tracing::error!(
+                            blob,
+                            "not committed: the blob was changed by someone else since this file was opened ({e}); \
+                             their version was kept, and saving this file's data beside it failed too: {e2}"
+                        );
+                        f.state.commit_failed();
+                    }
                 }
                 Err(libc::EIO)
             }
             Err(e) => {
                 tracing::error!(blob, "not committed: {e}");
-                Err(libc::EIO)
+                f.state.commit_failed();
+                Err(match e.kind {
+                    crate::blob::ErrorKind::Local(errno) => errno,
+                    _ => libc::EIO,
+                })
             }
         }
     }
@@ -429,9 +469,9 @@ impl Fs {
         let Some(h) = lock(&self.files).get(fh) else {
             return Ok(());
         };
-        tracing::debug!(fh, ino = h.ino, writer = h.writer.is_some(), "flush");
-        match &h.writer {
-            Some(w) => self.commit(h.ino, w).await,
+        tracing::debug!(fh, ino = h.ino, writer = h.writer().is_some(), "flush");
+        match h.writer() {
+            Some(w) => self.commit(h.ino, &w.file).await,
             None => Ok(()),
         }
     }
@@ -441,7 +481,10 @@ impl Fs {
         let Some(h) = lock(&self.files).get(fh) else {
             return;
         };
-        let mut procs = lock(&h.processes);
+        let Some(w) = h.writer() else {
+            return;
+        };
+        let mut procs = lock(&w.processes);
         if procs.len() < 64 && !procs.iter().any(|(p, _)| *p == pid) {
             procs.push((pid, process_of(pid)));
         }
@@ -454,11 +497,11 @@ impl Fs {
         let Some(h) = lock(&self.files).get(fh) else {
             return Ok(());
         };
-        if h.writer.is_none() {
+        let Some(w) = h.writer() else {
             return Ok(());
-        }
+        };
         let ours = {
-            let procs = lock(&h.processes);
+            let procs = lock(&w.processes);
             let tgid = process_of(pid);
             procs.is_empty()
                 || procs
@@ -487,17 +530,21 @@ impl Fs {
         let Some(h) = lock(&self.files).remove(fh) else {
             return;
         };
-        if let Some(w) = &h.writer {
-            let _ = self.drop_writer_hold(h.ino, w).await;
+        if let Some(w) = h.writer() {
+            let _ = self.drop_writer_hold(h.ino, &w.file).await;
         }
         if !self.has_handles(h.ino) {
-            let pending = lock(&self.unlinked).remove(&h.ino).flatten();
+            let pending = lock(&self.deferred_deletes).remove(&h.ino);
             if let Some((path, etag)) = pending {
                 // Unlinked while open: it goes now, if it is still the version unlinked.
                 match self.client.delete_blob(&path, Some(&etag)).await {
                     Ok(()) => tracing::debug!(blob = path, "deleted at last close"),
                     Err(e)
-                        if matches!(e.kind, ErrorKind::NotFound | ErrorKind::ConditionNotMet) => {}
+                        if matches!(
+                            e.kind,
+                            crate::blob::ErrorKind::NotFound
+                                | crate::blob::ErrorKind::ConditionNotMet
+                        ) => {}
                     Err(e) => tracing::warn!("deleting a file unlinked while open failed: {e}"),
                 }
             }
@@ -505,7 +552,7 @@ impl Fs {
     }
 
     /// Whether any handle of this mount is open on `ino`.
-    fn has_handles(&self, ino: u64) -> bool {
+    pub(super) fn has_handles(&self, ino: u64) -> bool {
         lock(&self.files).any(|h| h.ino == ino)
     }
 
@@ -521,180 +568,24 @@ impl Fs {
             return Err(libc::EISDIR);
         }
         if let Some(w) = self.writer(ino) {
-            w.staging.lock().await.set_size(size).await.map_err(fail)?;
+            {
+                let mut f = w.open.lock().await;
+                f.state.may_write()?;
+                let r = f.staging.set_size(size).await;
+                f.changed(r)?;
+            }
             return Ok(self.touch_attr(ino, &w).await);
         }
         // Not open for writing: change and commit at once.
         let w = self.writer_for(ino, false).await?;
-        let resized = w.staging.lock().await.set_size(size).await.map_err(fail);
+        let resized = {
+            let mut f = w.open.lock().await;
+            let r = f.staging.set_size(size).await;
+            f.changed(r)
+        };
         let committed = self.drop_writer_hold(ino, &w).await;
         resized?;
         committed?;
         self.attr_of(ino)
-    }
-
-    /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
-    /// while empty (blobfuse2's and Azure tools' convention).
-    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
-        let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
-        let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
-        let info = EntryInfo::dir(c.last_modified);
-        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
-        lock(&self.dirs).forget_dir(&path);
-        Ok(self.record(ino, info))
-    }
-
-    /// Creates the blob `name` in directory `parent` in one Put Blob, only if nothing has that
-    /// name (`If-None-Match: *`; EEXIST otherwise). For directory markers and symlinks.
-    pub(super) async fn put_new_blob<'a>(
-        &self,
-        parent: u64,
-        name: &'a OsStr,
-        data: Bytes,
-        metadata: HashMap<String, String>,
-    ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
-        let _change = self.check_writable()?;
-        let (dir, name) = self.child_name(parent, name)?;
-        match self.resolve(&dir, name).await {
-            Ok(_) => return Err(libc::EEXIST),
-            Err(libc::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
-        let path = join(&dir, name);
-        let opts = WriteOptions {
-            if_none_match_any: true,
-            metadata,
-            ..Default::default()
-        };
-        let c = self
-            .client
-            .put_blob(&path, data, &opts)
-            .await
-            .map_err(|e| match e.code.as_deref() {
-                Some("BlobAlreadyExists") => libc::EEXIST,
-                _ => fail(e),
-            })?;
-        Ok((path, name, c))
-    }
-
-    /// Removes the markers of directory `path` (`path` with `hdi_isfolder`, `path/`), after
-    /// checking that no blob remains under it (ENOTEMPTY) and that nothing is being written
-    /// there (`busy`).
-    pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), Errno> {
-        let prefix = format!("{path}/");
-        let page = self
-            .client
-            .list(crate::blob::ListRequest {
-                prefix: &prefix,
-                delimiter: None,
-                marker: None,
-                max_results: Some(2),
-            })
-            .await
-            .map_err(fail)?;
-        if busy || page.blobs.iter().any(|b| b.name != prefix) {
-            return Err(libc::ENOTEMPTY);
-        }
-        for marker in [path, prefix.as_str()] {
-            match self.client.delete_blob(marker, None).await {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
-    /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
-    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        let _change = self.check_deletable()?;
-        let (dir, name) = self.child_name(parent, name)?;
-        match self.resolve(&dir, name).await {
-            Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
-            Ok(_) => {}
-            // A directory that existed only as a prefix disappears with its last blob: removing
-            // it then is a success (`rm -r` removes the files first, then the directory).
-            Err(libc::ENOENT) if self.known_dir(parent, name) => {
-                lock(&self.inodes).detach(parent, name);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-        let path = join(&dir, name);
-        let child = lock(&self.inodes).child(parent, name);
-        let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
-        self.remove_empty_dir(&path, writing_inside).await?;
-        lock(&self.inodes).detach(parent, name);
-        let mut dirs = lock(&self.dirs);
-        dirs.remove_entry(&dir, name);
-        dirs.forget_dir(&path);
-        Ok(())
-    }
-
-    /// unlink: deletes the blob. A file being created here and not yet committed just goes.
-    /// unlink: deletes the blob. A file still open here stays readable through its handles:
-    /// its blob is deleted at the last close (if it is still the version unlinked). A file
-    /// being written is not committed any more.
-    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
-        let _change = self.check_deletable()?;
-        let (dir, name) = self.child_name(parent, name)?;
-        let info = self.resolve_or_writer(parent, &dir, name).await?;
-        if info.kind == Kind::Dir {
-            return Err(libc::EISDIR);
-        }
-        let path = join(&dir, name);
-        let ino = lock(&self.inodes).child(parent, name);
-        let writing = ino.is_some_and(|i| self.writer(i).is_some());
-        let reading = ino.is_some_and(|i| self.has_handles(i));
-        match (ino, &info.etag) {
-            (Some(ino), Some(etag)) if reading && !writing => {
-                lock(&self.unlinked).insert(ino, Some((path.clone(), etag.to_string())));
-            }
-            _ => {
-                if let (Some(ino), true) = (ino, writing) {
-                    lock(&self.unlinked).insert(ino, None);
-                }
-                match self.client.delete_blob(&path, None).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind == ErrorKind::NotFound && (info.etag.is_none() || writing) => {
-                    }
-                    Err(e) => return Err(fail(e)),
-                }
-            }
-        }
-        lock(&self.inodes).detach(parent, name);
-        lock(&self.dirs).remove_entry(&dir, name);
-        Ok(())
-    }
-
-    /// Whether the kernel holds `name` in `parent` as a directory.
-    fn known_dir(&self, parent: u64, name: &str) -> bool {
-        let inodes = lock(&self.inodes);
-        inodes
-            .child(parent, name)
-            .and_then(|ino| inodes.get(ino))
-            .is_some_and(|n| n.info.kind == Kind::Dir)
-    }
-
-    /// What `name` is, counting files this mount is writing and has not committed yet.
-    async fn resolve_or_writer(
-        &self,
-        parent: u64,
-        dir: &str,
-        name: &str,
-    ) -> Result<EntryInfo, Errno> {
-        let known = {
-            let inodes = lock(&self.inodes);
-            inodes
-                .child(parent, name)
-                .and_then(|ino| inodes.get(ino).map(|n| (ino, n.info.clone())))
-        };
-        if let Some((ino, info)) = known {
-            if self.writer(ino).is_some() {
-                return Ok(info);
-            }
-        }
-        self.resolve(dir, name).await
     }
 }

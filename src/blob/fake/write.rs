@@ -283,8 +283,13 @@ pub(super) fn copy_blob(
     let info = CopyInfo {
         id: format!("copy-{}", s.etag_seq),
         state: CopyState::Success,
+        source: None,
     };
-    blob.copy = Some(info.clone());
+    // The copy's properties name its source; Copy Blob's answer does not.
+    blob.copy = Some(CopyInfo {
+        source: Some(source.to_string()),
+        ..info.clone()
+    });
     s.blobs.insert(dest.to_string(), blob);
     Ok(info)
 }
@@ -311,7 +316,7 @@ pub(super) fn set_metadata(
 #[cfg(test)]
 mod tests {
     use crate::blob::fake::FakeClient;
-    use crate::blob::{BlobClient, ErrorKind, WriteOptions};
+    use crate::blob::{BlobClient, CopyInfo, ErrorKind, WriteOptions};
     use bytes::Bytes;
 
     fn ids(v: &[&str]) -> Vec<String> {
@@ -388,7 +393,13 @@ mod tests {
             .copy_blob("copy", "src", Some(&etag), &WriteOptions::default())
             .await
             .unwrap();
-        assert_eq!(f.copy_info("copy").await.unwrap(), Some(info));
+        assert_eq!(
+            f.copy_info("copy").await.unwrap(),
+            Some(CopyInfo {
+                source: Some("src".into()),
+                ..info
+            })
+        );
         assert_eq!(&f.blob("copy").unwrap().0[..], b"0123456789");
         let mut meta = WriteOptions::default();
         meta.metadata.insert("mode".into(), "0600".into());

@@ -1,0 +1,365 @@
+//! Changing names: mkdir, rmdir, unlink, and the checks every change goes through (the mount
+//! and the SAS allow it, the name can be stored as it is). Creating files is in
+//! [`super::write`], renames in [`super::rename`], attributes and symlinks in [`super::meta`].
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+
+use bytes::Bytes;
+
+use super::dircache::{invalid_component, NAME_MAX};
+use super::inode::join;
+use super::shutdown::Change;
+use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
+use crate::blob::{ErrorKind, WriteOptions, FOLDER_META};
+
+/// Longest blob name the service takes, in characters.
+pub const BLOB_NAME_MAX: usize = 1024;
+/// Most `/`-separated segments in a blob name.
+pub const BLOB_SEGMENTS_MAX: usize = 254;
+
+/// Why a new blob name would not be stored as it is written, with the errno that says so.
+/// Such names are refused rather than changed: a name that the service (or the URL and XML on
+/// the way) would alter could silently become another file's name.
+pub fn unstorable(path: &str) -> Option<(Errno, &'static str)> {
+    if path.chars().count() > BLOB_NAME_MAX || path.split('/').count() > BLOB_SEGMENTS_MAX {
+        return Some((
+            libc::ENAMETOOLONG,
+            "longer than a blob name may be (1,024 characters, 254 segments)",
+        ));
+    }
+    for c in path.chars() {
+        let why = match c {
+            // Azure refuses control characters; Azurite cannot list them (500).
+            '\u{1}'..='\u{1f}' | '\u{7f}' | '\u{80}'..='\u{9f}' => "a control character",
+            // Azure takes a backslash for a slash.
+            '\\' => "a backslash",
+            // Not characters (Azure refuses them).
+            '\u{e000}'..='\u{f8ff}' | '\u{fdd0}'..='\u{fdef}' | '\u{fffe}' | '\u{ffff}' => {
+                "a private-use or non-character code point"
+            }
+            _ => continue,
+        };
+        return Some((libc::EINVAL, why));
+    }
+    if path.split('/').any(|segment| segment.ends_with('.')) {
+        // Azure drops a trailing dot from each segment of the URL: `a.` would be `a`.
+        return Some((libc::EINVAL, "a name ending with a dot"));
+    }
+    if path.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) {
+        // Listings would show it as an empty name (XML drops blank text).
+        return Some((libc::EINVAL, "a name of spaces only"));
+    }
+    None
+}
+
+impl Fs {
+    /// Changes need a read-write mount and a SAS that may write (the token in force: a
+    /// refreshed one may allow less, or more, than the first).
+    /// The returned guard counts the change as in progress until it is dropped: keep it for
+    /// the whole operation (the shutdown waits for changes in progress).
+    pub(super) fn check_writable(&self) -> Result<Change<'_>, Errno> {
+        if self.cfg.read_only {
+            return Err(libc::EROFS);
+        }
+        let change = self.begin_change()?;
+        if !self.token_allows('w') {
+            tracing::debug!("the SAS in force has no write permission");
+            return Err(libc::EROFS);
+        }
+        self.check_token_usable()?;
+        Ok(change)
+    }
+
+    /// Removing (unlink, rmdir, rename's source) needs the SAS's `d`: without it, EACCES at once.
+    pub(super) fn check_deletable(&self) -> Result<Change<'_>, Errno> {
+        let change = self.check_writable()?;
+        if !self.token_allows('d') {
+            tracing::debug!("the SAS in force has no delete permission");
+            return Err(libc::EACCES);
+        }
+        Ok(change)
+    }
+
+    /// A token that has expired with nothing to replace it makes every change fail: writes
+    /// fail at once (EACCES) instead of succeeding locally and failing at close.
+    pub(super) fn check_token_usable(&self) -> Result<(), Errno> {
+        let Some(cred) = &self.cfg.credential else {
+            return Ok(());
+        };
+        if !cred.is_refreshable() && cred.current().is_expired(time::OffsetDateTime::now_utc()) {
+            tracing::debug!("the SAS has expired and nothing can renew it: change refused");
+            return Err(libc::EACCES);
+        }
+        Ok(())
+    }
+
+    /// Whether the SAS in force has permission `letter` (or nothing is known of it).
+    fn token_allows(&self, letter: char) -> bool {
+        let Some(cred) = &self.cfg.credential else {
+            return true;
+        };
+        cred.current()
+            .permissions
+            .as_ref()
+            .is_none_or(|p| p.has(letter))
+    }
+
+    /// The directory path of `parent` and a validated `name` in it.
+    pub(super) fn child_name<'a>(
+        &self,
+        parent: u64,
+        name: &'a OsStr,
+    ) -> Result<(String, &'a str), Errno> {
+        let name = name.to_str().ok_or(libc::EINVAL)?;
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if invalid_component(name).is_some() || name.contains('/') {
+            return Err(libc::EINVAL);
+        }
+        let (dir, info, _) = self.node(parent)?;
+        if info.kind != Kind::Dir {
+            return Err(libc::ENOTDIR);
+        }
+        Ok((dir, name))
+    }
+
+    /// A name about to be created (file, directory, symlink, rename target) must be stored as
+    /// it is: see [`unstorable`].
+    pub(super) fn check_new_name(&self, path: &str) -> Result<(), Errno> {
+        match unstorable(path) {
+            Some((errno, why)) => {
+                tracing::info!("{path:?} refused: {why} cannot be kept in a blob name as it is");
+                Err(errno)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
+    /// while empty (blobfuse2's and Azure tools' convention).
+    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
+        let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
+        let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
+        let info = EntryInfo::dir(c.last_modified);
+        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
+        lock(&self.dirs).forget_dir(&path);
+        Ok(self.record(ino, info))
+    }
+
+    /// Creates the blob `name` in directory `parent` in one Put Blob, only if nothing has that
+    /// name (`If-None-Match: *`; EEXIST otherwise). For directory markers and symlinks. A
+    /// retry after a lost answer that finds the very blob it wrote takes it as its own.
+    pub(super) async fn put_new_blob<'a>(
+        &self,
+        parent: u64,
+        name: &'a OsStr,
+        data: Bytes,
+        metadata: HashMap<String, String>,
+    ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
+        let _change = self.check_writable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        match self.resolve(&dir, name).await {
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&dir, name);
+        self.check_new_name(&path)?;
+        let opts = WriteOptions {
+            if_none_match_any: true,
+            metadata,
+            ..Default::default()
+        };
+        let c = match self.client.put_blob(&path, data.clone(), &opts).await {
+            Ok(c) => c,
+            Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => {
+                let own = match e.after_lost_answer {
+                    true => {
+                        crate::blob::own_put_blob(
+                            self.client.as_ref(),
+                            &path,
+                            &data,
+                            &opts.metadata,
+                        )
+                        .await
+                    }
+                    false => None,
+                };
+                own.ok_or(libc::EEXIST)?
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        Ok((path, name, c))
+    }
+
+    /// Removes the markers of directory `path` (`path` with `hdi_isfolder`, `path/`), after
+    /// checking that no blob remains under it (ENOTEMPTY) and that nothing is being written
+    /// there (`busy`). A marker already gone (or whose delete's answer was lost) is fine.
+    pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), Errno> {
+        let prefix = format!("{path}/");
+        let page = self
+            .client
+            .list(crate::blob::ListRequest {
+                prefix: &prefix,
+                delimiter: None,
+                marker: None,
+                max_results: Some(2),
+            })
+            .await
+            .map_err(fail)?;
+        if busy || page.blobs.iter().any(|b| b.name != prefix) {
+            return Err(libc::ENOTEMPTY);
+        }
+        for marker in [path, prefix.as_str()] {
+            match self.client.delete_blob(marker, None).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
+    /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        let _change = self.check_deletable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        match self.resolve(&dir, name).await {
+            Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
+            Ok(_) => {}
+            // A directory that existed only as a prefix disappears with its last blob: removing
+            // it then is a success (`rm -r` removes the files first, then the directory).
+            Err(libc::ENOENT) if self.known_dir(parent, name) => {
+                lock(&self.inodes).detach(parent, name);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let path = join(&dir, name);
+        let child = lock(&self.inodes).child(parent, name);
+        let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
+        self.remove_empty_dir(&path, writing_inside).await?;
+        lock(&self.inodes).detach(parent, name);
+        let mut dirs = lock(&self.dirs);
+        dirs.remove_entry(&dir, name);
+        dirs.forget_dir(&path);
+        Ok(())
+    }
+
+    /// unlink: deletes the blob. A file still open here for reading only stays readable
+    /// through its handles: its blob is deleted at the last close (if it is still the version
+    /// unlinked). A file being written is never committed any more (its lifecycle says so),
+    /// and its blob, if any, goes now. A delete answered 404 is a success: the blob is gone
+    /// (this call's own earlier attempt, whose answer was lost, or someone else removed it).
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        let _change = self.check_deletable()?;
+        let (dir, name) = self.child_name(parent, name)?;
+        let info = self.resolve_or_writer(parent, &dir, name).await?;
+        if info.kind == Kind::Dir {
+            return Err(libc::EISDIR);
+        }
+        let path = join(&dir, name);
+        let ino = lock(&self.inodes).child(parent, name);
+        let writer = ino.and_then(|i| self.writer(i));
+        let reading = ino.is_some_and(|i| self.has_handles(i));
+        match (ino, &writer, &info.etag) {
+            (Some(ino), None, Some(etag)) if reading => {
+                lock(&self.deferred_deletes).insert(ino, (path.clone(), etag.to_string()));
+            }
+            _ => {
+                if let Some(w) = &writer {
+                    // Taken after any commit in progress: none can land after the delete.
+                    w.open.lock().await.state.unlinked();
+                }
+                match self.client.delete_blob(&path, None).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        }
+        lock(&self.inodes).detach(parent, name);
+        lock(&self.dirs).remove_entry(&dir, name);
+        Ok(())
+    }
+
+    /// Whether the kernel holds `name` in `parent` as a directory.
+    fn known_dir(&self, parent: u64, name: &str) -> bool {
+        let inodes = lock(&self.inodes);
+        inodes
+            .child(parent, name)
+            .and_then(|ino| inodes.get(ino))
+            .is_some_and(|n| n.info.kind == Kind::Dir)
+    }
+
+    /// What `name` is, counting files this mount is writing and has not committed yet.
+    async fn resolve_or_writer(
+        &self,
+        parent: u64,
+        dir: &str,
+        name: &str,
+    ) -> Result<EntryInfo, Errno> {
+        let known = {
+            let inodes = lock(&self.inodes);
+            inodes
+                .child(parent, name)
+                .and_then(|ino| inodes.get(ino).map(|n| (ino, n.info.clone())))
+        };
+        if let Some((ino, info)) = known {
+            if self.writer(ino).is_some() {
+                return Ok(info);
+            }
+        }
+        self.resolve(dir, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_change_are_refused() {
+        for ok in [
+            "a",
+            "dir/file.txt",
+            " lead and trail ",
+            "a b/c\u{e9}\u{301}\u{1F600}",
+            ".hidden",
+            "a.b",
+            "#?%&+=;",
+        ] {
+            assert_eq!(unstorable(ok), None, "{ok:?}");
+        }
+        for (bad, errno) in [
+            ("a\nb", libc::EINVAL),
+            ("a\tb", libc::EINVAL),
+            ("a\rb", libc::EINVAL),
+            ("a\u{1}b", libc::EINVAL),
+            ("a\u{7f}", libc::EINVAL),
+            ("a\u{85}", libc::EINVAL),
+            ("a\\b", libc::EINVAL),
+            ("dot.", libc::EINVAL),
+            ("dir./x", libc::EINVAL),
+            ("...", libc::EINVAL),
+            ("  ", libc::EINVAL),
+            ("\u{e000}", libc::EINVAL),
+            ("\u{fffe}", libc::EINVAL),
+        ] {
+            assert_eq!(unstorable(bad).map(|(e, _)| e), Some(errno), "{bad:?}");
+        }
+        assert_eq!(unstorable(&"x".repeat(1024)), None);
+        assert_eq!(
+            unstorable(&"x".repeat(1025)).map(|(e, _)| e),
+            Some(libc::ENAMETOOLONG)
+        );
+        assert_eq!(unstorable("d/".repeat(254).trim_end_matches('/')), None);
+        assert_eq!(
+            unstorable(&"d/".repeat(255)).map(|(e, _)| e),
+            Some(libc::ENAMETOOLONG)
+        );
+    }
+}
