@@ -73,10 +73,21 @@ impl RestClient {
         credential: Arc<Credential>,
         retry: RetryPolicy,
     ) -> Result<Self, String> {
+        Self::with_read_timeout(container, credential, retry, Duration::from_secs(30))
+    }
+
+    /// A client whose requests give up (and are retried) after `read_timeout` without a byte
+    /// of answer.
+    pub fn with_read_timeout(
+        container: ContainerUrl,
+        credential: Arc<Credential>,
+        retry: RetryPolicy,
+        read_timeout: Duration,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("blobmount/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
+            .read_timeout(read_timeout)
             // Below Azure's load balancers' idle timeout (4 min); a server that closes sooner
             // (Azurite: 5 s) makes a reused connection fail once, and that is retried.
             .pool_idle_timeout(Duration::from_secs(30))

@@ -120,6 +120,10 @@ pub struct Node {
     /// pages of a file written here): the page cache is kept across opens of that version
     /// only.
     pub page_cache: Option<Arc<str>>,
+    /// When this mount last removed an entry of this directory. A directory that exists only
+    /// as a prefix vanishes with its last blob; it is still found for a while after this mount
+    /// emptied it, so `rm -r` (and the kernel's revalidation before its rmdir) finds it.
+    pub emptied: Option<Instant>,
 }
 
 impl Node {
@@ -162,6 +166,7 @@ impl InodeTable {
                 validated: Instant::now(),
                 lookups: 1,
                 page_cache: None,
+                emptied: None,
             },
         );
         InodeTable {
@@ -226,10 +231,18 @@ impl InodeTable {
                 validated: Instant::now(),
                 lookups: u64::from(lookup),
                 page_cache: None,
+                emptied: None,
             },
         );
         self.children.insert(key, ino);
         ino
+    }
+
+    /// This mount removed an entry of directory `ino` (see [`Node::emptied`]).
+    pub fn emptied(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.emptied = Some(Instant::now());
+        }
     }
 
     /// The kernel dropped `n` references; the inode goes when none remain.

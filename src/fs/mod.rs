@@ -51,6 +51,9 @@ pub enum PageCache {
     Bypass,
 }
 
+/// How long a directory that this mount emptied is still found (see [`inode::Node::emptied`]).
+const EMPTIED_GRACE: Duration = Duration::from_secs(60);
+
 /// Settings of the filesystem core.
 #[derive(Debug, Clone)]
 pub struct FsConfig {
@@ -286,7 +289,19 @@ impl Fs {
             }
             Err(e) => {
                 if e == libc::ENOENT {
-                    lock(&self.inodes).detach(parent, name);
+                    let mut inodes = lock(&self.inodes);
+                    if let Some(ino) = inodes.child(parent, name) {
+                        let emptied_here = inodes.get(ino).is_some_and(|n| {
+                            n.info.kind == Kind::Dir
+                                && n.emptied.is_some_and(|t| t.elapsed() < EMPTIED_GRACE)
+                        });
+                        if emptied_here {
+                            let info = inodes.get(ino).expect("just found").info.clone();
+                            let ino = inodes.upsert(parent, name, info, true);
+                            return Ok(inodes.get(ino).expect("just upserted").attr(ino));
+                        }
+                    }
+                    inodes.detach(parent, name);
                 }
                 Err(e)
             }
@@ -617,5 +632,7 @@ fn synthetic_ino(parent: u64, name: &str) -> u64 {
     h.finish() | (1 << 63)
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

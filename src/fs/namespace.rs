@@ -242,7 +242,10 @@ impl Fs {
         let child = lock(&self.inodes).child(parent, name);
         let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
         self.remove_empty_dir(&path, writing_inside).await?;
-        lock(&self.inodes).detach(parent, name);
+        let mut inodes = lock(&self.inodes);
+        inodes.detach(parent, name);
+        inodes.emptied(parent);
+        drop(inodes);
         let mut dirs = lock(&self.dirs);
         dirs.remove_entry(&dir, name);
         dirs.forget_dir(&path);
@@ -281,7 +284,10 @@ impl Fs {
                 }
             }
         }
-        lock(&self.inodes).detach(parent, name);
+        let mut inodes = lock(&self.inodes);
+        inodes.detach(parent, name);
+        inodes.emptied(parent);
+        drop(inodes);
         lock(&self.dirs).remove_entry(&dir, name);
         Ok(())
     }

@@ -95,10 +95,13 @@ impl Fs {
                 self.move_dir(&src, &dst).await?;
             }
         }
-        if let Some(ino) = ino {
-            lock(&self.inodes).rename(ino, new_parent, new_name);
-        } else {
-            lock(&self.inodes).detach(new_parent, new_name);
+        {
+            let mut inodes = lock(&self.inodes);
+            match ino {
+                Some(ino) => inodes.rename(ino, new_parent, new_name),
+                None => inodes.detach(new_parent, new_name),
+            }
+            inodes.emptied(parent);
         }
         let mut dirs = lock(&self.dirs);
         dirs.remove_entry(&src_dir, name);

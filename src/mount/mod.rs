@@ -53,6 +53,8 @@ pub struct MountOptions {
     pub sas_command_timeout: Duration,
     pub refresh_before: Option<Duration>,
     pub refresh_interval: Duration,
+    /// No answer for this long: the request is given up and retried.
+    pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub metrics_addr: Option<SocketAddr>,
     /// `BLOBMOUNT_SAS`, if set.
@@ -206,10 +208,11 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
             ))
         })?;
     }
-    let client = RestClient::new(
+    let client = RestClient::with_read_timeout(
         target.container.clone(),
         credential.clone(),
         RetryPolicy::default(),
+        opts.request_timeout,
     )
     .map_err(MountError::failed)?;
     let fs = Fs::new(

@@ -98,6 +98,10 @@ pub struct Settings {
     /// How often to get a new token when it has no expiry (stored access policy) [default: 15m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub refresh_interval: Option<Duration>,
+    /// How long one request may wait for the service's answer before it is given up and
+    /// retried (a stalled connection) [default: 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<Duration>,
     /// On SIGTERM, SIGINT or unmount: how long to wait for open files to be committed before
     /// exiting anyway (and saying which were not) [default: 60s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -134,8 +138,8 @@ impl Settings {
             config, foreground, read_only, uid, gid, umask, file_mode, dir_mode, allow_other,
             allow_root, allow_non_empty, noexec, cache_size, block_size, metadata_ttl,
             write_buffer, staging_dir, sas_file, sas_command, sas_command_timeout,
-            refresh_before, refresh_interval, shutdown_timeout, metrics_addr, log_level,
-            log_file)
+            refresh_before, refresh_interval, request_timeout, shutdown_timeout, metrics_addr,
+            log_level, log_file)
     }
 
     /// The modes the umask leaves, where this layer gives none itself.

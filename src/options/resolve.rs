@@ -142,6 +142,7 @@ fn options(
         sas_command_timeout: s.sas_command_timeout.unwrap_or(Duration::from_secs(30)),
         refresh_before: s.refresh_before,
         refresh_interval: s.refresh_interval.unwrap_or(Duration::from_secs(15 * 60)),
+        request_timeout: s.request_timeout.unwrap_or(Duration::from_secs(30)),
         shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(60)),
         metrics_addr: s.metrics_addr,
         env_token: None,

@@ -4,9 +4,11 @@
 //! - Every request is recorded (method, raw path, raw query, headers, the status the client
 //!   got): [`Proxy::requests`], [`Proxy::count`].
 //! - Rules, checked in the order they were added: [`Proxy::delay`] / [`Proxy::delay_next`]
-//!   hold matching requests back before forwarding; [`Proxy::fail_next`] answers the next N
-//!   matching requests with a [`Fault`] instead of forwarding (an Azure-style error, a dropped
-//!   connection, or a response body cut short).
+//!   hold matching requests back before forwarding; [`Proxy::fail_next`] meets the next N
+//!   matching requests with a [`Fault`] (an Azure-style error or a dropped connection instead
+//!   of forwarding; or forwarding, so the service carries the request out, and then losing,
+//!   stalling or cutting short its answer); [`Proxy::random_faults`] meets matching requests
+//!   with faults at random, from a seed.
 //! - [`Proxy::set_unreachable`]: the proxy stops listening (connects are refused) and closes
 //!   the connections it has, until set back.
 //!
@@ -119,10 +121,16 @@ pub enum Fault {
         code: String,
         retry_after: Option<u32>,
     },
-    /// Close the connection without an answer.
+    /// Close the connection without an answer, before forwarding (nothing is carried out).
     Reset,
     /// Forward, but cut the response body after `after` bytes and drop the connection.
     TruncateBody { after: u64 },
+    /// Forward and read the whole answer (the service carried the request out), then close
+    /// the connection without answering: the client's retry meets its own success.
+    LoseAnswer,
+    /// Forward, then hold the answer back this long (past the client's timeout: the request
+    /// was carried out, the client gave up waiting).
+    StallAnswer(Duration),
 }
 
 impl Fault {
@@ -149,6 +157,12 @@ impl Fault {
 enum Action {
     Delay(Duration),
     Fault(Fault),
+    /// A fault from the list, for a share `rate` of the matching requests.
+    Random {
+        rng: fastrand::Rng,
+        rate: f64,
+        faults: Vec<Fault>,
+    },
 }
 
 struct Rule {
@@ -276,6 +290,33 @@ impl Proxy {
         fault: Fault,
     ) {
         self.add_rule(Box::new(pred), Some(n), Action::Fault(fault));
+    }
+
+    /// Meets each matching request, with probability `rate`, with one of `faults` (chosen at
+    /// random), until [`Proxy::clear_rules`]; the same seed gives the same choices for the
+    /// same sequence of requests.
+    pub fn random_faults(
+        &self,
+        pred: impl Fn(&RecordedRequest) -> bool + Send + Sync + 'static,
+        seed: u64,
+        rate: f64,
+        faults: Vec<Fault>,
+    ) {
+        assert!(!faults.is_empty());
+        self.add_rule(
+            Box::new(pred),
+            None,
+            Action::Random {
+                rng: fastrand::Rng::with_seed(seed),
+                rate,
+                faults,
+            },
+        );
+    }
+
+    /// How many requests a fault met so far.
+    pub fn injected(&self) -> usize {
+        self.state().log.iter().filter(|r| r.injected).count()
     }
 
     /// How many injected faults have not been used yet.
@@ -438,7 +479,7 @@ async fn handle(
             }
             let wanted = match rule.action {
                 Action::Delay(_) => delay.is_none(),
-                Action::Fault(_) => fault.is_none(),
+                Action::Fault(_) | Action::Random { .. } => fault.is_none(),
             };
             if !wanted || !(rule.pred)(&record) {
                 continue;
@@ -446,9 +487,14 @@ async fn handle(
             if let Some(n) = rule.remaining.as_mut() {
                 *n -= 1;
             }
-            match &rule.action {
+            match &mut rule.action {
                 Action::Delay(d) => delay = Some(*d),
                 Action::Fault(f) => fault = Some(f.clone()),
+                Action::Random { rng, rate, faults } => {
+                    if rng.f64() < *rate {
+                        fault = Some(faults[rng.usize(..faults.len())].clone());
+                    }
+                }
             }
         }
         st.log.push(record);
@@ -469,6 +515,8 @@ async fn handle(
         return Err("proxy: unreachable".into());
     }
 
+    let mut lose = false;
+    let mut stall = None;
     let truncate = match fault {
         Some(Fault::Status {
             status,
@@ -484,11 +532,36 @@ async fn handle(
             return Err("proxy: injected connection reset".into());
         }
         Some(Fault::TruncateBody { after }) => Some(after),
+        Some(Fault::LoseAnswer) => {
+            lose = true;
+            None
+        }
+        Some(Fault::StallAnswer(d)) => {
+            stall = Some(d);
+            None
+        }
         None => None,
     };
 
     match forward(req, upstream).await {
+        Ok(resp) if lose => {
+            // The service has carried the request out once its answer is complete.
+            let _ = resp.into_body().collect().await;
+            set_status(None, true);
+            Err("proxy: injected loss of the answer".into())
+        }
         Ok(resp) => {
+            if let Some(d) = stall {
+                set_status(Some(resp.status().as_u16()), true);
+                let (parts, body) = resp.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                tokio::time::sleep(d).await;
+                return Ok(Response::from_parts(parts, full(body)));
+            }
             set_status(Some(resp.status().as_u16()), truncate.is_some());
             let (parts, body) = resp.into_parts();
             let body = match truncate {

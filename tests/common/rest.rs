@@ -104,16 +104,24 @@ impl Rest {
     }
 
     /// `account_url/container[/blob path segments]?<account SAS>[&extra query]`. Blob names are
-    /// split at '/' and each segment is percent-encoded by the url crate (spaces, '#', '?',
-    /// '%', unicode); '+' and '&' are legal in a path and stay as they are.
+    /// split at '/' and every byte of a segment but ASCII letters and digits is
+    /// percent-encoded (not by `path_segments_mut`, whose parser drops tabs and newlines).
     fn url(&self, container: &str, blob: Option<&str>, query: &[(&str, &str)]) -> Url {
         let mut u = self.account_url.clone();
-        {
-            let mut segs = u.path_segments_mut().expect("account url is a base");
-            segs.pop_if_empty().push(container);
-            if let Some(name) = blob {
-                segs.extend(name.split('/'));
-            }
+        u.path_segments_mut()
+            .expect("account url is a base")
+            .pop_if_empty()
+            .push(container);
+        if let Some(name) = blob {
+            let encoded: Vec<String> = name
+                .split('/')
+                .map(|seg| {
+                    percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                })
+                .collect();
+            let path = format!("{}/{}", u.path(), encoded.join("/"));
+            u.set_path(&path);
         }
         u.set_query(Some(&self.account_sas));
         if !query.is_empty() {

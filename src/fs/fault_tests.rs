@@ -1,0 +1,272 @@
+//! The filesystem core under faults, against the in-memory fake: lost answers at each kind of
+//! mutating request, failures that must leave the data somewhere, and versions that must not
+//! mix. (The same promises are checked through a real mount in tests/faults.rs.)
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use super::tests::setup_rw;
+use super::*;
+use crate::blob::fake::{Fault, Op};
+
+const ROOT: u64 = ROOT_INO;
+
+async fn create(fs: &Fs, name: &str) -> u64 {
+    fs.create(ROOT, OsStr::new(name), false, false)
+        .await
+        .unwrap()
+        .1
+}
+
+async fn rename(fs: &Fs, from: &str, to: &str) -> Result<(), Errno> {
+    fs.rename(ROOT, OsStr::new(from), ROOT, OsStr::new(to), false)
+        .await
+}
+
+#[tokio::test]
+async fn a_rename_whose_delete_answer_was_lost_keeps_the_file() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("a", "precious");
+    // The delete went through; its retry answers 412 (If-Match on a blob that is gone).
+    fake.inject_next(Op::Delete, Fault::LoseAnswer);
+    assert_eq!(rename(&fs, "a", "b").await, Ok(()));
+    assert_eq!(fake.names(), vec!["b"]);
+    assert_eq!(&fake.blob("b").unwrap().0[..], b"precious");
+    // Retries ran out after the delete went through: the move is complete all the same.
+    fake.inject_next(Op::Delete, Fault::LoseAnswerAndGiveUp);
+    assert_eq!(rename(&fs, "b", "c").await, Ok(()));
+    assert_eq!(fake.names(), vec!["c"]);
+}
+
+#[tokio::test]
+async fn a_rename_whose_delete_failed_takes_its_copy_back() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("a", "stays");
+    fake.fail_next(Op::Delete, crate::blob::ErrorKind::Transient);
+    assert_eq!(rename(&fs, "a", "b").await, Err(libc::EIO));
+    assert_eq!(fake.names(), vec!["a"], "one place only: the source");
+    assert_eq!(&fake.blob("a").unwrap().0[..], b"stays");
+}
+
+#[tokio::test]
+async fn a_rename_whose_copy_answer_was_lost_leaves_no_stray_copy() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("a", "A");
+    fake.inject_next(Op::Copy, Fault::LoseAnswer);
+    assert_eq!(rename(&fs, "a", "b").await, Ok(()));
+    assert_eq!(fake.names(), vec!["b"]);
+    // The copy was made but the call gave up: it is removed, the source stays.
+    fake.inject_next(Op::Copy, Fault::LoseAnswerAndGiveUp);
+    assert_eq!(rename(&fs, "b", "c").await, Err(libc::EIO));
+    assert_eq!(fake.names(), vec!["b"]);
+    // RENAME_NOREPLACE: the retry meets its own copy.
+    fake.inject_next(Op::Copy, Fault::LoseAnswer);
+    assert_eq!(
+        fs.rename(ROOT, OsStr::new("b"), ROOT, OsStr::new("c"), true)
+            .await,
+        Ok(())
+    );
+    assert_eq!(fake.names(), vec!["c"]);
+}
+
+#[tokio::test]
+async fn a_directory_rename_survives_lost_answers_everywhere() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    for i in 0..12 {
+        fake.put(&format!("d/f{i:02}"), format!("content {i}"));
+    }
+    for _ in 0..6 {
+        fake.inject_next(Op::Delete, Fault::LoseAnswer);
+        fake.inject_next(Op::Copy, Fault::LoseAnswer);
+    }
+    assert_eq!(rename(&fs, "d", "e").await, Ok(()));
+    let names = fake.names();
+    assert_eq!(names.len(), 12, "{names:?}");
+    for i in 0..12 {
+        let b = fake.blob(&format!("e/f{i:02}")).unwrap().0;
+        assert_eq!(&b[..], format!("content {i}").as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn mkdir_and_symlink_recognise_their_own_put_blob() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
+    let d = fs.mkdir(ROOT, OsStr::new("d")).await.unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
+    fs.symlink(ROOT, OsStr::new("l"), std::path::Path::new("target"))
+        .await
+        .unwrap();
+    assert_eq!(fake.names(), vec!["d", "l"]);
+    // A blob someone else made is not taken for ours.
+    fake.put("x", "theirs");
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
+    fake.remove("x");
+    fake.put_with_metadata("y", "", &[("hdi_isfolder", "true"), ("owner", "them")]);
+    assert_eq!(
+        fs.mkdir(ROOT, OsStr::new("y")).await.err(),
+        Some(libc::EEXIST)
+    );
+}
+
+#[tokio::test]
+async fn an_empty_file_whose_answer_was_lost_is_committed_once() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let fh = create(&fs, "empty").await;
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["empty"], "no conflict copy");
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_recognised() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", "old");
+    let attr = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    let (fh, _) = fs
+        .open(
+            attr.ino,
+            OpenMode {
+                write: true,
+                truncate: true,
+            },
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"new content").await.unwrap();
+    fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["f"]);
+    assert_eq!(&fake.blob("f").unwrap().0[..], b"new content");
+}
+
+#[tokio::test]
+async fn an_unlink_whose_answer_was_lost_succeeds() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", "x");
+    fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    fake.inject_next(Op::Delete, Fault::LoseAnswer);
+    assert_eq!(fs.unlink(ROOT, OsStr::new("f")).await, Ok(()));
+    assert!(fake.names().is_empty());
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_for_good_is_saved_locally_at_the_last_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let fh = create(&fs, "lost?").await;
+    fs.write(fh, 0, b"keep me").await.unwrap();
+    for _ in 0..2 {
+        fake.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Forbidden);
+    }
+    assert_eq!(fs.flush(fh).await, Err(libc::EIO));
+    fs.release(fh).await;
+    assert!(fake.names().is_empty());
+    // The data is in a recovery directory of the staging directory.
+    let found = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("blobmount-recovered-")
+        })
+        .map(|e| e.path().join("lost?"))
+        .find(|p| std::fs::read(p).is_ok_and(|d| d == b"keep me"));
+    let path = found.expect("a recovery copy");
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_dir(path.parent().unwrap());
+}
+
+#[tokio::test]
+async fn a_directory_emptied_here_is_still_found_by_rm_r() {
+    let (fake, fs) = setup_rw(Duration::ZERO);
+    fake.put("d/s/z", "x");
+    let d = fs.lookup(ROOT, OsStr::new("d")).await.unwrap();
+    let s = fs.lookup(d.ino, OsStr::new("s")).await.unwrap();
+    fs.lookup(s.ino, OsStr::new("z")).await.unwrap();
+    fs.unlink(s.ino, OsStr::new("z")).await.unwrap();
+    // The prefix is gone; the kernel revalidates before its rmdir.
+    assert_eq!(fs.lookup(d.ino, OsStr::new("s")).await.unwrap().ino, s.ino);
+    fs.rmdir(d.ino, OsStr::new("s")).await.unwrap();
+    assert_eq!(
+        fs.lookup(d.ino, OsStr::new("s")).await.err(),
+        Some(libc::ENOENT)
+    );
+}
+
+#[tokio::test]
+async fn a_handle_served_from_kept_pages_never_moves_to_another_version() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let bs = fs.config().block_size as usize;
+    fake.put("f", vec![0u8; 3 * bs]);
+    let a = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    let (fh, cache) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(cache, PageCache::Drop);
+    fs.read(fh, 0, 4).await.unwrap();
+    fs.release(fh).await;
+    // Another machine rewrites it; this mount's attributes are still fresh.
+    fake.put("f", vec![1u8; 3 * bs]);
+    let (fh, cache) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(
+        cache,
+        PageCache::Keep,
+        "the kernel's pages of version zero are kept"
+    );
+    // What the daemon has of version zero is served; what it has not is refused, never the
+    // bytes of version one after kept pages of version zero.
+    assert_eq!(&fs.read(fh, 0, 4).await.unwrap()[..], &[0u8; 4]);
+    assert_eq!(fs.read(fh, 2 * bs as u64, 8).await, Err(libc::ESTALE));
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn a_new_version_opened_beside_an_old_one_reads_around_its_pages() {
+    let (fake, fs) = setup_rw(Duration::ZERO);
+    fake.put("f", "old");
+    let a = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    let (old, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(&fs.read(old, 0, 3).await.unwrap()[..], b"old");
+    fake.put("f", "new");
+    let (new, cache) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(cache, PageCache::Bypass, "the pages hold the old version");
+    assert_eq!(&fs.read(new, 0, 3).await.unwrap()[..], b"new");
+    assert_eq!(&fs.read(old, 0, 3).await.unwrap()[..], b"old");
+    fs.release(old).await;
+    fs.release(new).await;
+    // Alone again: the next open drops the old pages.
+    let (fh, cache) = fs.open(a.ino, OpenMode::default()).await.unwrap();
+    assert_eq!(cache, PageCache::Drop);
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn an_expired_token_with_no_source_refuses_writes_at_once() {
+    let sas = |at: time::OffsetDateTime| {
+        let se = at
+            .replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        format!("sv=2023-11-03&sr=c&sp=racwdl&se={se}&sig=x")
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let cred = Arc::new(crate::token::Credential::new(sas(
+        now + time::Duration::hours(1)
+    )));
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let mut cfg = fs.config().clone();
+    cfg.credential = Some(cred.clone());
+    let fs = Fs::new(fake.clone(), cfg);
+    let fh = create(&fs, "f").await;
+    fs.write(fh, 0, b"before").await.unwrap();
+    cred.replace(sas(now - time::Duration::minutes(1)));
+    assert_eq!(fs.write(fh, 6, b"after").await, Err(libc::EACCES));
+    assert_eq!(
+        fs.create(ROOT, OsStr::new("g"), false, false).await.err(),
+        Some(libc::EACCES)
+    );
+    fs.release(fh).await;
+}
