@@ -18,6 +18,7 @@ fn sample(name: &str) -> &'static str {
         | "sas-command-timeout"
         | "refresh-before"
         | "refresh-interval"
+        | "request-timeout"
         | "shutdown-timeout" => "7s",
         "staging-dir" | "sas-file" | "log-file" => "/x/y",
         "sas-command" => "echo token",
