@@ -165,6 +165,15 @@ pub trait BlobClient: Send + Sync + 'static {
     /// The state of the last copy into `name` (from its properties).
     async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError>;
 
+    /// The ETag of `name` as Get Block List gives it, for a blob that has uncommitted blocks
+    /// only (an upload that was never committed). Such a blob does not exist for reads (404),
+    /// but Azurite takes it for an existing blob in `If-None-Match: *` (409); its ETag lets a
+    /// new version replace exactly it. `None` when the service gives none. (The fake has no
+    /// such blobs.)
+    async fn uncommitted_etag(&self, _name: &str) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
+
     /// Set Blob Metadata: replaces the metadata (a new ETag, same content).
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError>;
 
@@ -253,14 +262,20 @@ pub fn read_file_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::
 /// After a Put Blob with `If-None-Match: *` whose answer was lost, the retry answers 409
 /// `BlobAlreadyExists`: the blob's version if it is exactly what that Put Blob would have made
 /// (same content, same metadata), which means the first attempt went through (or someone wrote
-/// the very same blob, which comes to the same). `None` if it is anything else.
+/// the very same blob, which comes to the same); `None` if it is anything else; an error if it
+/// cannot be told.
 pub async fn own_put_blob(
     client: &dyn BlobClient,
     name: &str,
     data: &[u8],
     metadata: &HashMap<String, String>,
-) -> Option<Committed> {
-    let p = client.properties(name).await.ok()?;
+) -> Result<Option<Committed>, BlobError> {
+    let p = match client.properties(name).await {
+        Ok(p) => p,
+        // Gone again: not ours to claim.
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let ours: HashMap<String, &String> = metadata
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -268,25 +283,70 @@ pub async fn own_put_blob(
     let same_metadata =
         p.metadata.len() == ours.len() && p.metadata.iter().all(|(k, v)| ours.get(k) == Some(&v));
     if p.size != data.len() as u64 || !same_metadata {
-        return None;
+        return Ok(None);
     }
     if !data.is_empty() {
-        let got = client
-            .get_range(name, 0, p.size, Some(&p.etag))
-            .await
-            .ok()?;
-        if got != data {
-            return None;
+        match client.get_range(name, 0, p.size, Some(&p.etag)).await {
+            Ok(got) if got == data => {}
+            Ok(_) => return Ok(None),
+            Err(e) if matches!(e.kind, ErrorKind::ConditionNotMet | ErrorKind::NotFound) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
         }
     }
     tracing::info!(
         blob = name,
         "the write had gone through (its answer was lost)"
     );
-    Some(Committed {
+    Ok(Some(Committed {
         etag: p.etag,
         last_modified: p.last_modified,
-    })
+    }))
+}
+
+/// After `If-None-Match: *` answered 409 `BlobAlreadyExists`: when what exists is only
+/// uncommitted blocks (left by an upload never committed, which Azurite counts as a blob), the
+/// conditions to try instead, in order: `If-Match` on that state (nothing committed can be
+/// replaced), then none (Azurite refuses `If-Match` on such a blob: 412). Empty when a
+/// committed blob is there. Real Azure does not take uncommitted blocks for a blob here.
+pub async fn over_uncommitted(
+    client: &dyn BlobClient,
+    name: &str,
+    opts: &WriteOptions,
+) -> Result<Vec<WriteOptions>, BlobError> {
+    match client.properties(name).await {
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let Some(etag) = client.uncommitted_etag(name).await? else {
+        return Ok(Vec::new());
+    };
+    tracing::debug!(
+        blob = name,
+        "replacing blocks left uncommitted by an earlier upload"
+    );
+    let unconditional = WriteOptions {
+        if_none_match_any: false,
+        if_match: None,
+        ..opts.clone()
+    };
+    let matching = WriteOptions {
+        if_match: Some(etag),
+        ..unconditional.clone()
+    };
+    Ok(vec![matching, unconditional])
+}
+
+/// The error of a write whose answer was lost and whose outcome could not be checked: not a
+/// conflict, not a success; the write may have been carried out.
+pub fn outcome_unknown(e: &BlobError, check: &BlobError) -> BlobError {
+    BlobError::unanswered(
+        e.op,
+        &e.target,
+        format!("{e}; whether it went through could not be checked: {check}"),
+    )
 }
 
 /// The body of a Get Blob, chunk by chunk.

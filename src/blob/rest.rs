@@ -575,6 +575,10 @@ impl BlobClient for RestClient {
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         write::set_metadata(self, name, opts).await
     }
+
+    async fn uncommitted_etag(&self, name: &str) -> Result<Option<String>, BlobError> {
+        write::uncommitted_etag(self, name).await
+    }
 }
 
 #[cfg(test)]

@@ -489,6 +489,31 @@ pub(super) async fn get_block_list(
     .await
 }
 
+/// The ETag Get Block List (uncommitted blocks) answers with: a blob with uncommitted blocks
+/// only has one in Azurite (see [`crate::blob::BlobClient::uncommitted_etag`]).
+pub(super) async fn uncommitted_etag(
+    c: &RestClient,
+    name: &str,
+) -> Result<Option<String>, BlobError> {
+    let op = Op::GetBlockList;
+    let url = c.blob_url_with(
+        name,
+        &[("comp", "blocklist"), ("blocklisttype", "uncommitted")],
+    );
+    let result = c
+        .run(op, || async {
+            let resp = c.attempt(Method::GET, op, name, &url, |r| r).await?;
+            let etag = header_str(resp.headers(), "etag").map(str::to_string);
+            c.body_text(op, name, resp).await?;
+            Ok(etag)
+        })
+        .await;
+    match result {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        r => r,
+    }
+}
+
 /// Checks an `If-Match` the service may not have applied: Azurite 3.37 ignores conditional
 /// headers on Get Block List, so the answer's ETag is compared here too (the service sends
 /// it when the blob has committed blocks; without it there is nothing to compare).

@@ -153,6 +153,30 @@ impl DirCache {
         self.listings.pop(dir);
     }
 
+    /// Forgets what is known of `dir` and of every directory below it (listings and missing
+    /// names): a rename moved or copied a whole subtree.
+    pub fn forget_tree(&mut self, dir: &str) {
+        let below = |d: &str| d == dir || dir.is_empty() || d.starts_with(&format!("{dir}/"));
+        let listings: Vec<String> = self
+            .listings
+            .iter()
+            .map(|(d, _)| d.clone())
+            .filter(|d| below(d))
+            .collect();
+        for d in listings {
+            self.listings.pop(&d);
+        }
+        let negatives: Vec<(String, String)> = self
+            .negatives
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|(d, _)| below(d))
+            .collect();
+        for k in negatives {
+            self.negatives.pop(&k);
+        }
+    }
+
     /// Whether `name` in `dir` was recently found not to exist.
     pub fn is_negative(&mut self, dir: &str, name: &str) -> bool {
         let key = (dir.to_string(), name.to_string());

@@ -270,3 +270,19 @@ async fn an_expired_token_with_no_source_refuses_writes_at_once() {
     );
     fs.release(fh).await;
 }
+
+#[tokio::test]
+async fn a_commit_whose_outcome_could_not_be_checked_is_recognised_at_the_next_close() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let (a, fh) = fs
+        .create(ROOT, OsStr::new("f"), false, false)
+        .await
+        .unwrap();
+    fs.set_size(a.ino, 126).await.unwrap();
+    fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
+    fake.fail_next(Op::GetBlockList, crate::blob::ErrorKind::Transient);
+    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["f"], "no conflict copy");
+}

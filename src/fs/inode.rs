@@ -113,8 +113,8 @@ pub struct Node {
     /// The blob name (file) or the prefix without its trailing `/` (directory); "" is the root.
     pub path: String,
     pub info: EntryInfo,
-    /// When `info` was last confirmed by the service.
-    pub validated: Instant,
+    /// When `info` was last confirmed by the service (`None`: to be asked again).
+    pub validated: Option<Instant>,
     lookups: u64,
     /// The version whose pages the kernel may hold for this inode (`None`: unknown, or the
     /// pages of a file written here): the page cache is kept across opens of that version
@@ -127,6 +127,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// Whether `info` was confirmed within `ttl`.
+    pub fn is_fresh(&self, ttl: std::time::Duration) -> bool {
+        self.validated.is_some_and(|t| t.elapsed() < ttl)
+    }
+
     pub fn attr(&self, ino: u64) -> Attr {
         Attr {
             ino,
@@ -163,7 +168,7 @@ impl InodeTable {
                 name: String::new(),
                 path: String::new(),
                 info: EntryInfo::dir(root_mtime),
-                validated: Instant::now(),
+                validated: Some(Instant::now()),
                 lookups: 1,
                 page_cache: None,
                 emptied: None,
@@ -205,7 +210,7 @@ impl InodeTable {
             let node = self.nodes.get_mut(&ino).expect("children point at nodes");
             if node.info.kind == info.kind {
                 node.info = info;
-                node.validated = Instant::now();
+                node.validated = Some(Instant::now());
                 if lookup {
                     node.lookups += 1;
                 }
@@ -228,7 +233,7 @@ impl InodeTable {
                 name: name.to_string(),
                 path: join(&parent_path, name),
                 info,
-                validated: Instant::now(),
+                validated: Some(Instant::now()),
                 lookups: u64::from(lookup),
                 page_cache: None,
                 emptied: None,
@@ -264,7 +269,8 @@ impl InodeTable {
     }
 
     /// `ino` now lives at `name` in `parent` (rename). An inode that was there is detached.
-    /// The paths of everything below a renamed directory follow.
+    /// The paths of everything below a renamed directory follow; their versions are new blobs
+    /// (copies, with other ETags), to be asked for again.
     pub fn rename(&mut self, ino: u64, parent: u64, name: &str) {
         let Some(node) = self.nodes.get(&ino) else {
             return;
@@ -285,11 +291,13 @@ impl InodeTable {
         node.parent = parent;
         node.name = name.to_string();
         node.path = new_path.clone();
+        node.validated = None;
         // Descendants: their paths start with the old directory path.
         let prefix = format!("{old_path}/");
         for n in self.nodes.values_mut() {
             if let Some(rest) = n.path.strip_prefix(&prefix) {
                 n.path = format!("{new_path}/{rest}");
+                n.validated = None;
             }
         }
     }
@@ -297,6 +305,13 @@ impl InodeTable {
     /// The name no longer exists: unlink it from its parent (the inode lives until forgotten).
     pub fn detach(&mut self, parent: u64, name: &str) {
         self.children.remove(&(parent, name.to_string()));
+    }
+
+    /// Whether `ino` still has its name (it was not unlinked or replaced since).
+    pub fn is_attached(&self, ino: u64) -> bool {
+        self.nodes
+            .get(&ino)
+            .is_some_and(|n| self.children.get(&(n.parent, n.name.clone())) == Some(&ino))
     }
 }
 

@@ -16,6 +16,7 @@ mod recovery;
 mod rename;
 mod shutdown;
 pub mod staging;
+mod unlinked;
 mod write;
 
 use std::ffi::OsStr;
@@ -94,9 +95,8 @@ pub struct Fs {
     dir_handles: Mutex<Handles<DirHandle>>,
     /// Files being written, by inode: every handle of the file shares one staging.
     writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
-    /// Files unlinked while open for reading only, by inode: the blob (and the version) to
-    /// delete at the last close. (A file being written knows it was unlinked: its lifecycle.)
-    deferred_deletes: Mutex<std::collections::HashMap<u64, (String, String)>>,
+    /// Blobs of files unlinked here while still open: hidden, removed at the last close.
+    unlinked: Mutex<unlinked::Unlinked>,
     staging: staging::StagingArea,
     /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
     stopping: AtomicBool,
@@ -152,7 +152,7 @@ impl Fs {
             files: Mutex::new(Handles::default()),
             dir_handles: Mutex::new(Handles::default()),
             writers: Mutex::new(std::collections::HashMap::new()),
-            deferred_deletes: Mutex::new(std::collections::HashMap::new()),
+            unlinked: Mutex::new(unlinked::Unlinked::default()),
             staging,
             stopping: AtomicBool::new(false),
             changes: std::sync::atomic::AtomicUsize::new(0),
@@ -176,7 +176,7 @@ impl Fs {
     fn node(&self, ino: u64) -> Result<(String, EntryInfo, bool), Errno> {
         let inodes = lock(&self.inodes);
         let n = inodes.get(ino).ok_or(libc::ENOENT)?;
-        let fresh = n.validated.elapsed() < self.cfg.metadata_ttl;
+        let fresh = n.is_fresh(self.cfg.metadata_ttl);
         Ok((n.path.clone(), n.info.clone(), fresh))
     }
 
@@ -200,16 +200,62 @@ impl Fs {
         let page = blob::list_all(self.client.as_ref(), &prefix, Some("/"))
             .await
             .map_err(fail)?;
-        let (listing, hidden) = Listing::from_page(dir, page, self.mount_time);
+        // Subdirectories that may hold nothing but blobs kept for unlinked files.
+        let suspects: Vec<String> = {
+            let unlinked = lock(&self.unlinked);
+            page.prefixes
+                .iter()
+                .filter(|p| unlinked.count_under(p) > 0)
+                .filter(|p| {
+                    let marker = p.trim_end_matches('/');
+                    !page
+                        .blobs
+                        .iter()
+                        .any(|b| b.name == marker && b.is_folder_marker())
+                })
+                .cloned()
+                .collect()
+        };
+        let (mut listing, hidden) = Listing::from_page(dir, page, self.mount_time);
         if !hidden.is_empty() {
             lock(&self.hidden).report(hidden);
         }
+        for p in suspects {
+            if self.only_kept_under(&p).await? {
+                let leaf = p[prefix.len()..].trim_end_matches('/');
+                listing.entries.remove(leaf);
+            }
+        }
         Ok(lock(&self.dirs).insert_listing(dir, listing))
+    }
+
+    /// Whether everything under `prefix` is blobs kept for unlinked files' open handles (the
+    /// directory is gone for this mount then); false at once when none is kept there.
+    async fn only_kept_under(&self, prefix: &str) -> Result<bool, Errno> {
+        let kept = lock(&self.unlinked).count_under(prefix);
+        if kept == 0 {
+            return Ok(false);
+        }
+        let page = self
+            .client
+            .list(ListRequest {
+                prefix,
+                delimiter: None,
+                marker: None,
+                max_results: Some(kept as u32 + 1),
+            })
+            .await
+            .map_err(fail)?;
+        let unlinked = lock(&self.unlinked);
+        Ok(page.next_marker.is_none() && page.blobs.iter().all(|b| unlinked.hides(&b.name)))
     }
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
     /// a HEAD of the blob and a one-result listing of `dir/name/`, concurrently.
     async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, Errno> {
+        if lock(&self.unlinked).hides(&join(dir, name)) {
+            return Err(libc::ENOENT);
+        }
         {
             let mut dirs = lock(&self.dirs);
             if let Some(l) = dirs.listing(dir) {
@@ -238,7 +284,10 @@ impl Fs {
             Err(e) if e.kind == ErrorKind::NotFound => None,
             Err(e) => return Err(fail(e)),
         };
-        if !list.blobs.is_empty() || !list.prefixes.is_empty() {
+        let marker = head.as_ref().is_some_and(|p| p.is_folder_marker());
+        if (!list.blobs.is_empty() || !list.prefixes.is_empty())
+            && (marker || !self.only_kept_under(&sub).await?)
+        {
             return Ok(match &head {
                 Some(p) if p.is_folder_marker() => EntryInfo::from_props(p),
                 _ => EntryInfo::dir(self.mount_time),
@@ -272,7 +321,7 @@ impl Fs {
             if let Some(ino) = inodes.child(parent, name) {
                 let fresh = inodes
                     .get(ino)
-                    .is_some_and(|n| n.validated.elapsed() < self.cfg.metadata_ttl)
+                    .is_some_and(|n| n.is_fresh(self.cfg.metadata_ttl))
                     || self.writer(ino).is_some();
                 if fresh {
                     let info = inodes.get(ino).expect("child exists").info.clone();
@@ -330,7 +379,7 @@ impl Fs {
         if let Some(n) = inodes.get_mut(ino) {
             if n.info.kind == info.kind {
                 n.info = info.clone();
-                n.validated = std::time::Instant::now();
+                n.validated = Some(std::time::Instant::now());
             }
         }
         Ok(info)
@@ -344,6 +393,11 @@ impl Fs {
         }
         let listing = self.listing(&path).await?;
         let mut entries = listing.entries.clone();
+        {
+            // Files unlinked here but kept for their open handles are gone from the tree.
+            let unlinked = lock(&self.unlinked);
+            entries.retain(|name, _| !unlinked.hides(&join(&path, name)));
+        }
         // Files being written here are listed (with their current size) before their commit.
         for (name, info) in self.files_being_written_in(ino) {
             entries.insert(name, info);

@@ -167,27 +167,49 @@ impl Fs {
         }
         let path = join(&dir, name);
         self.check_new_name(&path)?;
+        // A blob kept for an unlinked file's open handles is replaced, that version only.
+        let kept = lock(&self.unlinked).reuse(&path);
         let opts = WriteOptions {
-            if_none_match_any: true,
+            if_none_match_any: kept.is_none(),
+            if_match: kept.as_ref().map(|k| k.etag.clone()),
             metadata,
             ..Default::default()
         };
         let c = match self.client.put_blob(&path, data.clone(), &opts).await {
             Ok(c) => c,
+            Err(e) if e.kind == ErrorKind::ConditionNotMet && kept.is_some() => {
+                // Someone else replaced the kept version meanwhile: theirs stays.
+                return Err(libc::EEXIST);
+            }
             Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => {
+                let client = self.client.as_ref();
                 let own = match e.after_lost_answer {
-                    true => {
-                        crate::blob::own_put_blob(
-                            self.client.as_ref(),
-                            &path,
-                            &data,
-                            &opts.metadata,
-                        )
+                    true => crate::blob::own_put_blob(client, &path, &data, &opts.metadata)
                         .await
-                    }
+                        .map_err(fail)?,
                     false => None,
                 };
-                own.ok_or(libc::EEXIST)?
+                match own {
+                    Some(c) => c,
+                    // Uncommitted blocks only (an upload never committed): replaced.
+                    None => {
+                        let mut made = None;
+                        let tries = crate::blob::over_uncommitted(client, &path, &opts)
+                            .await
+                            .map_err(fail)?;
+                        for opts in tries {
+                            match client.put_blob(&path, data.clone(), &opts).await {
+                                Ok(c) => {
+                                    made = Some(c);
+                                    break;
+                                }
+                                Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                                Err(e) => return Err(fail(e)),
+                            }
+                        }
+                        made.ok_or(libc::EEXIST)?
+                    }
+                }
             }
             Err(e) => return Err(fail(e)),
         };
@@ -209,7 +231,13 @@ impl Fs {
             })
             .await
             .map_err(fail)?;
-        if busy || page.blobs.iter().any(|b| b.name != prefix) {
+        let unlinked_here = |name: &str| lock(&self.unlinked).hides(name);
+        if busy
+            || page
+                .blobs
+                .iter()
+                .any(|b| b.name != prefix && !unlinked_here(&b.name))
+        {
             return Err(libc::ENOTEMPTY);
         }
         for marker in [path, prefix.as_str()] {
@@ -239,8 +267,7 @@ impl Fs {
             Err(e) => return Err(e),
         }
         let path = join(&dir, name);
-        let child = lock(&self.inodes).child(parent, name);
-        let writing_inside = child.is_some_and(|ino| !self.files_being_written_in(ino).is_empty());
+        let writing_inside = self.still_writing_under(&path).await;
         self.remove_empty_dir(&path, writing_inside).await?;
         let mut inodes = lock(&self.inodes);
         inodes.detach(parent, name);
@@ -252,11 +279,12 @@ impl Fs {
         Ok(())
     }
 
-    /// unlink: deletes the blob. A file still open here for reading only stays readable
-    /// through its handles: its blob is deleted at the last close (if it is still the version
-    /// unlinked). A file being written is never committed any more (its lifecycle says so),
-    /// and its blob, if any, goes now. A delete answered 404 is a success: the blob is gone
-    /// (this call's own earlier attempt, whose answer was lost, or someone else removed it).
+    /// unlink: deletes the blob. A file still open here stays readable (and writable) through
+    /// its handles: its name is gone for this mount at once, its blob is kept until the last
+    /// close and deleted then, if it is still the version unlinked (see [`super::unlinked`]).
+    /// A file being written is never committed any more (its lifecycle says so). A delete
+    /// answered 404 is a success: the blob is gone (this call's own earlier attempt, whose
+    /// answer was lost, or someone else removed it).
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
         let _change = self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
@@ -266,24 +294,48 @@ impl Fs {
         }
         let path = join(&dir, name);
         let ino = lock(&self.inodes).child(parent, name);
-        let writer = ino.and_then(|i| self.writer(i));
-        let reading = ino.is_some_and(|i| self.has_handles(i));
-        match (ino, &writer, &info.etag) {
-            (Some(ino), None, Some(etag)) if reading => {
-                lock(&self.deferred_deletes).insert(ino, (path.clone(), etag.to_string()));
-            }
-            _ => {
-                if let Some(w) = &writer {
-                    // Taken after any commit in progress: none can land after the delete.
-                    w.open.lock().await.state.unlinked();
-                }
-                match self.client.delete_blob(&path, None).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind == ErrorKind::NotFound => {}
-                    Err(e) => return Err(fail(e)),
-                }
-            }
+        // The version of the blob the open handles read, if the file is open here.
+        // What becomes of the blob: kept for the handles open here (that version), deleted
+        // now, or nothing (a file being written here and never committed has none).
+        enum Blob {
+            Keep(u64, String),
+            Delete,
+            Nothing,
         }
+        let writer = ino.and_then(|i| self.writer(i));
+        // Taken after any commit in progress (none can land after this) and held until the
+        // blob is dealt with: the file is unlinked only once that has worked.
+        let mut open = match &writer {
+            Some(w) => Some(w.open.lock().await),
+            None => None,
+        };
+        let blob = match (ino, &open) {
+            (Some(ino), Some(f)) if f.staging.blob() == path => match f.staging.expected_etag() {
+                Some(etag) => Blob::Keep(ino, etag.to_string()),
+                None => Blob::Nothing,
+            },
+            // After a conflict the staging goes on in its sibling: `path` is the other
+            // version, which goes now.
+            (_, Some(_)) => Blob::Delete,
+            (Some(ino), None) if self.has_handles(ino) => match &info.etag {
+                Some(etag) => Blob::Keep(ino, etag.to_string()),
+                None => Blob::Delete,
+            },
+            _ => Blob::Delete,
+        };
+        match blob {
+            Blob::Keep(ino, etag) => lock(&self.unlinked).keep(&path, ino, etag),
+            Blob::Delete => match self.client.delete_blob(&path, None).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(e)),
+            },
+            Blob::Nothing => {}
+        }
+        if let Some(f) = open.as_mut() {
+            f.state.unlinked();
+        }
+        drop(open);
         let mut inodes = lock(&self.inodes);
         inodes.detach(parent, name);
         inodes.emptied(parent);
@@ -302,7 +354,7 @@ impl Fs {
     }
 
     /// What `name` is, counting files this mount is writing and has not committed yet.
-    async fn resolve_or_writer(
+    pub(super) async fn resolve_or_writer(
         &self,
         parent: u64,
         dir: &str,

@@ -24,6 +24,18 @@ use crate::blob::{self, BlobError, BlobProps, CopyInfo, CopyState, ErrorKind, Wr
 
 /// Copies moved at once when renaming a directory.
 const PARALLEL_MOVES: usize = 8;
+/// What a move may replace at its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Replace {
+    Anything,
+    /// RENAME_NOREPLACE: only where nothing is.
+    Nothing,
+    /// Only this version (a blob kept for an unlinked file's open handles).
+    Only(String),
+}
+
+/// Steps of 10 ms waited for releases in flight before a directory rename answers EBUSY.
+const RELEASE_WAIT_STEPS: u32 = 50;
 /// How long a pending server-side copy is waited for.
 const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -40,7 +52,37 @@ impl Fs {
         let _change = self.check_deletable()?;
         let (src_dir, name) = self.child_name(parent, name)?;
         let (dst_dir, new_name) = self.child_name(new_parent, new_name)?;
-        let (src, dst) = (join(&src_dir, name), join(&dst_dir, new_name));
+        let result = self
+            .rename_checked(
+                parent,
+                (&src_dir, name),
+                new_parent,
+                (&dst_dir, new_name),
+                noreplace,
+            )
+            .await;
+        if result.is_err() {
+            // A failure part way may have moved some blobs (and moved them back): what this
+            // mount knows of both places is asked again.
+            let mut dirs = lock(&self.dirs);
+            for d in [&src_dir, &dst_dir] {
+                dirs.forget_dir(d);
+            }
+            dirs.forget_tree(&join(&src_dir, name));
+            dirs.forget_tree(&join(&dst_dir, new_name));
+        }
+        result
+    }
+
+    async fn rename_checked(
+        &self,
+        parent: u64,
+        (src_dir, name): (&str, &str),
+        new_parent: u64,
+        (dst_dir, new_name): (&str, &str),
+        noreplace: bool,
+    ) -> Result<(), Errno> {
+        let (src, dst) = (join(src_dir, name), join(dst_dir, new_name));
         if src == dst {
             return Ok(());
         }
@@ -59,11 +101,11 @@ impl Fs {
             }
             _ => None,
         };
-        let src_info = self.resolve(&src_dir, name).await?;
+        let src_info = self.resolve(src_dir, name).await?;
         if src_info.kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(libc::EINVAL); // into itself
         }
-        let dst_info = match self.resolve(&dst_dir, new_name).await {
+        let dst_info = match self.resolve(dst_dir, new_name).await {
             Ok(i) => Some(i),
             Err(libc::ENOENT) => None,
             Err(e) => return Err(e),
@@ -71,11 +113,51 @@ impl Fs {
         if dst_info.is_some() && noreplace {
             return Err(libc::EEXIST);
         }
+        // The version (ETag) of the copy, for a file.
+        let mut moved: Option<String> = None;
         match (src_info.kind, dst_info.as_ref().map(|i| i.kind)) {
             (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(libc::EISDIR),
             (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
             (Kind::File | Kind::Symlink, _) => {
-                let etag = self.move_blob(&src, &dst, noreplace).await.map_err(fail)?;
+                // A file replaced while open for writing here is unlinked by the rename: its
+                // writers must never commit over what takes its name. Locked during the move,
+                // so no commit of it lands in between.
+                let replaced = lock(&self.inodes)
+                    .child(new_parent, new_name)
+                    .and_then(|i| self.writer(i));
+                let mut replaced = match &replaced {
+                    Some(w) => Some(w.open.lock().await),
+                    None => None,
+                };
+                if let Some(f) = replaced.as_mut() {
+                    // It stays readable through its handles: what it still reads from its blob
+                    // comes local first.
+                    f.staging.materialize().await.map_err(fail)?;
+                }
+                // A blob kept at the destination for an unlinked file's open handles is
+                // replaced, that version only (also with RENAME_NOREPLACE: the name is free).
+                let kept = lock(&self.unlinked).reuse(&dst);
+                let replace = match (&kept, noreplace) {
+                    (Some(k), _) => Replace::Only(k.etag.clone()),
+                    (None, true) => Replace::Nothing,
+                    (None, false) => Replace::Anything,
+                };
+                // Over an existing file, a copy that went through is never taken back: the
+                // old version is gone with it, and the name keeps the new one.
+                let over = dst_info.is_some() || kept.is_some();
+                let etag = match self.move_blob(&src, &dst, replace, over).await {
+                    Ok(etag) => etag,
+                    Err(e) => {
+                        if let Some(k) = kept {
+                            lock(&self.unlinked).keep(&dst, k.ino, k.etag);
+                        }
+                        return Err(fail(e));
+                    }
+                };
+                moved = Some(etag.clone());
+                if let Some(f) = replaced.as_mut() {
+                    f.state.unlinked();
+                }
                 if let Some(f) = open.as_mut() {
                     // After a conflict the staging goes on in its sibling: what moved is the
                     // other version, which ours must not replace.
@@ -85,7 +167,7 @@ impl Fs {
                 }
             }
             (Kind::Dir, target) => {
-                if self.writing_under(&src) {
+                if self.still_writing_under(&src).await {
                     // Their stagings are bound to names under the old path.
                     return Err(libc::EBUSY);
                 }
@@ -98,16 +180,33 @@ impl Fs {
         {
             let mut inodes = lock(&self.inodes);
             match ino {
-                Some(ino) => inodes.rename(ino, new_parent, new_name),
+                Some(ino) => {
+                    inodes.rename(ino, new_parent, new_name);
+                    if let (Some(n), Some(etag)) = (inodes.get_mut(ino), &moved) {
+                        // The copy is a new version of the same bytes: the kernel's pages
+                        // of the old one hold it too.
+                        let etag: std::sync::Arc<str> = etag.as_str().into();
+                        if n.page_cache == n.info.etag && n.page_cache.is_some() {
+                            n.page_cache = Some(etag.clone());
+                        }
+                        n.info.etag = Some(etag);
+                        n.validated = Some(std::time::Instant::now());
+                    }
+                }
                 None => inodes.detach(new_parent, new_name),
             }
             inodes.emptied(parent);
         }
+        let mut info = src_info;
+        if let Some(etag) = &moved {
+            // The entry is the copy: its version, not the source's.
+            info.etag = Some(etag.as_str().into());
+        }
         let mut dirs = lock(&self.dirs);
-        dirs.remove_entry(&src_dir, name);
-        dirs.upsert_entry(&dst_dir, new_name, src_info);
-        dirs.forget_dir(&src);
-        dirs.forget_dir(&dst);
+        dirs.remove_entry(src_dir, name);
+        dirs.upsert_entry(dst_dir, new_name, info);
+        dirs.forget_tree(&src);
+        dirs.forget_tree(&dst);
         Ok(())
     }
 
@@ -117,16 +216,36 @@ impl Fs {
         let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
         let inodes = lock(&self.inodes);
         inos.iter()
+            .filter(|i| inodes.is_attached(**i))
             .filter_map(|i| inodes.get(*i))
             .any(|n| n.path.starts_with(&prefix))
     }
 
+    /// [`Fs::writing_under`], after a moment for releases on their way: the kernel sends a
+    /// file's release after its close has returned, so `cp f d/ && mv d e` may come first.
+    pub(super) async fn still_writing_under(&self, dir: &str) -> bool {
+        for _ in 0..RELEASE_WAIT_STEPS {
+            if !self.writing_under(dir) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.writing_under(dir)
+    }
+
     /// Moves one blob: copy (waited for and checked), then delete the source version copied.
     /// Returns the ETag of the copy.
-    async fn move_blob(&self, src: &str, dst: &str, noreplace: bool) -> Result<String, BlobError> {
+    /// With `over` (the destination existed), a failure after the copy leaves the copy.
+    async fn move_blob(
+        &self,
+        src: &str,
+        dst: &str,
+        replace: Replace,
+        over: bool,
+    ) -> Result<String, BlobError> {
         let props = self.client.properties(src).await?;
-        let copied = self.copy_checked(src, &props, dst, noreplace).await?;
-        self.delete_moved(src, &props, dst, &copied).await?;
+        let copied = self.copy_checked(src, &props, dst, replace, over).await?;
+        self.delete_moved(src, &props, dst, &copied, over).await?;
         Ok(copied.etag)
     }
 
@@ -138,10 +257,16 @@ impl Fs {
         src: &str,
         props: &BlobProps,
         dst: &str,
-        noreplace: bool,
+        replace: Replace,
+        over: bool,
     ) -> Result<BlobProps, BlobError> {
+        let conditional = replace != Replace::Anything;
         let opts = WriteOptions {
-            if_none_match_any: noreplace,
+            if_none_match_any: replace == Replace::Nothing,
+            if_match: match replace {
+                Replace::Only(etag) => Some(etag),
+                _ => None,
+            },
             ..Default::default()
         };
         let mut info = match self
@@ -150,15 +275,21 @@ impl Fs {
             .await
         {
             Ok(info) => info,
-            // With If-None-Match: *, the retry of a copy whose answer was lost meets the copy.
-            Err(e) if e.after_lost_answer && e.code.as_deref() == Some("BlobAlreadyExists") => {
+            // Conditional on the destination, the retry of a copy whose answer was lost meets
+            // the copy: 409 (If-None-Match: *) or 412 (If-Match).
+            Err(e)
+                if conditional
+                    && e.after_lost_answer
+                    && (e.code.as_deref() == Some("BlobAlreadyExists")
+                        || e.kind == ErrorKind::ConditionNotMet) =>
+            {
                 match self.own_copy(src, dst).await {
                     Some(info) => info,
                     None => return Err(e),
                 }
             }
             Err(e) => {
-                if e.may_have_applied() {
+                if e.may_have_applied() && !over {
                     self.remove_stray_copy(src, props, dst).await;
                 }
                 return Err(e);
@@ -254,6 +385,7 @@ impl Fs {
         props: &BlobProps,
         dst: &str,
         copied: &BlobProps,
+        over: bool,
     ) -> Result<(), BlobError> {
         let e = match self.client.delete_blob(src, Some(&props.etag)).await {
             Ok(()) => return Ok(()),
@@ -278,7 +410,12 @@ impl Fs {
                 return Err(e);
             }
         };
-        if take_back {
+        if take_back && over {
+            tracing::warn!(
+                "renaming {src:?} over {dst:?} failed after the copy: {dst:?} holds the copy, {src:?} is kept"
+            );
+        }
+        if take_back && !over {
             match self.client.delete_blob(dst, Some(&copied.etag)).await {
                 Ok(()) => {}
                 Err(e2) if e2.kind == ErrorKind::NotFound => {}
@@ -309,7 +446,9 @@ impl Fs {
     }
 
     async fn move_blob_owned(&self, from: String, to: String) -> Result<(), BlobError> {
-        self.move_blob(&from, &to, false).await.map(|_| ())
+        self.move_blob(&from, &to, Replace::Anything, false)
+            .await
+            .map(|_| ())
     }
 
     /// Moves every blob of directory `src` (and its marker) under `dst`. On failure, moves
@@ -319,9 +458,12 @@ impl Fs {
         let page = blob::list_all(self.client.as_ref(), &src_prefix, None)
             .await
             .map_err(fail)?;
+        let unlinked = |name: &str| lock(&self.unlinked).hides(name);
         let mut moves: Vec<(String, String)> = page
             .blobs
             .iter()
+            // Kept for an unlinked file's handles: not part of the tree, it stays where it is.
+            .filter(|b| !unlinked(&b.name))
             .map(|b| {
                 (
                     b.name.clone(),

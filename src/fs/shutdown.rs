@@ -145,6 +145,15 @@ impl Fs {
         if !failed.is_empty() {
             report.failed = self.save_locally(failed).await;
         }
+        // Files unlinked while open: their handles go with the mount, and so do their blobs.
+        let kept = lock(&self.unlinked).drain();
+        for (name, k) in kept {
+            if Instant::now() >= deadline {
+                tracing::warn!("{name:?} was unlinked while open and could not be deleted in time");
+                continue;
+            }
+            self.delete_kept(&name, &k).await;
+        }
         report.failed.sort();
         report
     }

@@ -117,6 +117,9 @@ pub struct Staging {
     next_seq: u64,
     metadata: HashMap<String, String>,
     mtime: SystemTime,
+    /// An earlier commit ended without an answer (it may have gone through): a conflict at the
+    /// next one may be that commit's own success.
+    unsure: bool,
 }
 
 /// Where the stagings of one mount come from: its client, write budget, local directory and
@@ -169,6 +172,7 @@ impl StagingArea {
             next_seq: 0,
             metadata,
             mtime: SystemTime::now(),
+            unsure: false,
         })
     }
 }
@@ -181,6 +185,11 @@ impl Staging {
     /// The blob this staging commits to.
     pub fn blob(&self) -> &str {
         &self.blob
+    }
+
+    /// The version of that blob the commit replaces (`If-Match`), if it is one.
+    pub fn expected_etag(&self) -> Option<&str> {
+        self.expect.as_deref()
     }
 
     pub fn mtime(&self) -> SystemTime {
@@ -261,12 +270,12 @@ impl Staging {
                 // The local copy is intact; the upload is simply superseded.
                 let _ = handle.await;
             }
-            Some(Block::Staged(_)) => {}
-            None => {
-                if !covered {
-                    self.load_base(index).await?;
-                }
-            }
+            Some(Block::Staged(_)) | None => {}
+        }
+        // A block staged by the service (copied from the old version) or never touched has
+        // its old bytes in the service only.
+        if !covered && !self.local.contains(&index) {
+            self.load_base(index).await?;
         }
         self.local.insert(index);
         let permit = self.reserve(index, busy).await;
@@ -298,6 +307,21 @@ impl Staging {
     /// Starts uploading every dirty block (to free the write budget).
     pub fn flush_dirty(&mut self) {
         self.upload_dirty(|_| true);
+    }
+
+    /// Copies every byte of the version writing started from that is not local yet into the
+    /// local copy, so the file no longer needs that version (which is about to be replaced
+    /// while the file stays open).
+    pub async fn materialize(&mut self) -> Result<(), BlobError> {
+        let n = self.grid.count(self.size);
+        for index in 0..n {
+            if !self.local.contains(&index) && !self.blocks.contains_key(&index) {
+                self.load_base(index).await?;
+                self.local.insert(index);
+            }
+        }
+        self.base = None;
+        Ok(())
     }
 
     /// Copies the old version's bytes of block `index` into the local file.
@@ -478,6 +502,16 @@ impl Staging {
     /// Uploads what is left and commits the new version with one Put Block List (an empty
     /// file: one Put Blob), conditional on the version writing started from.
     pub async fn commit(&mut self) -> Result<Committed, BlobError> {
+        let result = self.commit_once().await;
+        match &result {
+            Ok(_) => self.unsure = false,
+            Err(e) if e.may_have_applied() => self.unsure = true,
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn commit_once(&mut self) -> Result<Committed, BlobError> {
         let opts = WriteOptions {
             if_match: self.expect.as_deref().map(str::to_string),
             if_none_match_any: self.expect.is_none(),
@@ -500,13 +534,15 @@ impl Staging {
             }
         }
         let mut ids = Vec::with_capacity(n as usize);
-        // Uploads to wait for: (index whose state they settle, id, upload).
+        // Uploads to wait for: (index whose state they settle, id, upload, whether it was
+        // sent from the local copy). Each is recorded as staged once done, so a commit tried
+        // again sends the same ids (and can tell its own earlier success).
         let mut pending = Vec::new();
         for index in 0..n {
             let (start, len) = self.block_extent(index);
             match self.blocks.remove(&index) {
                 Some(Block::Uploading(id, handle)) => {
-                    pending.push((Some(index), id.clone(), handle));
+                    pending.push((index, id.clone(), handle, true));
                     ids.push(id);
                 }
                 Some(Block::Staged(id)) => {
@@ -534,7 +570,7 @@ impl Staging {
                                     .put_block_from_url(&blob, &id2, &blob, start, len, Some(&etag))
                                     .await
                             });
-                            pending.push((None, id.clone(), h));
+                            pending.push((index, id.clone(), h, false));
                             id
                         }
                         _ => {
@@ -549,7 +585,7 @@ impl Staging {
                                     .put_block_from_file(&blob, &id2, file, start, len)
                                     .await
                             });
-                            pending.push((None, id.clone(), h));
+                            pending.push((index, id.clone(), h, true));
                             id
                         }
                     };
@@ -558,7 +594,7 @@ impl Staging {
             }
         }
         let mut failure = None;
-        for (index, id, handle) in pending {
+        for (index, id, handle, from_local) in pending {
             let result = handle.await.unwrap_or_else(|e| {
                 Err(BlobError::new(
                     ErrorKind::Other,
@@ -567,15 +603,14 @@ impl Staging {
                     e.to_string(),
                 ))
             });
-            match (result, index) {
-                (Ok(()), Some(i)) => {
-                    self.blocks.insert(i, Block::Staged(id));
+            match result {
+                Ok(()) => {
+                    self.blocks.insert(index, Block::Staged(id));
                 }
-                (Ok(()), None) => {}
-                (Err(e), i) => {
-                    if let Some(i) = i {
+                Err(e) => {
+                    if from_local && self.local.contains(&index) {
                         // The local copy is intact: send it again at the next commit.
-                        self.blocks.insert(i, Block::Dirty(None));
+                        self.blocks.insert(index, Block::Dirty(None));
                     }
                     failure.get_or_insert(e);
                 }
@@ -600,24 +635,56 @@ impl Staging {
     ) -> Result<Committed, BlobError> {
         match self.client.put_block_list(name, ids, opts).await {
             Err(e) if is_conflict(&e) => match self.already_committed(name, ids).await {
-                Some(c) => Ok(c),
-                None => Err(e),
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => {
+                    for opts in self.instead_of_uncommitted(name, opts, &e).await? {
+                        match self.client.put_block_list(name, ids, &opts).await {
+                            Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                            r => return r,
+                        }
+                    }
+                    Err(e)
+                }
+                Err(check) => Err(crate::blob::outcome_unknown(&e, &check)),
             },
             r => r,
         }
+    }
+
+    /// After `If-None-Match: *` met a blob of uncommitted blocks only: the condition that
+    /// replaces exactly that (see [`crate::blob::over_uncommitted`]).
+    async fn instead_of_uncommitted(
+        &self,
+        name: &str,
+        opts: &WriteOptions,
+        e: &BlobError,
+    ) -> Result<Vec<WriteOptions>, BlobError> {
+        if !opts.if_none_match_any || e.code.as_deref() != Some("BlobAlreadyExists") {
+            return Ok(Vec::new());
+        }
+        crate::blob::over_uncommitted(self.client.as_ref(), name, opts).await
     }
 
     /// Put Blob of an empty file. After a lost answer, a conflict is its own success when the
     /// blob is empty with exactly this file's metadata (identical to what it would have been).
     async fn put_empty(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         match self.client.put_blob(name, Bytes::new(), opts).await {
-            Err(e) if is_conflict(&e) && e.after_lost_answer => {
-                match crate::blob::own_put_blob(self.client.as_ref(), name, b"", &opts.metadata)
-                    .await
-                {
-                    Some(c) => Ok(c),
-                    None => Err(e),
+            Err(e) if is_conflict(&e) => {
+                if e.after_lost_answer || self.unsure {
+                    let client = self.client.as_ref();
+                    match crate::blob::own_put_blob(client, name, b"", &opts.metadata).await {
+                        Ok(Some(c)) => return Ok(c),
+                        Ok(None) => {}
+                        Err(check) => return Err(crate::blob::outcome_unknown(&e, &check)),
+                    }
                 }
+                for opts in self.instead_of_uncommitted(name, opts, &e).await? {
+                    match self.client.put_blob(name, Bytes::new(), &opts).await {
+                        Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                        r => return r,
+                    }
+                }
+                Err(e)
             }
             r => r,
         }
@@ -706,21 +773,29 @@ impl Staging {
     }
 
     /// The version of blob `name` if its committed blocks are exactly `ids` (ids are unique
-    /// to this upload: nobody else commits them).
-    async fn already_committed(&self, name: &str, ids: &[String]) -> Option<Committed> {
-        let list = self.client.get_block_list(name, None).await.ok()?;
+    /// to this upload: nobody else commits them); an error if it cannot be told.
+    async fn already_committed(
+        &self,
+        name: &str,
+        ids: &[String],
+    ) -> Result<Option<Committed>, BlobError> {
+        let list = match self.client.get_block_list(name, None).await {
+            Ok(list) => list,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
         if list.len() != ids.len() || list.iter().zip(ids).any(|(b, id)| &b.id != id) {
-            return None;
+            return Ok(None);
         }
-        let p = self.client.properties(name).await.ok()?;
+        let p = self.client.properties(name).await?;
         tracing::info!(
             blob = name,
             "the commit had gone through (its answer was lost)"
         );
-        Some(Committed {
+        Ok(Some(Committed {
             etag: p.etag,
             last_modified: p.last_modified,
-        })
+        }))
     }
 
     /// The committed block ids of the old version, if they can be reused as they are: cut on

@@ -112,20 +112,24 @@ impl Fs {
         lock(&self.writers).get(&ino).cloned()
     }
 
-    /// Entries for the files being written in directory `dir` (not committed yet, perhaps).
+    /// Entries for the files being written in directory `dir` (not committed yet, perhaps);
+    /// files unlinked while open have no name there any more.
     pub(super) fn files_being_written_in(&self, dir: u64) -> Vec<(String, EntryInfo)> {
         let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
         let inodes = lock(&self.inodes);
         inos.into_iter()
+            .filter(|ino| inodes.is_attached(*ino))
             .filter_map(|ino| inodes.get(ino))
             .filter(|n| n.parent == dir)
             .map(|n| (n.name.clone(), n.info.clone()))
             .collect()
     }
 
-    /// Records new attributes of an inode and of its entry in the cached listing.
+    /// Records new attributes of an inode and of its entry in the cached listing (if it still
+    /// has its name: an unlinked or replaced file's entry is someone else's now, or nothing).
     pub(super) fn record(&self, ino: u64, info: EntryInfo) -> Attr {
         let mut inodes = lock(&self.inodes);
+        let attached = inodes.is_attached(ino);
         let Some(n) = inodes.get_mut(ino) else {
             return Attr {
                 ino,
@@ -136,7 +140,7 @@ impl Fs {
             };
         };
         n.info = info.clone();
-        n.validated = Instant::now();
+        n.validated = Some(Instant::now());
         let (parent, name) = (n.parent, n.name.clone());
         let attr = n.attr(ino);
         let dir = inodes
@@ -144,7 +148,9 @@ impl Fs {
             .map(|p| p.path.clone())
             .unwrap_or_default();
         drop(inodes);
-        lock(&self.dirs).upsert_entry(&dir, &name, info);
+        if attached {
+            lock(&self.dirs).upsert_entry(&dir, &name, info);
+        }
         attr
     }
 
@@ -164,6 +170,22 @@ impl Fs {
                 );
                 e.raw_os_error().unwrap_or(libc::EIO)
             })
+    }
+
+    /// Attributes of `ino` and its listing entry are to be asked of the service again.
+    fn forget_attributes(&self, ino: u64) {
+        let mut inodes = lock(&self.inodes);
+        let Some(n) = inodes.get_mut(ino) else {
+            return;
+        };
+        n.validated = None;
+        n.page_cache = None;
+        let parent = n.parent;
+        let dir = inodes.get(parent).map(|p| p.path.clone());
+        drop(inodes);
+        if let Some(dir) = dir {
+            lock(&self.dirs).forget_dir(&dir);
+        }
     }
 
     /// The kernel's pages of `ino` are about to hold data written here, not a blob version.
@@ -236,7 +258,7 @@ impl Fs {
             retired
         };
         if retired {
-            self.retire(w).await;
+            self.retire(ino, w).await;
         }
         result
     }
@@ -244,11 +266,14 @@ impl Fs {
     /// The last handle of a file is gone and nobody can reach its staging any more: content
     /// whose commit failed for good is copied to a local directory first (named in the log),
     /// so a failed commit loses nothing.
-    async fn retire(&self, w: &WriteFile) {
+    async fn retire(&self, ino: u64, w: &WriteFile) {
         let mut f = w.open.lock().await;
         if f.state.at_retire() != RetireStep::Save {
             return;
         }
+        // What the mount showed of it (size, listing entry) was the uncommitted content: from
+        // now on, the blob as it is.
+        self.forget_attributes(ino);
         let name = f.staging.blob().to_string();
         let dir = recovery::directory(&self.cfg.staging_dir);
         match recovery::save_locally(&f.staging, &name, &dir).await {
@@ -311,7 +336,8 @@ impl Fs {
     ) -> Result<(Attr, u64), Errno> {
         let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
-        let existing = match self.resolve(&dir, name).await {
+        // A file this mount is writing (maybe not committed yet) exists too.
+        let existing = match self.resolve_or_writer(parent, &dir, name).await {
             Ok(info) if info.kind == Kind::Dir => return Err(libc::EISDIR),
             Ok(_) if exclusive => return Err(libc::EEXIST),
             Ok(info) => Some(info),
@@ -338,7 +364,11 @@ impl Fs {
             return Ok((self.attr_of(attr.ino)?, fh));
         }
         self.check_new_name(&path)?;
-        let staging = self.new_staging(&path, None, false, HashMap::new())?;
+        // A blob kept for an unlinked file's open handles: the new file replaces that version
+        // (and the old file's last close no longer removes it).
+        let kept = lock(&self.unlinked).reuse(&path);
+        let replaces = kept.map(|k| (Arc::from(k.etag.as_str()), 0));
+        let staging = self.new_staging(&path, replaces, true, HashMap::new())?;
         let info = EntryInfo::file(0, SystemTime::now(), None);
         let (ino, w) = {
             let mut inodes = lock(&self.inodes);
@@ -401,7 +431,7 @@ impl Fs {
         if let Some(n) = inodes.get_mut(h.ino) {
             n.info.size = size;
             n.info.mtime = mtime;
-            n.validated = Instant::now();
+            n.validated = Some(Instant::now());
         }
         Ok(data.len() as u32)
     }
@@ -534,21 +564,34 @@ impl Fs {
             let _ = self.drop_writer_hold(h.ino, &w.file).await;
         }
         if !self.has_handles(h.ino) {
-            let pending = lock(&self.deferred_deletes).remove(&h.ino);
-            if let Some((path, etag)) = pending {
-                // Unlinked while open: it goes now, if it is still the version unlinked.
-                match self.client.delete_blob(&path, Some(&etag)).await {
-                    Ok(()) => tracing::debug!(blob = path, "deleted at last close"),
-                    Err(e)
-                        if matches!(
-                            e.kind,
-                            crate::blob::ErrorKind::NotFound
-                                | crate::blob::ErrorKind::ConditionNotMet
-                        ) => {}
-                    Err(e) => tracing::warn!("deleting a file unlinked while open failed: {e}"),
-                }
+            let kept = lock(&self.unlinked).released(h.ino);
+            for (name, k) in kept {
+                self.delete_kept(&name, &k).await;
             }
         }
+    }
+
+    /// Deletes a blob kept for an unlinked file, if it is still the version kept (404 or 412:
+    /// gone already, or someone else's version now, which stays).
+    pub(super) async fn delete_kept(&self, name: &str, k: &super::unlinked::Kept) {
+        match self.client.delete_blob(name, Some(&k.etag)).await {
+            Ok(()) => tracing::debug!(blob = name, "deleted at last close"),
+            Err(e)
+                if matches!(
+                    e.kind,
+                    crate::blob::ErrorKind::NotFound | crate::blob::ErrorKind::ConditionNotMet
+                ) => {}
+            Err(e) => {
+                tracing::warn!(
+                    "deleting a file unlinked while open failed (tried again later): {e}"
+                );
+                lock(&self.unlinked).retry_later(name, k.etag.clone());
+                return;
+            }
+        }
+        // A listing made while it was kept (and hidden) has it: not any more.
+        let (dir, leaf) = name.rsplit_once('/').unwrap_or(("", name));
+        lock(&self.dirs).remove_entry(dir, leaf);
     }
 
     /// Whether any handle of this mount is open on `ino`.

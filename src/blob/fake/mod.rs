@@ -70,7 +70,10 @@ pub enum Fault {
     LoseAnswerAndGiveUp,
 }
 
-/// Random faults for every mutating request (reads fail transiently instead), from a seed.
+/// Random faults for every mutating request (reads fail transiently instead), from a seed. The
+/// fault a request meets depends on the seed, the operation, the blob and how many such
+/// requests came before, not on the order of requests to different blobs: concurrent uploads
+/// do not make a run irreproducible.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomFaults {
     pub seed: u64,
@@ -83,7 +86,9 @@ struct State {
     blobs: BTreeMap<String, FakeBlob>,
     counts: HashMap<Op, u64>,
     failures: HashMap<Op, VecDeque<Fault>>,
-    random: Option<(fastrand::Rng, f64)>,
+    random: Option<RandomFaults>,
+    /// Requests so far by operation and blob (for random faults).
+    seen: HashMap<(Op, String), u64>,
     delays: HashMap<Op, Duration>,
     etag_seq: u64,
     /// Bytes served by Get Blob.
@@ -201,8 +206,9 @@ impl FakeClient {
 
     /// Random faults from now on (`None`: no more). Queued faults come first.
     pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
-        self.state.lock().unwrap().random =
-            faults.map(|f| (fastrand::Rng::with_seed(f.seed), f.rate));
+        let mut s = self.state.lock().unwrap();
+        s.random = faults;
+        s.seen.clear();
     }
 
     /// Faults still queued.
@@ -240,8 +246,14 @@ impl FakeClient {
             *s.counts.entry(op).or_default() += 1;
             let queued = s.failures.get_mut(&op).and_then(VecDeque::pop_front);
             let fault = queued.or_else(|| {
-                let (rng, rate) = s.random.as_mut()?;
-                if rng.f64() >= *rate {
+                let r = s.random?;
+                let n = {
+                    let n = s.seen.entry((op, target.to_string())).or_default();
+                    *n += 1;
+                    *n
+                };
+                let mut rng = fastrand::Rng::with_seed(fault_seed(r.seed, op, target, n));
+                if rng.f64() >= r.rate {
                     return None;
                 }
                 Some(match (op.is_mutating(), rng.u8(..3)) {
@@ -254,6 +266,9 @@ impl FakeClient {
         };
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+        }
+        if let Some(f) = fault {
+            tracing::debug!(op = name, target, "fake: injected {f:?}");
         }
         match fault {
             Some(Fault::Fail(kind)) => Err(BlobError::new(kind, name, target, "injected failure")),
@@ -499,6 +514,15 @@ impl BlobClient for FakeClient {
             write::set_metadata(s, name, opts)
         })
     }
+}
+
+/// The seed of the fault decision for the `n`-th request `op` on `target`.
+fn fault_seed(seed: u64, op: Op, target: &str, n: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() has fixed keys: the same input gives the same hash in every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (seed, op, target, n).hash(&mut h);
+    h.finish()
 }
 
 /// Chunk size of fake Get Blob bodies.
