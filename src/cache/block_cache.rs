@@ -538,3 +538,82 @@ mod tests {
         assert_eq!(c.used(), 10);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A run over blocks `first..first+len` of blob `blob` (sizes from `size`).
+        Begin {
+            blob: u8,
+            first: u64,
+            len: usize,
+            size: u64,
+            min_len: usize,
+        },
+        /// Completes the next block of the run at this position (if any).
+        Complete(usize),
+        /// Fails the run at this position.
+        Fail(usize),
+        /// Drops the run at this position (its blocks are abandoned).
+        Drop(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0u8..3, 0u64..12, 1usize..6, 1u64..400, 1usize..4).prop_map(
+                |(blob, first, len, size, min_len)| Step::Begin { blob, first, len, size, min_len }
+            ),
+            4 => (0usize..8).prop_map(Step::Complete),
+            1 => (0usize..8).prop_map(Step::Fail),
+            1 => (0usize..8).prop_map(Step::Drop),
+        ]
+    }
+
+    proptest! {
+        /// Whatever runs start, complete, fail or are abandoned, the bytes cached and reserved
+        /// never exceed the budget, and once no run is left nothing stays reserved.
+        #[test]
+        fn the_budget_is_never_exceeded(budget in 100u64..2000, steps in proptest::collection::vec(step(), 1..60)) {
+            let c = BlockCache::new(budget);
+            let mut runs: Vec<Run> = Vec::new();
+            for s in steps {
+                match s {
+                    Step::Begin { blob, first, len, size, min_len } => {
+                        let blocks: Vec<(BlockKey, u64)> = (first..first + len as u64)
+                            .map(|i| (BlockKey { blob: format!("b{blob}").into(), etag: "e".into(), index: i }, size))
+                            .collect();
+                        if let Begin::Started(run) = c.begin_run(&blocks, min_len) {
+                            prop_assert!(run.len() >= min_len);
+                            runs.push(run);
+                        }
+                    }
+                    Step::Complete(i) if !runs.is_empty() => {
+                        let at = i % runs.len();
+                        match runs[at].next_size() {
+                            Some(n) => runs[at].complete_next(Bytes::from(vec![7u8; n as usize])),
+                            None => { runs.remove(at); }
+                        }
+                    }
+                    Step::Fail(i) if !runs.is_empty() => {
+                        let run = runs.remove(i % runs.len());
+                        run.fail(BlobError::new(ErrorKind::Transient, "Get Blob", "b", "x"));
+                    }
+                    Step::Drop(i) if !runs.is_empty() => {
+                        drop(runs.remove(i % runs.len()));
+                    }
+                    _ => {}
+                }
+                prop_assert!(c.used() <= budget, "{} > {budget}", c.used());
+            }
+            runs.clear();
+            let s = c.lock();
+            prop_assert_eq!(s.reserved_bytes, 0);
+            prop_assert!(s.inflight.is_empty());
+            prop_assert_eq!(s.cached_bytes, s.lru.iter().map(|(_, b)| b.len() as u64).sum::<u64>());
+        }
+    }
+}

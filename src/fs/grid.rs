@@ -158,3 +158,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every byte belongs to exactly one block, blocks follow each other, and a file of
+        /// any size is cut into `count` blocks that cover it exactly.
+        #[test]
+        fn blocks_tile_every_file(base in 1u64..(64 << 20), offset in 0u64..(1 << 44), size in 0u64..(1 << 44)) {
+            let g = Grid::new(base);
+            let i = g.index_of(offset);
+            let (start, len) = g.extent(i);
+            prop_assert!(start <= offset && offset < start + len);
+            prop_assert!(len <= MAX_BLOCK_SIZE && len >= base.min(MAX_BLOCK_SIZE));
+            if i > 0 {
+                let (ps, pl) = g.extent(i - 1);
+                prop_assert_eq!(ps + pl, start);
+            }
+            let n = g.count(size);
+            let mut end = 0;
+            for k in 0..n {
+                let (s, l) = g.range(k, size);
+                prop_assert_eq!(s, end);
+                prop_assert!(l > 0);
+                end = s + l;
+            }
+            prop_assert_eq!(end, size);
+            if n > 0 {
+                let (s, l) = g.range(n - 1, size);
+                prop_assert_eq!(s + l, size);
+                prop_assert!(l > 0);
+            }
+        }
+    }
+}

@@ -256,6 +256,9 @@ impl Fs {
         if lock(&self.unlinked).hides(&join(dir, name)) {
             return Err(libc::ENOENT);
         }
+        if namespace::cannot_exist(name) {
+            return Err(libc::ENOENT);
+        }
         {
             let mut dirs = lock(&self.dirs);
             if let Some(l) = dirs.listing(dir) {

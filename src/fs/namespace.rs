@@ -53,6 +53,14 @@ pub fn unstorable(path: &str) -> Option<(Errno, &'static str)> {
     None
 }
 
+/// Whether no blob can have this name component, so looking it up needs no request: C0
+/// control characters other than tab, newline and carriage return (Azure refuses them in
+/// names; Azurite takes them, and then fails every listing that would show them with a 500).
+pub fn cannot_exist(name: &str) -> bool {
+    name.chars()
+        .any(|c| matches!(c, '\u{1}'..='\u{1f}') && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 impl Fs {
     /// Changes need a read-write mount and a SAS that may write (the token in force: a
     /// refreshed one may allow less, or more, than the first).

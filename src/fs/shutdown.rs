@@ -146,7 +146,7 @@ impl Fs {
             report.failed = self.save_locally(failed).await;
         }
         // Files unlinked while open: their handles go with the mount, and so do their blobs.
-        let kept = lock(&self.unlinked).drain();
+        let kept = lock(&self.unlinked).everything();
         for (name, k) in kept {
             if Instant::now() >= deadline {
                 tracing::warn!("{name:?} was unlinked while open and could not be deleted in time");

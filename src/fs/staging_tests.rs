@@ -320,3 +320,88 @@ async fn a_write_past_the_end_keeps_the_old_last_block_whole() {
     want.extend_from_slice(b"more");
     assert_eq!(env.content("sparse2"), want);
 }
+
+/// One change of a file, for the property test below.
+#[derive(Debug, Clone)]
+enum Change {
+    Write(u64, Vec<u8>),
+    SetSize(u64),
+    Commit,
+    /// A commit whose Put Block List is carried out but its answer lost (and retried).
+    CommitLosingAnswer,
+}
+
+fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+    use proptest::prelude::*;
+    let max = 6 * BS;
+    prop_oneof![
+        6 => (0..max, proptest::collection::vec(any::<u8>(), 1..(2 * BS as usize + 7)))
+            .prop_map(|(o, d)| Change::Write(o, d)),
+        2 => (0..max).prop_map(Change::SetSize),
+        2 => Just(Change::Commit),
+        1 => Just(Change::CommitLosingAnswer),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any sequence of writes, truncations and commits on a file that had content: what the
+    /// staging reads back, and what every commit leaves in the service, is a plain byte vector
+    /// that took the same changes.
+    #[test]
+    fn staging_matches_a_byte_vector(
+        start in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..(4 * BS as usize)),
+        changes in proptest::collection::vec(change(), 1..25),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let env = Env::new(3);
+            if !start.is_empty() {
+                env.fake.put("p", start.clone());
+            }
+            let mut s = env.staging("p", false).await;
+            let mut model = start.clone();
+            for c in &changes {
+                match c {
+                    Change::Write(offset, data) => {
+                        s.write(*offset, data).await.unwrap();
+                        let end = *offset as usize + data.len();
+                        if model.len() < end {
+                            model.resize(end, 0);
+                        }
+                        model[*offset as usize..end].copy_from_slice(data);
+                    }
+                    Change::SetSize(size) => {
+                        s.set_size(*size).await.unwrap();
+                        model.resize(*size as usize, 0);
+                    }
+                    Change::Commit | Change::CommitLosingAnswer => {
+                        if matches!(c, Change::CommitLosingAnswer) {
+                            env.fake.inject_next(
+                                Op::PutBlockList,
+                                crate::blob::fake::Fault::LoseAnswer,
+                            );
+                            env.fake.inject_next(Op::PutBlob, crate::blob::fake::Fault::LoseAnswer);
+                        }
+                        s.commit().await.unwrap();
+                        assert_eq!(env.content("p"), model, "committed content");
+                        // The fault for the kind of commit not made is not left for later.
+                        while env.fake.pending_faults() > 0 {
+                            env.fake.set_random_faults(None);
+                            let _ = env.fake.put_blob("unused", bytes::Bytes::new(), &Default::default()).await;
+                            let _ = env.fake.put_block_list("unused", &[], &Default::default()).await;
+                        }
+                        env.fake.remove("unused");
+                    }
+                }
+                assert_eq!(s.size(), model.len() as u64);
+                let got = s.read(0, model.len() as u64 + 10).await.unwrap();
+                assert_eq!(&got[..], &model[..], "read back");
+            }
+            s.commit().await.unwrap();
+            assert_eq!(env.content("p"), model);
+            assert_eq!(env.fake.names(), vec!["p"], "one blob, no copies");
+        });
+    }
+}

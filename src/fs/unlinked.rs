@@ -50,18 +50,21 @@ impl Unlinked {
     }
 
     /// The last handle of `ino` closed: the blobs to remove now (with those whose removal
-    /// failed before, see [`Unlinked::retry_later`]).
-    pub fn released(&mut self, ino: u64) -> Vec<(String, Kept)> {
-        let names: Vec<String> = self
-            .by_name
+    /// failed before, see [`Unlinked::retry_later`]). They stay hidden until
+    /// [`Unlinked::removed`]: a listing made while the delete is under way must not show them.
+    pub fn released(&self, ino: u64) -> Vec<(String, Kept)> {
+        self.by_name
             .iter()
             .filter(|(_, k)| k.ino == ino || k.ino == ORPHAN)
-            .map(|(n, _)| n.clone())
-            .collect();
-        names
-            .into_iter()
-            .filter_map(|n| self.by_name.remove(&n).map(|k| (n, k)))
+            .map(|(n, k)| (n.clone(), k.clone()))
             .collect()
+    }
+
+    /// The kept blob `name` was removed (unless the name was taken again meanwhile).
+    pub fn removed(&mut self, name: &str, kept: &Kept) {
+        if self.by_name.get(name).is_some_and(|k| k.etag == kept.etag) {
+            self.by_name.remove(name);
+        }
     }
 
     /// Removing `name` failed: it stays hidden, and is tried again at the next last close (or
@@ -72,8 +75,11 @@ impl Unlinked {
     }
 
     /// Every kept blob (the mount is going away with its handles).
-    pub fn drain(&mut self) -> Vec<(String, Kept)> {
-        self.by_name.drain().collect()
+    pub fn everything(&self) -> Vec<(String, Kept)> {
+        self.by_name
+            .iter()
+            .map(|(n, k)| (n.clone(), k.clone()))
+            .collect()
     }
 }
 
@@ -96,6 +102,10 @@ mod tests {
             gone.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
         );
-        assert!(u.drain().is_empty());
+        assert!(u.hides("a"), "hidden until removed");
+        for (n, k) in &gone {
+            u.removed(n, k);
+        }
+        assert!(u.everything().is_empty());
     }
 }

@@ -589,6 +589,7 @@ impl Fs {
                 return;
             }
         }
+        lock(&self.unlinked).removed(name, k);
         // A listing made while it was kept (and hidden) has it: not any more.
         let (dir, leaf) = name.rsplit_once('/').unwrap_or(("", name));
         lock(&self.dirs).remove_entry(dir, leaf);
