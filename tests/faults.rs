@@ -165,15 +165,47 @@ fn ops() -> Vec<Op> {
     ]
 }
 
-/// The faults of the matrix, by name.
-fn faults() -> Vec<(&'static str, Fault)> {
+/// Operations that read (their expected output is what the same command prints on a local
+/// directory with the same files).
+fn read_ops() -> Vec<Op> {
+    let big = pseudo_random_bytes(300 << 10, 4);
+    let leak = |v: Vec<u8>| -> &'static [u8] { Box::leak(v.into_boxed_slice()) };
+    let big: &'static [u8] = leak(big);
     vec![
+        Op {
+            name: "cat",
+            before: vec![("f", file(big))],
+            command: "cksum < f",
+            after: vec![("f", file(big))],
+        },
+        Op {
+            name: "ls",
+            before: vec![("a", file(b"A")), ("b", file(b"BB")), ("d/x", file(b"X"))],
+            command: "ls -1A && stat -c '%n %s' a b",
+            after: vec![("a", file(b"A")), ("b", file(b"BB")), ("d/x", file(b"X"))],
+        },
+        Op {
+            name: "find",
+            before: vec![("d/e/x", file(b"X")), ("d/y", file(b"Y"))],
+            command: "find . -type f | sort && cat d/e/x d/y",
+            after: vec![("d/e/x", file(b"X")), ("d/y", file(b"Y"))],
+        },
+    ]
+}
+
+/// The faults of the matrix, by name (a body cut short only where answers have one).
+fn faults(kind: Kind) -> Vec<(&'static str, Fault)> {
+    let mut faults = vec![
         ("lost answer", Fault::LoseAnswer),
         ("reset before", Fault::Reset),
         ("500", Fault::internal_error()),
         // Past the mount's --request-timeout below.
         ("stalled answer", Fault::StallAnswer(Duration::from_secs(3))),
-    ]
+    ];
+    if let Kind::Reading = kind {
+        faults.push(("truncated body", Fault::TruncateBody { after: 10 }));
+    }
+    faults
 }
 
 /// Metadata keys blobmount writes (others, such as Azurite's own, are not compared).
@@ -226,22 +258,39 @@ fn expected(blobs: &[(&str, Held)]) -> State {
         .collect()
 }
 
-/// Whether a request changes the container (PUT, DELETE) under `dir`.
-fn mutates_under(r: &RecordedRequest, container: &str, dir: &str) -> bool {
-    (r.method == "PUT" || r.method == "DELETE")
-        && r.decoded_path().contains(&format!("/{container}/{dir}/"))
+/// Which requests a matrix puts its faults on.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// PUT and DELETE: the writes.
+    Mutating,
+    /// GET and HEAD, listings included: the reads.
+    Reading,
 }
 
-/// Runs `op` in a fresh directory with the `k`-th mutating request (1-based) meeting `fault`
-/// (none for `k == 0`); returns the command's outcome and how many mutating requests it made.
+/// Whether a request of `kind` is about `dir` (a blob under it, or a listing of it).
+fn touches(kind: Kind, r: &RecordedRequest, container: &str, dir: &str) -> bool {
+    let method = match kind {
+        Kind::Mutating => r.method == "PUT" || r.method == "DELETE",
+        Kind::Reading => r.method == "GET" || r.method == "HEAD",
+    };
+    let under = r.decoded_path().contains(&format!("/{container}/{dir}/"))
+        || (r.is_list()
+            && r.query_param("prefix")
+                .is_some_and(|p| p.starts_with(&format!("{dir}/"))));
+    method && under
+}
+
+/// Runs `op` in a fresh directory with the `k`-th request of `kind` (1-based) meeting `fault`
+/// (none for `k == 0`); returns the command's outcome (its stdout) and how many requests of
+/// that kind it made.
 fn run_case(
     fx: &Fixture,
     m: &Mount,
     op: &Op,
     dir: &str,
-    k: usize,
+    (kind, k): (Kind, usize),
     fault: &Fault,
-) -> (Result<(), String>, usize) {
+) -> (Result<String, String>, usize) {
     seed(fx, dir, &op.before);
     let seen = Arc::new(AtomicUsize::new(0));
     let (container, d) = (fx.container.clone(), dir.to_string());
@@ -249,7 +298,7 @@ fn run_case(
     fx.proxy.fail_next(
         usize::from(k > 0),
         move |r| {
-            mutates_under(r, &container, &d) && counter.fetch_add(1, Ordering::SeqCst) + 1 == k
+            touches(kind, r, &container, &d) && counter.fetch_add(1, Ordering::SeqCst) + 1 == k
         },
         fault.clone(),
     );
@@ -262,7 +311,7 @@ fn run_case(
     let pending = fx.proxy.pending_faults();
     fx.proxy.clear_rules();
     let result = if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     };
@@ -273,36 +322,38 @@ fn run_case(
     );
     let made = fx
         .proxy
-        .count(|r| mutates_under(r, &fx.container, dir) && !r.injected);
+        .count(|r| touches(kind, r, &fx.container, dir) && !r.injected);
     (result, made)
 }
 
-/// The whole matrix for the operations whose names are given.
-fn matrix(names: &[&str]) {
+/// The whole matrix for the operations whose names are given, with faults on their requests
+/// of `kind`.
+fn matrix(kind: Kind, names: &[&str]) {
     let fx = Fixture::writable("faults");
     let m = fx.mount(&["--request-timeout", "1s"]);
     let mut failures = Vec::new();
     let mut cases = 0;
-    for op in ops().iter().filter(|o| names.contains(&o.name)) {
+    let all = ops().into_iter().chain(read_ops()).collect::<Vec<_>>();
+    for op in all.iter().filter(|o| names.contains(&o.name)) {
         // Without faults first: the requests it makes, and that it works at all.
         let base = format!("{}-0", op.name);
-        let (result, n) = run_case(&fx, &m, op, &base, 0, &Fault::Reset);
-        assert_eq!(result, Ok(()), "{} without faults", op.name);
+        let (result, n) = run_case(&fx, &m, op, &base, (kind, 0), &Fault::Reset);
+        let output = result.unwrap_or_else(|e| panic!("{} without faults: {e}", op.name));
         assert_eq!(
             state(&fx, &base),
             expected(&op.after),
             "{} without faults",
             op.name
         );
-        assert!(n > 0, "{} made no mutating request", op.name);
+        assert!(n > 0, "{} made no request of the kind", op.name);
         for k in 1..=n {
-            for (fault_name, fault) in faults() {
+            for (fault_name, fault) in faults(kind) {
                 cases += 1;
                 let dir = format!("{}-{k}-{}", op.name, fault_name.replace(' ', "-"));
-                let (result, _) = run_case(&fx, &m, op, &dir, k, &fault);
+                let (result, _) = run_case(&fx, &m, op, &dir, (kind, k), &fault);
                 let got = state(&fx, &dir);
                 let want = expected(&op.after);
-                if result.is_err() || got != want {
+                if result.as_ref() != Ok(&output) || got != want {
                     failures.push(format!(
                         "{}: {fault_name} at mutating request {k} of {n}: {result:?}\n  \
                          container: {got:?}\n  expected:  {want:?}",
@@ -326,20 +377,34 @@ fn matrix(names: &[&str]) {
 
 #[test]
 fn files_survive_one_fault_at_any_request() {
-    matrix(&["create", "create-empty", "overwrite", "append", "truncate"]);
+    matrix(
+        Kind::Mutating,
+        &["create", "create-empty", "overwrite", "append", "truncate"],
+    );
 }
 
 #[test]
 fn renames_survive_one_fault_at_any_request() {
-    matrix(&["rename-file", "rename-over", "rename-dir"]);
+    matrix(
+        Kind::Mutating,
+        &["rename-file", "rename-over", "rename-dir"],
+    );
 }
 
 #[test]
 fn removals_survive_one_fault_at_any_request() {
-    matrix(&["rm-r", "unlink", "rmdir"]);
+    matrix(Kind::Mutating, &["rm-r", "unlink", "rmdir"]);
 }
 
 #[test]
 fn directories_links_and_attributes_survive_one_fault_at_any_request() {
-    matrix(&["mkdir", "chmod", "utimes", "symlink"]);
+    matrix(Kind::Mutating, &["mkdir", "chmod", "utimes", "symlink"]);
+}
+
+#[test]
+fn reads_and_the_reads_of_writes_survive_one_fault_at_any_request() {
+    matrix(
+        Kind::Reading,
+        &["cat", "ls", "find", "append", "rename-file"],
+    );
 }
