@@ -375,6 +375,10 @@ impl Staging {
                 self.touch(index, false, index..=index).await?;
             }
         }
+        // The new size first: a block uploaded while this write waits for room (to free the
+        // budget) is sent at its length in the grown file, never cut at the old end.
+        let old_size = self.size;
+        self.size = self.size.max(offset + data.len() as u64);
         // Block by block, so a write spanning many blocks holds the budget for one at a time
         // and the blocks it has finished go up while it goes on.
         let mut at = 0usize;
@@ -384,12 +388,11 @@ impl Staging {
             let (start, full) = self.grid.extent(index);
             let seg_end = (offset + data.len() as u64).min(start + full);
             let base_len = self.base.as_ref().map_or(0, |b| b.len);
-            let old_end = (start + full).min(base_len.max(self.size));
+            let old_end = (start + full).min(base_len.max(old_size));
             let covered = pos <= start && seg_end >= old_end;
             self.touch(index, covered, index..=index).await?;
             let seg = &data[at..(seg_end - offset) as usize];
             self.write_local(pos, Bytes::copy_from_slice(seg)).await?;
-            self.size = self.size.max(seg_end);
             self.mtime = SystemTime::now();
             // Written now: a time set earlier (utimes) no longer holds.
             self.metadata.remove(super::inode::META_MTIME);

@@ -405,3 +405,23 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_write_past_the_end_that_waits_for_room_sends_the_old_last_block_whole() {
+    // Two blocks of budget, both held by dirty blocks: the write far past the end has to
+    // upload them to make room, the old last block included, which must go at its new length.
+    let env = Env::new(2);
+    let old = pattern(BS as usize + 500, 9);
+    env.fake.put("g", old.clone());
+    let mut s = env.staging("g", false).await;
+    s.write(BS + 10, b"one").await.unwrap();
+    s.write(10, b"zero").await.unwrap();
+    s.write(5 * BS + 500, b"far").await.unwrap();
+    s.commit().await.unwrap();
+    let mut want = old.clone();
+    want[BS as usize + 10..BS as usize + 13].copy_from_slice(b"one");
+    want[10..14].copy_from_slice(b"zero");
+    want.resize(5 * BS as usize + 503, 0);
+    want[5 * BS as usize + 500..].copy_from_slice(b"far");
+    assert_eq!(env.content("g"), want);
+}

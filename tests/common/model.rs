@@ -343,6 +343,23 @@ impl Model {
         }
     }
 
+    /// A new file (no name yet), closed, committed with `content`; its id.
+    fn add_closed(&mut self, content: Vec<u8>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.files.insert(
+            id,
+            FileM {
+                content: content.clone(),
+                committed: [Some(content)].into(),
+                writers: 0,
+                broken: false,
+                unlinked: false,
+            },
+        );
+        id
+    }
+
     /// File `id` lost its name (unlink, replaced by a rename).
     fn drop_name(&mut self, id: u64) {
         let f = self.files.get_mut(&id).unwrap();
@@ -431,18 +448,7 @@ impl Model {
                 };
                 if let Some(content) = copied {
                     let mut m = self.clone();
-                    let new = m.next_id;
-                    m.next_id += 1;
-                    m.files.insert(
-                        new,
-                        FileM {
-                            content: content.clone(),
-                            committed: [Some(content)].into(),
-                            writers: 0,
-                            broken: false,
-                            unlinked: false,
-                        },
-                    );
+                    let new = m.add_closed(content);
                     if let Some(old) = m.names.insert(to.clone(), new) {
                         m.drop_name(old);
                     }
@@ -494,19 +500,7 @@ impl Model {
                 }
                 (true, true) => {
                     // The service kept failing: a copy was left behind (nothing lost).
-                    let copy = m.next_id;
-                    m.next_id += 1;
-                    let content = self.files[id].content.clone();
-                    m.files.insert(
-                        copy,
-                        FileM {
-                            content: content.clone(),
-                            committed: [Some(content)].into(),
-                            writers: 0,
-                            broken: false,
-                            unlinked: false,
-                        },
-                    );
+                    let copy = m.add_closed(self.files[id].content.clone());
                     m.names.insert(moved, copy);
                 }
                 (false, false) => return None,
