@@ -183,11 +183,23 @@ impl Fs {
             metadata,
             ..Default::default()
         };
+        let restore = |kept: &Option<super::unlinked::Kept>| {
+            if let Some(k) = kept {
+                lock(&self.unlinked).keep(&path, k.ino, k.etag.clone());
+            }
+        };
         let c = match self.client.put_blob(&path, data.clone(), &opts).await {
             Ok(c) => c,
             Err(e) if e.kind == ErrorKind::ConditionNotMet && kept.is_some() => {
-                // Someone else replaced the kept version meanwhile: theirs stays.
-                return Err(libc::EEXIST);
+                let client = self.client.as_ref();
+                let own = match e.after_lost_answer {
+                    true => crate::blob::own_put_blob(client, &path, &data, &opts.metadata)
+                        .await
+                        .map_err(fail)?,
+                    false => None,
+                };
+                // Otherwise someone else replaced the kept version meanwhile: theirs stays.
+                own.ok_or(libc::EEXIST)?
             }
             Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => {
                 let client = self.client.as_ref();
@@ -219,7 +231,11 @@ impl Fs {
                     }
                 }
             }
-            Err(e) => return Err(fail(e)),
+            Err(e) => {
+                // Not written: the kept blob stays to be removed by its file's last close.
+                restore(&kept);
+                return Err(fail(e));
+            }
         };
         Ok((path, name, c))
     }
@@ -229,13 +245,16 @@ impl Fs {
     /// there (`busy`). A marker already gone (or whose delete's answer was lost) is fine.
     pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), Errno> {
         let prefix = format!("{path}/");
+        // Enough results to see past the `path/` marker and the blobs kept for unlinked
+        // files, which do not count.
+        let kept = lock(&self.unlinked).count_under(&prefix) as u32;
         let page = self
             .client
             .list(crate::blob::ListRequest {
                 prefix: &prefix,
                 delimiter: None,
                 marker: None,
-                max_results: Some(2),
+                max_results: Some(kept + 2),
             })
             .await
             .map_err(fail)?;

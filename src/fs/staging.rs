@@ -379,6 +379,21 @@ impl Staging {
         // budget) is sent at its length in the grown file, never cut at the old end.
         let old_size = self.size;
         self.size = self.size.max(offset + data.len() as u64);
+        let result = self.write_blocks(offset, data, old_size).await;
+        if let Err(at) = &result {
+            // Failed part way: the file ends where what was written ends.
+            self.size = old_size.max(at.0);
+        }
+        result.map_err(|(_, e)| e)
+    }
+
+    /// The block-by-block part of [`Staging::write`]; on failure, how far it had written.
+    async fn write_blocks(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        old_size: u64,
+    ) -> Result<(), (u64, BlobError)> {
         // Block by block, so a write spanning many blocks holds the budget for one at a time
         // and the blocks it has finished go up while it goes on.
         let mut at = 0usize;
@@ -390,9 +405,13 @@ impl Staging {
             let base_len = self.base.as_ref().map_or(0, |b| b.len);
             let old_end = (start + full).min(base_len.max(old_size));
             let covered = pos <= start && seg_end >= old_end;
-            self.touch(index, covered, index..=index).await?;
+            self.touch(index, covered, index..=index)
+                .await
+                .map_err(|e| (pos, e))?;
             let seg = &data[at..(seg_end - offset) as usize];
-            self.write_local(pos, Bytes::copy_from_slice(seg)).await?;
+            self.write_local(pos, Bytes::copy_from_slice(seg))
+                .await
+                .map_err(|e| (pos, e))?;
             self.mtime = SystemTime::now();
             // Written now: a time set earlier (utimes) no longer holds.
             self.metadata.remove(super::inode::META_MTIME);

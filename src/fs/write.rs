@@ -268,6 +268,11 @@ impl Fs {
     /// so a failed commit loses nothing.
     async fn retire(&self, ino: u64, w: &WriteFile) {
         let mut f = w.open.lock().await;
+        if let FileState::Broken { .. } = f.state {
+            // Never committed: the mount shows the blob as it is again.
+            self.forget_attributes(ino);
+            return;
+        }
         if f.state.at_retire() != RetireStep::Save {
             return;
         }
@@ -415,7 +420,7 @@ impl Fs {
             return Err(libc::EFBIG);
         }
         self.check_token_usable()?;
-        let (size, mtime) = {
+        let outcome = {
             let mut f = w.open.lock().await;
             // Checked under the lock: the shutdown commit takes it too, so nothing is written
             // after the final commit.
@@ -424,16 +429,17 @@ impl Fs {
             }
             f.state.may_write()?;
             let written = f.staging.write(offset, data).await;
-            f.changed(written)?;
-            (f.staging.size(), f.staging.mtime())
+            (f.changed(written), f.staging.size(), f.staging.mtime())
         };
+        let (result, size, mtime) = outcome;
+        // What the file holds now (a failed write may have written part of its data).
         let mut inodes = lock(&self.inodes);
         if let Some(n) = inodes.get_mut(h.ino) {
             n.info.size = size;
             n.info.mtime = mtime;
             n.validated = Some(Instant::now());
         }
-        Ok(data.len() as u32)
+        result.map(|()| data.len() as u32)
     }
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
