@@ -286,3 +286,52 @@ async fn a_commit_whose_outcome_could_not_be_checked_is_recognised_at_the_next_c
     fs.release(fh).await;
     assert_eq!(fake.names(), vec!["f"], "no conflict copy");
 }
+
+#[tokio::test]
+async fn a_file_being_created_here_is_not_replaced_by_rename_noreplace_or_mkdir() {
+    let (fake, fs) = setup_rw(Duration::ZERO);
+    fake.put("a", "A");
+    let fh = create(&fs, "x").await;
+    fs.write(fh, 0, b"mine").await.unwrap();
+    assert_eq!(
+        fs.rename(ROOT, OsStr::new("a"), ROOT, OsStr::new("x"), true)
+            .await,
+        Err(libc::EEXIST)
+    );
+    assert_eq!(
+        fs.mkdir(ROOT, OsStr::new("x")).await.err(),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(&fake.blob("x").unwrap().0[..], b"mine");
+    assert_eq!(&fake.blob("a").unwrap().0[..], b"A");
+}
+
+#[tokio::test]
+async fn a_rename_after_someone_else_rewrote_the_file_moves_theirs_and_mixes_nothing() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", vec![b'0'; 3000]);
+    let a = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    let (fh, _) = fs
+        .open(
+            a.ino,
+            OpenMode {
+                write: true,
+                truncate: false,
+            },
+        )
+        .await
+        .unwrap();
+    // Another machine rewrites it while it is open here, unchanged so far.
+    fake.put("f", vec![b'1'; 3000]);
+    assert_eq!(rename(&fs, "f", "g").await, Ok(()));
+    // Appending needs the old version's last block, which is gone: the write fails (the
+    // program is told) rather than mixing it with theirs.
+    assert!(fs.write(fh, 3000, b"appended").await.is_err());
+    assert!(fs.flush(fh).await.is_err());
+    fs.release(fh).await;
+    // The name moved with their version; ours never went onto it.
+    assert_eq!(&fake.blob("g").unwrap().0[..], &vec![b'1'; 3000][..]);
+    assert!(fake.blob("f").is_none());
+}

@@ -168,7 +168,8 @@ impl Fs {
     ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
         let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
-        match self.resolve(&dir, name).await {
+        // A file this mount is writing (maybe not committed yet) exists too.
+        match self.resolve_or_writer(parent, &dir, name).await {
             Ok(_) => return Err(libc::EEXIST),
             Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
@@ -176,7 +177,7 @@ impl Fs {
         let path = join(&dir, name);
         self.check_new_name(&path)?;
         // A blob kept for an unlinked file's open handles is replaced, that version only.
-        let kept = lock(&self.unlinked).reuse(&path);
+        let kept = self.take_over_kept(&path).await?;
         let opts = WriteOptions {
             if_none_match_any: kept.is_none(),
             if_match: kept.as_ref().map(|k| k.etag.clone()),
@@ -326,6 +327,9 @@ impl Fs {
         // now, or nothing (a file being written here and never committed has none).
         enum Blob {
             Keep(u64, String),
+            /// Keep the version the blob has now (an earlier commit of the file may have gone
+            /// through without an answer).
+            KeepCurrent(u64),
             Delete,
             Nothing,
         }
@@ -338,6 +342,7 @@ impl Fs {
         };
         let blob = match (ino, &open) {
             (Some(ino), Some(f)) if f.staging.blob() == path => match f.staging.expected_etag() {
+                _ if f.staging.is_unsure() => Blob::KeepCurrent(ino),
                 Some(etag) => Blob::Keep(ino, etag.to_string()),
                 None => Blob::Nothing,
             },
@@ -352,6 +357,11 @@ impl Fs {
         };
         match blob {
             Blob::Keep(ino, etag) => lock(&self.unlinked).keep(&path, ino, etag),
+            Blob::KeepCurrent(ino) => match self.client.properties(&path).await {
+                Ok(p) => lock(&self.unlinked).keep(&path, ino, p.etag),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(e)),
+            },
             Blob::Delete => match self.client.delete_blob(&path, None).await {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
@@ -363,6 +373,15 @@ impl Fs {
             f.state.unlinked();
         }
         drop(open);
+        if let Some(ino) = ino {
+            // Its last handle may have closed while this was decided: it goes now then.
+            if !self.has_handles(ino) {
+                let kept = lock(&self.unlinked).released(ino);
+                for (name, k) in kept {
+                    self.delete_kept(&name, &k).await;
+                }
+            }
+        }
         let mut inodes = lock(&self.inodes);
         inodes.detach(parent, name);
         inodes.emptied(parent);

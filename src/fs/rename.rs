@@ -24,6 +24,12 @@ use crate::blob::{self, BlobError, BlobProps, CopyInfo, CopyState, ErrorKind, Wr
 
 /// Copies moved at once when renaming a directory.
 const PARALLEL_MOVES: usize = 8;
+/// What a file's move did: the source version it copied, and the copy.
+struct Moved {
+    source_etag: String,
+    copy: BlobProps,
+}
+
 /// What a move may replace at its destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Replace {
@@ -105,7 +111,8 @@ impl Fs {
         if src_info.kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
             return Err(libc::EINVAL); // into itself
         }
-        let dst_info = match self.resolve(dst_dir, new_name).await {
+        // A file this mount is writing (maybe not committed yet) exists too.
+        let dst_info = match self.resolve_or_writer(new_parent, dst_dir, new_name).await {
             Ok(i) => Some(i),
             Err(libc::ENOENT) => None,
             Err(e) => return Err(e),
@@ -113,8 +120,8 @@ impl Fs {
         if dst_info.is_some() && noreplace {
             return Err(libc::EEXIST);
         }
-        // The version (ETag) of the copy, for a file.
-        let mut moved: Option<String> = None;
+        // What a file's move copied: the source version and the copy.
+        let mut moved: Option<Moved> = None;
         match (src_info.kind, dst_info.as_ref().map(|i| i.kind)) {
             (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(libc::EISDIR),
             (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
@@ -136,7 +143,7 @@ impl Fs {
                 }
                 // A blob kept at the destination for an unlinked file's open handles is
                 // replaced, that version only (also with RENAME_NOREPLACE: the name is free).
-                let kept = lock(&self.unlinked).reuse(&dst);
+                let kept = self.take_over_kept(&dst).await?;
                 let replace = match (&kept, noreplace) {
                     (Some(k), _) => Replace::Only(k.etag.clone()),
                     (None, true) => Replace::Nothing,
@@ -145,8 +152,8 @@ impl Fs {
                 // Over an existing file, a copy that went through is never taken back: the
                 // old version is gone with it, and the name keeps the new one.
                 let over = dst_info.is_some() || kept.is_some();
-                let etag = match self.move_blob(&src, &dst, replace, over).await {
-                    Ok(etag) => etag,
+                let m = match self.move_blob(&src, &dst, replace, over).await {
+                    Ok(m) => m,
                     Err(e) => {
                         if let Some(k) = kept {
                             lock(&self.unlinked).keep(&dst, k.ino, k.etag);
@@ -154,17 +161,24 @@ impl Fs {
                         return Err(fail(e));
                     }
                 };
-                moved = Some(etag.clone());
                 if let Some(f) = replaced.as_mut() {
                     f.state.unlinked();
                 }
                 if let Some(f) = open.as_mut() {
-                    // After a conflict the staging goes on in its sibling: what moved is the
-                    // other version, which ours must not replace.
-                    if f.state.is_settled() && !matches!(f.state, FileState::Conflicted { .. }) {
-                        f.staging.moved_to(dst.as_str().into(), etag.into());
+                    // Only onto a copy of the version it holds: after a conflict the staging
+                    // goes on in its sibling, and a version someone else wrote since must not
+                    // be taken for its base (its commit at the old name then meets theirs).
+                    let same = f.staging.expected_etag() == Some(m.source_etag.as_str());
+                    if same
+                        && f.staging.blob() == src
+                        && f.state.is_settled()
+                        && !matches!(f.state, FileState::Conflicted { .. })
+                    {
+                        f.staging
+                            .moved_to(dst.as_str().into(), m.copy.etag.as_str().into());
                     }
                 }
+                moved = Some(m);
             }
             (Kind::Dir, target) => {
                 if self.still_writing_under(&src).await {
@@ -182,15 +196,22 @@ impl Fs {
             match ino {
                 Some(ino) => {
                     inodes.rename(ino, new_parent, new_name);
-                    if let (Some(n), Some(etag)) = (inodes.get_mut(ino), &moved) {
-                        // The copy is a new version of the same bytes: the kernel's pages
-                        // of the old one hold it too.
-                        let etag: std::sync::Arc<str> = etag.as_str().into();
-                        if n.page_cache == n.info.etag && n.page_cache.is_some() {
+                    if let (Some(n), Some(m)) = (inodes.get_mut(ino), &moved) {
+                        // The copy is a new version of the bytes copied: the kernel's pages
+                        // hold it too if they held exactly that source version.
+                        let etag: std::sync::Arc<str> = m.copy.etag.as_str().into();
+                        if n.page_cache.as_deref() == Some(m.source_etag.as_str()) {
                             n.page_cache = Some(etag.clone());
+                        } else if n.page_cache.is_some() {
+                            n.page_cache = None;
                         }
-                        n.info.etag = Some(etag);
-                        n.validated = Some(std::time::Instant::now());
+                        if self.writer(ino).is_none() {
+                            n.info.size = m.copy.size;
+                            n.info.etag = Some(etag);
+                            n.validated = Some(std::time::Instant::now());
+                        } else {
+                            n.info.etag = None;
+                        }
                     }
                 }
                 None => inodes.detach(new_parent, new_name),
@@ -198,9 +219,10 @@ impl Fs {
             inodes.emptied(parent);
         }
         let mut info = src_info;
-        if let Some(etag) = &moved {
+        if let Some(m) = &moved {
             // The entry is the copy: its version, not the source's.
-            info.etag = Some(etag.as_str().into());
+            info.etag = Some(m.copy.etag.as_str().into());
+            info.size = m.copy.size;
         }
         let mut dirs = lock(&self.dirs);
         dirs.remove_entry(src_dir, name);
@@ -234,7 +256,6 @@ impl Fs {
     }
 
     /// Moves one blob: copy (waited for and checked), then delete the source version copied.
-    /// Returns the ETag of the copy.
     /// With `over` (the destination existed), a failure after the copy leaves the copy.
     async fn move_blob(
         &self,
@@ -242,11 +263,33 @@ impl Fs {
         dst: &str,
         replace: Replace,
         over: bool,
-    ) -> Result<String, BlobError> {
+    ) -> Result<Moved, BlobError> {
         let props = self.client.properties(src).await?;
-        let copied = self.copy_checked(src, &props, dst, replace, over).await?;
-        self.delete_moved(src, &props, dst, &copied, over).await?;
-        Ok(copied.etag)
+        let copy = self.copy_checked(src, &props, dst, replace, over).await?;
+        self.delete_moved(src, &props, dst, &copy, over).await?;
+        Ok(Moved {
+            source_etag: props.etag,
+            copy,
+        })
+    }
+
+    /// The blob kept at `dst` for an unlinked file's open handles, which a move is about to
+    /// replace: the move takes over its removal, and a writer of that file first brings what
+    /// it still reads from it into its local copy.
+    pub(super) async fn take_over_kept(
+        &self,
+        dst: &str,
+    ) -> Result<Option<super::unlinked::Kept>, Errno> {
+        let Some(k) = lock(&self.unlinked).reuse(dst) else {
+            return Ok(None);
+        };
+        if let Some(w) = self.writer(k.ino) {
+            if let Err(e) = w.open.lock().await.staging.materialize().await {
+                lock(&self.unlinked).keep(dst, k.ino, k.etag);
+                return Err(fail(e));
+            }
+        }
+        Ok(Some(k))
     }
 
     /// Copies version `props` of `src` to `dst`, waits for the copy and checks it (status,
@@ -446,9 +489,28 @@ impl Fs {
     }
 
     async fn move_blob_owned(&self, from: String, to: String) -> Result<(), BlobError> {
-        self.move_blob(&from, &to, Replace::Anything, false)
-            .await
-            .map(|_| ())
+        // A blob kept at the destination for an unlinked file's handles: replaced, that
+        // version only, and its removal taken over.
+        let kept = match self.take_over_kept(&to).await {
+            Ok(k) => k,
+            Err(_) => {
+                return Err(BlobError::new(
+                    ErrorKind::Other,
+                    "Copy Blob",
+                    &to,
+                    "a file unlinked while open there could not be kept whole",
+                ))
+            }
+        };
+        let replace = match &kept {
+            Some(k) => Replace::Only(k.etag.clone()),
+            None => Replace::Anything,
+        };
+        let result = self.move_blob(&from, &to, replace, kept.is_some()).await;
+        if let (Err(_), Some(k)) = (&result, kept) {
+            lock(&self.unlinked).keep(&to, k.ino, k.etag);
+        }
+        result.map(|_| ())
     }
 
     /// Moves every blob of directory `src` (and its marker) under `dst`. On failure, moves

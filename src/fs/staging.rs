@@ -192,6 +192,12 @@ impl Staging {
         self.expect.as_deref()
     }
 
+    /// Whether an earlier commit ended without an answer: the blob may hold this content
+    /// already, under a version not known here.
+    pub fn is_unsure(&self) -> bool {
+        self.unsure
+    }
+
     pub fn mtime(&self) -> SystemTime {
         self.mtime
     }
@@ -315,7 +321,7 @@ impl Staging {
     pub async fn materialize(&mut self) -> Result<(), BlobError> {
         let n = self.grid.count(self.size);
         for index in 0..n {
-            if !self.local.contains(&index) && !self.blocks.contains_key(&index) {
+            if !self.local.contains(&index) {
                 self.load_base(index).await?;
                 self.local.insert(index);
             }
@@ -469,7 +475,9 @@ impl Staging {
             let (bstart, blen) = self.block_extent(index);
             let from = offset.max(bstart);
             let to = (offset + len).min(bstart + blen);
-            if self.blocks.contains_key(&index) || from >= base_len {
+            // Local: written (or completed) here; beyond the old version: zeros. A block the
+            // service staged from the old version (or never touched) reads from that version.
+            if self.local.contains(&index) || from >= base_len {
                 out.extend_from_slice(&self.read_local(from, to - from).await?);
             } else {
                 let base = self.base.as_ref().expect("base_len > 0");
@@ -648,7 +656,7 @@ impl Staging {
 
     /// Put Block List, recognising its own success after a lost answer: a retry then looks
     /// like a conflict (412, or 409 BlobAlreadyExists), but the blob already is exactly these
-    /// blocks (ids are unique to this upload: nobody else commits them).
+    /// blocks (the ids of the blocks this upload sent are unique to it).
     async fn put_block_list(
         &self,
         name: &str,
@@ -656,19 +664,24 @@ impl Staging {
         opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
         match self.client.put_block_list(name, ids, opts).await {
-            Err(e) if is_conflict(&e) => match self.already_committed(name, ids).await {
-                Ok(Some(c)) => Ok(c),
-                Ok(None) => {
-                    for opts in self.instead_of_uncommitted(name, opts, &e).await? {
-                        match self.client.put_block_list(name, ids, &opts).await {
-                            Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
-                            r => return r,
-                        }
+            Err(e) if is_conflict(&e) => {
+                // Only a commit that may have gone through already can meet itself; any other
+                // conflict is someone else's version (block ids may be reused across mounts).
+                if e.after_lost_answer || self.unsure {
+                    match self.already_committed(name, ids).await {
+                        Ok(Some(c)) => return Ok(c),
+                        Ok(None) => {}
+                        Err(check) => return Err(crate::blob::outcome_unknown(&e, &check)),
                     }
-                    Err(e)
                 }
-                Err(check) => Err(crate::blob::outcome_unknown(&e, &check)),
-            },
+                for opts in self.instead_of_uncommitted(name, opts, &e).await? {
+                    match self.client.put_block_list(name, ids, &opts).await {
+                        Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                        r => return r,
+                    }
+                }
+                Err(e)
+            }
             r => r,
         }
     }

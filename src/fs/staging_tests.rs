@@ -425,3 +425,24 @@ async fn a_write_past_the_end_that_waits_for_room_sends_the_old_last_block_whole
     want[5 * BS as usize + 500..].copy_from_slice(b"far");
     assert_eq!(env.content("g"), want);
 }
+
+#[tokio::test]
+async fn after_a_failed_commit_unchanged_blocks_still_read_the_old_version() {
+    // Blocks 0 and 1 are copied by the service (staged, never local); the commit fails: the
+    // file still reads them from the old version, not as zeros, and a local copy made now
+    // (recovery) is whole.
+    let env = Env::new(4);
+    let old = pattern(3 * BS as usize, 4);
+    env.fake.put("f", old.clone());
+    let mut s = env.staging("f", false).await;
+    s.write(2 * BS + 5, b"new").await.unwrap();
+    env.fake
+        .fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
+    assert!(s.commit().await.is_err());
+    let mut want = old.clone();
+    want[2 * BS as usize + 5..2 * BS as usize + 8].copy_from_slice(b"new");
+    assert_eq!(&s.read(0, 3 * BS).await.unwrap()[..], &want[..]);
+    s.materialize().await.unwrap();
+    env.fake.put("f", "replaced by someone else");
+    assert_eq!(&s.read(0, 3 * BS).await.unwrap()[..], &want[..]);
+}

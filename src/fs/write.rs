@@ -371,9 +371,20 @@ impl Fs {
         self.check_new_name(&path)?;
         // A blob kept for an unlinked file's open handles: the new file replaces that version
         // (and the old file's last close no longer removes it).
-        let kept = lock(&self.unlinked).reuse(&path);
-        let replaces = kept.map(|k| (Arc::from(k.etag.as_str()), 0));
-        let staging = self.new_staging(&path, replaces, true, HashMap::new())?;
+        let kept = self.take_over_kept(&path).await?;
+        let restore = |kept: &Option<super::unlinked::Kept>| {
+            if let Some(k) = kept {
+                lock(&self.unlinked).keep(&path, k.ino, k.etag.clone());
+            }
+        };
+        let replaces = kept.as_ref().map(|k| (Arc::from(k.etag.as_str()), 0));
+        let staging = match self.new_staging(&path, replaces, true, HashMap::new()) {
+            Ok(s) => s,
+            Err(e) => {
+                restore(&kept);
+                return Err(e);
+            }
+        };
         let info = EntryInfo::file(0, SystemTime::now(), None);
         let (ino, w) = {
             let mut inodes = lock(&self.inodes);
@@ -383,6 +394,7 @@ impl Fs {
                 // Someone in this mount is creating it right now.
                 drop(writers);
                 inodes.forget(ino, 1);
+                restore(&kept);
                 if exclusive {
                     return Err(libc::EEXIST);
                 }

@@ -210,10 +210,25 @@ impl Mount {
     /// Unmounts with `fusermount3 -u` (not lazy) and waits up to 20 s for the daemon to exit;
     /// returns its exit status. Panics (after cleaning up) if it does not exit.
     pub fn unmount(mut self) -> ExitStatus {
-        let out = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .output();
+        // The kernel sends a file's release after its close has returned: right after a read,
+        // the mount may still count that file as open (EBUSY) for a moment.
+        let started = Instant::now();
+        let out = loop {
+            let out = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mountpoint)
+                .output();
+            match &out {
+                Ok(o)
+                    if !o.status.success()
+                        && String::from_utf8_lossy(&o.stderr).contains("busy")
+                        && started.elapsed() < Duration::from_secs(3) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => break out,
+            }
+        };
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => panic!(
