@@ -363,6 +363,7 @@ fn matrix(kind: Kind, names: &[&str]) {
             }
         }
     }
+    eprintln!("{cases} cases, {} failed", failures.len());
     let log = m.log();
     for sig in signature_forms(&fx.url()) {
         assert!(!log.contains(&sig), "the signature is in the log");

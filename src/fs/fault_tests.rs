@@ -18,6 +18,14 @@ async fn create(fs: &Fs, name: &str) -> u64 {
         .1
 }
 
+async fn open_for_writing(fs: &Fs, ino: u64, truncate: bool) -> u64 {
+    let mode = OpenMode {
+        write: true,
+        truncate,
+    };
+    fs.open(ino, mode).await.unwrap().0
+}
+
 async fn rename(fs: &Fs, from: &str, to: &str) -> Result<(), Errno> {
     fs.rename(ROOT, OsStr::new(from), ROOT, OsStr::new(to), false)
         .await
@@ -125,16 +133,7 @@ async fn a_commit_whose_answer_was_lost_is_recognised() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("f", "old");
     let attr = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
-    let (fh, _) = fs
-        .open(
-            attr.ino,
-            OpenMode {
-                write: true,
-                truncate: true,
-            },
-        )
-        .await
-        .unwrap();
+    let fh = open_for_writing(&fs, attr.ino, true).await;
     fs.write(fh, 0, b"new content").await.unwrap();
     fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
     assert_eq!(fs.flush(fh).await, Ok(()));
@@ -313,16 +312,7 @@ async fn a_rename_after_someone_else_rewrote_the_file_moves_theirs_and_mixes_not
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("f", vec![b'0'; 3000]);
     let a = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
-    let (fh, _) = fs
-        .open(
-            a.ino,
-            OpenMode {
-                write: true,
-                truncate: false,
-            },
-        )
-        .await
-        .unwrap();
+    let fh = open_for_writing(&fs, a.ino, false).await;
     // Another machine rewrites it while it is open here, unchanged so far.
     fake.put("f", vec![b'1'; 3000]);
     assert_eq!(rename(&fs, "f", "g").await, Ok(()));
