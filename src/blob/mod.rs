@@ -1,9 +1,12 @@
 //! The Blob service as this filesystem needs it: a small trait ([`BlobClient`]) with a REST
-//! implementation ([`rest::RestClient`]) and an in-memory fake ([`fake::FakeClient`]) for fast
+//! implementation ([`rest::RestClient`]) and an in-memory fake (`fake::FakeClient`, built for tests only) for fast
 //! unit tests of everything above it.
 
 pub mod endpoint;
 pub mod error;
+/// Not in release builds: unit tests have it, and integration tests through the `fake`
+/// feature (a dev-dependency of the crate on itself turns it on).
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod rest;
 pub mod retry;

@@ -146,7 +146,7 @@ mod tests {
             block_size: 1000,
         };
         fill(src, run).await;
-        assert_eq!(fake.count(Op::GetRange), 2, "one request, one resumption");
+        assert_eq!(fake.count(Op::GetBlob), 2, "one request, one resumption");
         assert_eq!(
             fake.bytes_read(),
             10_000 + 6_500,

@@ -36,12 +36,12 @@ async fn a_rename_whose_delete_answer_was_lost_keeps_the_file() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("a", "precious");
     // The delete went through; its retry answers 412 (If-Match on a blob that is gone).
-    fake.inject_next(Op::Delete, Fault::LoseAnswer);
+    fake.inject_next(Op::DeleteBlob, Fault::LoseAnswer);
     assert_eq!(rename(&fs, "a", "b").await, Ok(()));
     assert_eq!(fake.names(), vec!["b"]);
     assert_eq!(&fake.blob("b").unwrap().0[..], b"precious");
     // Retries ran out after the delete went through: the move is complete all the same.
-    fake.inject_next(Op::Delete, Fault::LoseAnswerAndGiveUp);
+    fake.inject_next(Op::DeleteBlob, Fault::LoseAnswerAndGiveUp);
     assert_eq!(rename(&fs, "b", "c").await, Ok(()));
     assert_eq!(fake.names(), vec!["c"]);
 }
@@ -50,7 +50,7 @@ async fn a_rename_whose_delete_answer_was_lost_keeps_the_file() {
 async fn a_rename_whose_delete_failed_takes_its_copy_back() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("a", "stays");
-    fake.fail_next(Op::Delete, crate::blob::ErrorKind::Transient);
+    fake.fail_next(Op::DeleteBlob, crate::blob::ErrorKind::Transient);
     assert_eq!(rename(&fs, "a", "b").await, Err(libc::EIO));
     assert_eq!(fake.names(), vec!["a"], "one place only: the source");
     assert_eq!(&fake.blob("a").unwrap().0[..], b"stays");
@@ -60,15 +60,15 @@ async fn a_rename_whose_delete_failed_takes_its_copy_back() {
 async fn a_rename_whose_copy_answer_was_lost_leaves_no_stray_copy() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("a", "A");
-    fake.inject_next(Op::Copy, Fault::LoseAnswer);
+    fake.inject_next(Op::CopyBlob, Fault::LoseAnswer);
     assert_eq!(rename(&fs, "a", "b").await, Ok(()));
     assert_eq!(fake.names(), vec!["b"]);
     // The copy was made but the call gave up: it is removed, the source stays.
-    fake.inject_next(Op::Copy, Fault::LoseAnswerAndGiveUp);
+    fake.inject_next(Op::CopyBlob, Fault::LoseAnswerAndGiveUp);
     assert_eq!(rename(&fs, "b", "c").await, Err(libc::EIO));
     assert_eq!(fake.names(), vec!["b"]);
     // RENAME_NOREPLACE: the retry meets its own copy.
-    fake.inject_next(Op::Copy, Fault::LoseAnswer);
+    fake.inject_next(Op::CopyBlob, Fault::LoseAnswer);
     assert_eq!(
         fs.rename(ROOT, OsStr::new("b"), ROOT, OsStr::new("c"), true)
             .await,
@@ -84,8 +84,8 @@ async fn a_directory_rename_survives_lost_answers_everywhere() {
         fake.put(&format!("d/f{i:02}"), format!("content {i}"));
     }
     for _ in 0..6 {
-        fake.inject_next(Op::Delete, Fault::LoseAnswer);
-        fake.inject_next(Op::Copy, Fault::LoseAnswer);
+        fake.inject_next(Op::DeleteBlob, Fault::LoseAnswer);
+        fake.inject_next(Op::CopyBlob, Fault::LoseAnswer);
     }
     assert_eq!(rename(&fs, "d", "e").await, Ok(()));
     let names = fake.names();
@@ -147,7 +147,7 @@ async fn an_unlink_whose_answer_was_lost_succeeds() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("f", "x");
     fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
-    fake.inject_next(Op::Delete, Fault::LoseAnswer);
+    fake.inject_next(Op::DeleteBlob, Fault::LoseAnswer);
     assert_eq!(fs.unlink(ROOT, OsStr::new("f")).await, Ok(()));
     assert!(fake.names().is_empty());
 }
@@ -324,4 +324,30 @@ async fn a_rename_after_someone_else_rewrote_the_file_moves_theirs_and_mixes_not
     // The name moved with their version; ours never went onto it.
     assert_eq!(&fake.blob("g").unwrap().0[..], &vec![b'1'; 3000][..]);
     assert!(fake.blob("f").is_none());
+}
+
+#[tokio::test]
+async fn a_commit_after_an_unanswered_one_that_landed_goes_on_top_of_it() {
+    use crate::blob::fake::Fault::LoseAnswerAndGiveUp;
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    // An empty file: its Put Blob goes through, the answer never comes.
+    let fh = create(&fs, "e").await;
+    fake.inject_next(Op::PutBlob, LoseAnswerAndGiveUp);
+    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    fs.write(fh, 0, b"then content").await.unwrap();
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    // A file with blocks: its Put Block List goes through unanswered, then more is written.
+    let fh = create(&fs, "b").await;
+    fs.write(fh, 0, &vec![7u8; 3000]).await.unwrap();
+    fake.inject_next(Op::PutBlockList, LoseAnswerAndGiveUp);
+    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    fs.write(fh, 3000, b"more").await.unwrap();
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["b", "e"], "no conflict copies");
+    assert_eq!(&fake.blob("e").unwrap().0[..], b"then content");
+    let mut want = vec![7u8; 3000];
+    want.extend_from_slice(b"more");
+    assert_eq!(&fake.blob("b").unwrap().0[..], &want[..]);
 }

@@ -186,7 +186,9 @@ impl Fs {
                     return Err(libc::EBUSY);
                 }
                 if target.is_some() {
-                    self.remove_empty_dir(&dst, false).await?;
+                    // Files being created there (not in the service yet) count too.
+                    let busy = self.still_writing_under(&dst).await;
+                    self.remove_empty_dir(&dst, busy).await?;
                 }
                 self.move_dir(&src, &dst).await?;
             }

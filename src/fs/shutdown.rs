@@ -368,7 +368,7 @@ mod tests {
             .unwrap();
         fs.write(a, 0, b"kept").await.unwrap();
         fs.fsync(a).await.unwrap();
-        client.set_delay(Op::Copy, Duration::from_millis(300));
+        client.set_delay(Op::CopyBlob, Duration::from_millis(300));
         let renaming = {
             let fs = fs.clone();
             tokio::spawn(async move {

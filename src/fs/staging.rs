@@ -117,9 +117,20 @@ pub struct Staging {
     next_seq: u64,
     metadata: HashMap<String, String>,
     mtime: SystemTime,
-    /// An earlier commit ended without an answer (it may have gone through): a conflict at the
-    /// next one may be that commit's own success.
-    unsure: bool,
+    /// Commits of this staging that ended without an answer (each may have gone through),
+    /// since the last one known to have: a conflict at a later commit may be one of them.
+    unanswered: Vec<Attempt>,
+    /// What the commit under way sends as its final request.
+    attempt: Option<Attempt>,
+}
+
+/// What a commit asked the service to make of the blob (to recognise it later).
+#[derive(Debug, Clone)]
+enum Attempt {
+    /// Put Block List of these ids (unique to this upload).
+    Blocks(Vec<String>),
+    /// Put Blob of an empty file with this metadata.
+    Empty(HashMap<String, String>),
 }
 
 /// Where the stagings of one mount come from: its client, write budget, local directory and
@@ -172,7 +183,8 @@ impl StagingArea {
             next_seq: 0,
             metadata,
             mtime: SystemTime::now(),
-            unsure: false,
+            unanswered: Vec::new(),
+            attempt: None,
         })
     }
 }
@@ -195,7 +207,7 @@ impl Staging {
     /// Whether an earlier commit ended without an answer: the blob may hold this content
     /// already, under a version not known here.
     pub fn is_unsure(&self) -> bool {
-        self.unsure
+        !self.unanswered.is_empty()
     }
 
     pub fn mtime(&self) -> SystemTime {
@@ -532,13 +544,55 @@ impl Staging {
     /// Uploads what is left and commits the new version with one Put Block List (an empty
     /// file: one Put Blob), conditional on the version writing started from.
     pub async fn commit(&mut self) -> Result<Committed, BlobError> {
-        let result = self.commit_once().await;
+        let mut result = self.commit_once().await;
+        if matches!(&result, Err(e) if is_conflict(e)) && !self.unanswered.is_empty() {
+            // An earlier commit whose answer never came may have landed: the blob is then that
+            // commit, and this one goes on top of it.
+            match self.earlier_commit_landed().await {
+                Ok(Some(c)) => {
+                    self.unanswered.clear();
+                    self.expect = Some(c.etag.as_str().into());
+                    if let Some(b) = self.base.as_mut() {
+                        // Its bytes are this file's as they were then: those not changed
+                        // since read the same from it.
+                        b.etag = c.etag.as_str().into();
+                    }
+                    self.committed_ids.clear();
+                    result = self.commit_once().await;
+                }
+                Ok(None) => {}
+                Err(check) => {
+                    if let Err(e) = &result {
+                        result = Err(crate::blob::outcome_unknown(e, &check));
+                    }
+                }
+            }
+        }
+        let attempt = self.attempt.take();
         match &result {
-            Ok(_) => self.unsure = false,
-            Err(e) if e.may_have_applied() => self.unsure = true,
+            Ok(_) => self.unanswered.clear(),
+            Err(e) if e.may_have_applied() => self.unanswered.extend(attempt),
             Err(_) => {}
         }
         result
+    }
+
+    /// The blob's version if it is what one of the unanswered earlier commits made; an error
+    /// if it cannot be told.
+    async fn earlier_commit_landed(&self) -> Result<Option<Committed>, BlobError> {
+        for attempt in self.unanswered.iter().rev() {
+            let found = match attempt {
+                Attempt::Blocks(ids) => self.already_committed(&self.blob, ids).await?,
+                Attempt::Empty(metadata) => {
+                    crate::blob::own_put_blob(self.client.as_ref(), &self.blob, b"", metadata)
+                        .await?
+                }
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     async fn commit_once(&mut self) -> Result<Committed, BlobError> {
@@ -549,6 +603,7 @@ impl Staging {
             content_type: None,
         };
         if self.size == 0 {
+            self.attempt = Some(Attempt::Empty(opts.metadata.clone()));
             let c = self.put_empty(&self.blob.clone(), &opts).await?;
             self.committed(c.clone(), Vec::new());
             return Ok(c);
@@ -649,6 +704,7 @@ impl Staging {
         if let Some(e) = failure {
             return Err(e);
         }
+        self.attempt = Some(Attempt::Blocks(ids.clone()));
         let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
         self.committed(c.clone(), ids);
         Ok(c)
@@ -667,7 +723,7 @@ impl Staging {
             Err(e) if is_conflict(&e) => {
                 // Only a commit that may have gone through already can meet itself; any other
                 // conflict is someone else's version (block ids may be reused across mounts).
-                if e.after_lost_answer || self.unsure {
+                if e.after_lost_answer || !self.unanswered.is_empty() {
                     match self.already_committed(name, ids).await {
                         Ok(Some(c)) => return Ok(c),
                         Ok(None) => {}
@@ -705,7 +761,7 @@ impl Staging {
     async fn put_empty(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         match self.client.put_blob(name, Bytes::new(), opts).await {
             Err(e) if is_conflict(&e) => {
-                if e.after_lost_answer || self.unsure {
+                if e.after_lost_answer || !self.unanswered.is_empty() {
                     let client = self.client.as_ref();
                     match crate::blob::own_put_blob(client, name, b"", &opts.metadata).await {
                         Ok(Some(c)) => return Ok(c),
@@ -879,6 +935,7 @@ impl Staging {
         self.expect = Some(etag);
         self.committed_ids = ids;
         self.blocks.clear();
+        self.unanswered.clear();
     }
 }
 

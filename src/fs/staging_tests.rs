@@ -201,7 +201,7 @@ async fn old_bytes_that_cannot_be_read_fail_the_write() {
     let env = Env::new(4);
     env.fake.put("f", pattern(2 * BS as usize, 5));
     let mut s = env.staging("f", false).await;
-    env.fake.fail_next(Op::GetRange, ErrorKind::Forbidden);
+    env.fake.fail_next(Op::GetBlob, ErrorKind::Forbidden);
     assert_eq!(
         s.write(10, b"x").await.unwrap_err().kind,
         ErrorKind::Forbidden

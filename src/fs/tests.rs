@@ -83,17 +83,17 @@ async fn negative_lookups_are_cached_and_complete_listings_answer_without_reques
     let (fake, fs) = setup(Duration::from_secs(60));
     fake.put("a", "1");
     assert_eq!(lookup(&fs, ROOT_INO, "nope").await, Err(libc::ENOENT));
-    let before = (fake.count(Op::List), fake.count(Op::Properties));
+    let before = (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties));
     assert_eq!(lookup(&fs, ROOT_INO, "nope").await, Err(libc::ENOENT));
     assert_eq!(
-        (fake.count(Op::List), fake.count(Op::Properties)),
+        (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties)),
         before,
         "negative entry reused"
     );
 
     // After a complete listing, probing many missing names costs nothing.
     assert_eq!(names(&fs, ROOT_INO).await.len(), 3);
-    let before = (fake.count(Op::List), fake.count(Op::Properties));
+    let before = (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties));
     for i in 0..1000 {
         assert_eq!(
             lookup(&fs, ROOT_INO, &format!(".git-probe-{i}")).await,
@@ -101,7 +101,10 @@ async fn negative_lookups_are_cached_and_complete_listings_answer_without_reques
         );
     }
     assert_eq!(lookup(&fs, ROOT_INO, "a").await.unwrap().size, 1);
-    assert_eq!((fake.count(Op::List), fake.count(Op::Properties)), before);
+    assert_eq!(
+        (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties)),
+        before
+    );
 }
 
 #[tokio::test]
@@ -161,10 +164,10 @@ async fn readdir_lists_everything_with_dots_and_offsets() {
     assert_eq!(seen[1].0, "..");
     assert!(seen.iter().any(|(n, s)| n == "f07" && *s == 7));
     // readdirplus took a reference on each entry: the names resolve without requests.
-    let lists = fake.count(Op::List);
+    let lists = fake.count(Op::ListBlobs);
     let f07 = lookup(&fs, d.ino, "f07").await.unwrap();
     assert_eq!(f07.size, 7);
-    assert_eq!(fake.count(Op::List), lists);
+    assert_eq!(fake.count(Op::ListBlobs), lists);
     fs.releasedir(fh);
     // The blob with an empty segment is hidden inside "bad".
     let bad = lookup(&fs, d.ino, "bad").await.unwrap();
@@ -254,7 +257,7 @@ async fn sequential_reads_prefetch_and_random_reads_fetch_only_what_they_need() 
         assert_eq!(&b[..], &data[off as usize..off as usize + 100], "read {i}");
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(fake.count(Op::GetRange), 5);
+    assert_eq!(fake.count(Op::GetBlob), 5);
     assert_eq!(fake.bytes_read(), 5 * BS);
     assert_eq!(fs.cache().stats.run_blocks.load(Ordering::Relaxed), 5);
 }
@@ -307,12 +310,12 @@ async fn errors_map_to_errno() {
     let (fake, fs) = setup(Duration::ZERO);
     fake.put("f", "data");
     let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
-    fake.fail_next(Op::Properties, ErrorKind::Forbidden);
+    fake.fail_next(Op::GetBlobProperties, ErrorKind::Forbidden);
     assert_eq!(fs.getattr(a.ino).await, Err(libc::EACCES));
-    fake.fail_next(Op::List, ErrorKind::Transient);
+    fake.fail_next(Op::ListBlobs, ErrorKind::Transient);
     assert_eq!(lookup(&fs, ROOT_INO, "other").await, Err(libc::EIO));
     let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
-    fake.fail_next(Op::GetRange, ErrorKind::Transient);
+    fake.fail_next(Op::GetBlob, ErrorKind::Transient);
     assert_eq!(fs.read(fh, 0, 4).await, Err(libc::EIO));
     assert_eq!(
         &fs.read(fh, 0, 4).await.unwrap()[..],
@@ -341,7 +344,7 @@ async fn a_slow_read_does_not_hold_up_lookups_or_listings() {
     fake.put("d/x", "x");
     let a = lookup(&fs, ROOT_INO, "slow").await.unwrap();
     let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
-    fake.set_delay(Op::GetRange, Duration::from_secs(3600));
+    fake.set_delay(Op::GetBlob, Duration::from_secs(3600));
     let fs2 = fs.clone();
     let reader = tokio::spawn(async move { fs2.read(fh, 0, 10).await });
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -607,7 +610,7 @@ async fn a_failed_directory_rename_moves_everything_back() {
         fake.put(&format!("src/f{i:02}"), format!("{i}"));
     }
     lookup(&fs, ROOT_INO, "src").await.unwrap();
-    fake.fail_next(Op::Copy, ErrorKind::Other);
+    fake.fail_next(Op::CopyBlob, ErrorKind::Other);
     assert_eq!(
         fs.rename(
             ROOT_INO,

@@ -34,6 +34,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether requests of this kind change the container.
+    pub fn is_mutating(self) -> bool {
+        !matches!(
+            self,
+            Op::ListBlobs | Op::GetBlobProperties | Op::GetBlob | Op::GetBlockList
+        )
+    }
+
     /// Every operation, in the order of their labels.
     pub const ALL: [Op; 11] = [
         Op::CopyBlob,

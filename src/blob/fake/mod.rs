@@ -29,31 +29,9 @@ struct FakeBlob {
     copy: Option<CopyInfo>,
 }
 
-/// Which operation a counter or an injected failure is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    List,
-    Properties,
-    GetRange,
-    PutBlock,
-    PutBlockFromUrl,
-    PutBlockList,
-    PutBlob,
-    GetBlockList,
-    Delete,
-    Copy,
-    SetMetadata,
-}
-
-impl Op {
-    /// Whether requests of this kind change the container.
-    pub fn is_mutating(self) -> bool {
-        !matches!(
-            self,
-            Op::List | Op::Properties | Op::GetRange | Op::GetBlockList
-        )
-    }
-}
+/// Which operation a counter or an injected failure is about: the operations of the REST API,
+/// as the metrics count them.
+pub use crate::metrics::Op;
 
 /// What an injected fault does to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,7 +298,7 @@ impl FakeClient {
 #[async_trait]
 impl BlobClient for FakeClient {
     async fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BlobError> {
-        self.enter(Op::List, "List Blobs", req.prefix).await?;
+        self.enter(Op::ListBlobs, "List Blobs", req.prefix).await?;
         let s = self.state.lock().unwrap();
         let max = req.max_results.unwrap_or(5000).max(1) as usize;
         let mut page = ListPage::default();
@@ -359,7 +337,7 @@ impl BlobClient for FakeClient {
     }
 
     async fn properties(&self, name: &str) -> Result<BlobProps, BlobError> {
-        self.enter(Op::Properties, "Get Blob Properties", name)
+        self.enter(Op::GetBlobProperties, "Get Blob Properties", name)
             .await?;
         let s = self.state.lock().unwrap();
         match s.blobs.get(name) {
@@ -375,7 +353,7 @@ impl BlobClient for FakeClient {
         len: u64,
         if_match: Option<&str>,
     ) -> Result<ByteStream, BlobError> {
-        self.enter(Op::GetRange, "Get Blob", name).await?;
+        self.enter(Op::GetBlob, "Get Blob", name).await?;
         let mut s = self.state.lock().unwrap();
         let b = s
             .blobs
@@ -476,7 +454,7 @@ impl BlobClient for FakeClient {
     }
 
     async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError> {
-        let fault = self.enter(Op::Delete, "Delete Blob", name).await?;
+        let fault = self.enter(Op::DeleteBlob, "Delete Blob", name).await?;
         self.carry_out(fault, "Delete Blob", name, |s| {
             write::delete_blob(s, name, if_match)
         })
@@ -489,14 +467,14 @@ impl BlobClient for FakeClient {
         source_if_match: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<CopyInfo, BlobError> {
-        let fault = self.enter(Op::Copy, "Copy Blob", dest).await?;
+        let fault = self.enter(Op::CopyBlob, "Copy Blob", dest).await?;
         self.carry_out(fault, "Copy Blob", dest, |s| {
             write::copy_blob(s, dest, source, source_if_match, opts)
         })
     }
 
     async fn copy_info(&self, name: &str) -> Result<Option<CopyInfo>, BlobError> {
-        self.enter(Op::Properties, "Get Blob Properties", name)
+        self.enter(Op::GetBlobProperties, "Get Blob Properties", name)
             .await?;
         let s = self.state.lock().unwrap();
         let b = s
@@ -508,7 +486,7 @@ impl BlobClient for FakeClient {
 
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         let fault = self
-            .enter(Op::SetMetadata, "Set Blob Metadata", name)
+            .enter(Op::SetBlobMetadata, "Set Blob Metadata", name)
             .await?;
         self.carry_out(fault, "Set Blob Metadata", name, |s| {
             write::set_metadata(s, name, opts)
@@ -576,7 +554,7 @@ mod tests {
         let all = list_all(&f, "b/", Some("/")).await.unwrap();
         assert_eq!(all.blobs.len(), 2);
         assert_eq!(all.prefixes, ["b/c/"]);
-        assert_eq!(f.count(Op::List), 3);
+        assert_eq!(f.count(Op::ListBlobs), 3);
     }
 
     #[tokio::test]
@@ -591,7 +569,7 @@ mod tests {
         f.put("x", "changed");
         let e = f.get_range("x", 0, 3, Some(&etag)).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::ConditionNotMet);
-        f.fail_next(Op::Properties, ErrorKind::Transient);
+        f.fail_next(Op::GetBlobProperties, ErrorKind::Transient);
         assert_eq!(
             f.properties("x").await.unwrap_err().kind,
             ErrorKind::Transient
