@@ -351,3 +351,23 @@ async fn a_commit_after_an_unanswered_one_that_landed_goes_on_top_of_it() {
     want.extend_from_slice(b"more");
     assert_eq!(&fake.blob("b").unwrap().0[..], &want[..]);
 }
+
+#[tokio::test]
+async fn a_file_whose_unanswered_commit_landed_still_reads_what_it_holds() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("r", vec![1u8; 3000]);
+    let ino = fs.lookup(ROOT, OsStr::new("r")).await.unwrap().ino;
+    let fh = open_for_writing(&fs, ino, false).await;
+    fs.write(fh, 0, b"new start").await.unwrap();
+    // The commit lands, its answer never comes: the version the untouched bytes were read
+    // from is gone, and the one holding them is this file's own commit.
+    fake.inject_next(Op::PutBlockList, Fault::LoseAnswerAndGiveUp);
+    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    let mut want = vec![1u8; 3000];
+    want[..9].copy_from_slice(b"new start");
+    assert_eq!(&fs.read(fh, 0, 4000).await.unwrap()[..], &want[..]);
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["r"], "no conflict copies");
+    assert_eq!(&fake.blob("r").unwrap().0[..], &want[..]);
+}

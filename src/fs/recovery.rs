@@ -18,7 +18,7 @@ pub fn directory(staging_dir: &Path) -> PathBuf {
 
 /// Writes a staging's whole content to `dir/NAME` (private: mode 0600, in 0700 directories;
 /// a name already taken gets `.2`, `.3`… appended). Gives the file's path.
-pub async fn save_locally(s: &Staging, name: &str, dir: &Path) -> Result<PathBuf, String> {
+pub async fn save_locally(s: &mut Staging, name: &str, dir: &Path) -> Result<PathBuf, String> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     // The blob's path, when every part of it is a plain name; else one flat name.

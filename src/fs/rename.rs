@@ -70,6 +70,13 @@ impl Fs {
         if result.is_err() {
             // A failure part way may have moved some blobs (and moved them back): what this
             // mount knows of both places is asked again.
+            let mut inodes = lock(&self.inodes);
+            for (p, n) in [(parent, name), (new_parent, new_name)] {
+                if let Some(node) = inodes.child(p, n).and_then(|i| inodes.get_mut(i)) {
+                    node.validated = None;
+                }
+            }
+            drop(inodes);
             let mut dirs = lock(&self.dirs);
             for d in [&src_dir, &dst_dir] {
                 dirs.forget_dir(d);

@@ -226,8 +226,8 @@ impl Fs {
             let saved = match w {
                 Some(w) => {
                     let copy = async {
-                        let f = w.open.lock().await;
-                        recovery::save_locally(&f.staging, &name, &dir).await
+                        let mut f = w.open.lock().await;
+                        recovery::save_locally(&mut f.staging, &name, &dir).await
                     };
                     match tokio::time::timeout_at(budget, copy).await {
                         Ok(Ok(path)) => format!("its data is in {}", path.display()),

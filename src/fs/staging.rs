@@ -474,8 +474,24 @@ impl Staging {
     }
 
     /// Reads what the file holds now: written blocks from the local copy, the rest from the
-    /// version writing started from, zeros past it.
-    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+    /// version writing started from, zeros past it. If that version is gone because an
+    /// unanswered commit of this staging landed, the rest reads from that commit.
+    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        match self.read_once(offset, len).await {
+            Err(e) if is_conflict(&e) && !self.unanswered.is_empty() => {
+                match self.earlier_commit_landed().await {
+                    Ok(Some(c)) => {
+                        self.build_on(&c);
+                        self.read_once(offset, len).await
+                    }
+                    Ok(None) | Err(_) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn read_once(&self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         if offset >= self.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -550,14 +566,7 @@ impl Staging {
             // commit, and this one goes on top of it.
             match self.earlier_commit_landed().await {
                 Ok(Some(c)) => {
-                    self.unanswered.clear();
-                    self.expect = Some(c.etag.as_str().into());
-                    if let Some(b) = self.base.as_mut() {
-                        // Its bytes are this file's as they were then: those not changed
-                        // since read the same from it.
-                        b.etag = c.etag.as_str().into();
-                    }
-                    self.committed_ids.clear();
+                    self.build_on(&c);
                     result = self.commit_once().await;
                 }
                 Ok(None) => {}
@@ -575,6 +584,19 @@ impl Staging {
             Err(_) => {}
         }
         result
+    }
+
+    /// An unanswered earlier commit is known to have landed as `c`: the blob is that commit,
+    /// and what follows builds on it.
+    fn build_on(&mut self, c: &Committed) {
+        self.unanswered.clear();
+        self.expect = Some(c.etag.as_str().into());
+        if let Some(b) = self.base.as_mut() {
+            // Its bytes are this file's as they were then: those not changed since read the
+            // same from it.
+            b.etag = c.etag.as_str().into();
+        }
+        self.committed_ids.clear();
     }
 
     /// The blob's version if it is what one of the unanswered earlier commits made; an error

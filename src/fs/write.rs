@@ -281,7 +281,7 @@ impl Fs {
         self.forget_attributes(ino);
         let name = f.staging.blob().to_string();
         let dir = recovery::directory(&self.cfg.staging_dir);
-        match recovery::save_locally(&f.staging, &name, &dir).await {
+        match recovery::save_locally(&mut f.staging, &name, &dir).await {
             Ok(path) => {
                 tracing::error!(
                     blob = name,

@@ -62,6 +62,13 @@ struct FileM {
     broken: bool,
     /// Unlinked (or replaced) while open: gone, never committed.
     unlinked: bool,
+    /// Its name was taken, while it was open, by the copy a failed rename left: its commits
+    /// meet that copy and go to conflict copies (`NAME.conflict-…`), failing its fsync and
+    /// close.
+    displaced: bool,
+    /// A rename over it failed while it was open: the copy (this content) may have taken its
+    /// name without the mount knowing; its next fsync or close then finds out.
+    maybe_displaced: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,6 +81,8 @@ struct Model {
     /// Open handles: the file each writes to.
     handles: Vec<u64>,
     next_id: u64,
+    /// Paths whose conflict copies (`PATH.conflict-…`) may appear (see [`FileM::displaced`]).
+    conflict_prefixes: BTreeSet<String>,
 }
 
 /// One step.
@@ -149,10 +158,18 @@ impl Model {
         out
     }
 
+    /// Whether `path` is a conflict copy the model allows: once a file was displaced (see
+    /// [`FileM::displaced`]), its conflict copies may appear, and later renames move them.
+    fn allowed_copy(&self, path: &str) -> bool {
+        !self.conflict_prefixes.is_empty() && path.contains(".conflict-")
+    }
+
     fn matches(&self, seen: &BTreeMap<String, Seen>) -> bool {
         let want = self.expected();
+        let seen: BTreeMap<&String, &Seen> =
+            seen.iter().filter(|(p, _)| !self.allowed_copy(p)).collect();
         want.len() == seen.len()
-            && want.iter().all(|(p, w)| match (w, seen.get(p)) {
+            && want.iter().all(|(p, w)| match (w, seen.get(p).copied()) {
                 (Some(w), Some(s)) => w == s,
                 (None, Some(Seen::File(_))) => true,
                 _ => false,
@@ -198,6 +215,8 @@ impl Model {
                                 writers: 1,
                                 broken: false,
                                 unlinked: false,
+                                displaced: false,
+                                maybe_displaced: None,
                             },
                         );
                         self.names.insert(path.clone(), id);
@@ -312,6 +331,16 @@ impl Model {
                     self.dirs.remove(&d);
                     self.dirs.insert(move_path(&d), m);
                 }
+                let copies: Vec<String> = self
+                    .conflict_prefixes
+                    .iter()
+                    .filter(|p| under(p, from))
+                    .cloned()
+                    .collect();
+                for p in copies {
+                    self.conflict_prefixes.remove(&p);
+                    self.conflict_prefixes.insert(move_path(&p));
+                }
                 Ok(())
             }
             Step::Unlink(path) => {
@@ -343,6 +372,56 @@ impl Model {
         }
     }
 
+    /// If file `id` may have lost its name to a failed rename's copy: the model where its commit
+    /// found that out (the name holds the copy, the file goes on nameless, its commits into
+    /// conflict copies), after the fsync (`close: None`) or the close of handle `close`.
+    fn displaced(&self, id: u64, close: Option<usize>) -> Option<Model> {
+        let content = self.files.get(&id)?.maybe_displaced.clone()?;
+        let path = self.names.iter().find(|(_, i)| **i == id)?.0.clone();
+        let mut m = self.clone();
+        let copy = m.add_closed(content);
+        m.names.insert(path.clone(), copy);
+        m.conflict_prefixes.insert(path);
+        let f = m.files.get_mut(&id).unwrap();
+        f.unlinked = true;
+        f.displaced = true;
+        f.maybe_displaced = None;
+        if let Some(h) = close {
+            m.handles.remove(h);
+            let f = m.files.get_mut(&id).unwrap();
+            f.writers -= 1;
+            if f.writers == 0 {
+                m.files.remove(&id);
+            }
+        }
+        Some(m)
+    }
+
+    /// The models where a closed file that a failed rename may have replaced shows the copy
+    /// (its name holds the copy: the rename's copy had gone through).
+    fn settle_displaced(&self) -> Vec<Model> {
+        let mut out = Vec::new();
+        for (id, f) in &self.files {
+            let (Some(content), 0) = (&f.maybe_displaced, f.writers) else {
+                continue;
+            };
+            let Some(path) = self
+                .names
+                .iter()
+                .find(|(_, i)| *i == id)
+                .map(|(p, _)| p.clone())
+            else {
+                continue;
+            };
+            let mut m = self.clone();
+            m.files.remove(id);
+            let copy = m.add_closed(content.clone());
+            m.names.insert(path, copy);
+            out.push(m);
+        }
+        out
+    }
+
     /// A new file (no name yet), closed, committed with `content`; its id.
     fn add_closed(&mut self, content: Vec<u8>) -> u64 {
         let id = self.next_id;
@@ -355,6 +434,8 @@ impl Model {
                 writers: 0,
                 broken: false,
                 unlinked: false,
+                displaced: false,
+                maybe_displaced: None,
             },
         );
         id
@@ -387,10 +468,12 @@ impl Model {
                 let f = m.files.get_mut(&m.handles[*h]).unwrap();
                 f.committed.insert(Some(f.content.clone()));
                 out = vec![m];
+                out.extend(self.displaced(self.handles[*h], None));
             }
             Step::Close(h) => {
                 // Closed; the service may hold the old content or the new one, and the file
                 // shows what the service holds once it was its last handle.
+                let displaced = self.displaced(self.handles[*h], Some(*h));
                 let mut m = self.clone();
                 let id = m.handles.remove(*h);
                 let f = m.files.get_mut(&id).unwrap();
@@ -424,6 +507,7 @@ impl Model {
                         out.push(m);
                     }
                 }
+                out.extend(displaced);
             }
             Step::Truncate(path, _)
                 if self
@@ -448,11 +532,30 @@ impl Model {
                 };
                 if let Some(content) = copied {
                     let mut m = self.clone();
-                    let new = m.add_closed(content);
+                    let new = m.add_closed(content.clone());
                     if let Some(old) = m.names.insert(to.clone(), new) {
-                        m.drop_name(old);
+                        if m.files[&old].writers > 0 {
+                            // Still open: it goes on, its commits into conflict copies.
+                            let f = m.files.get_mut(&old).unwrap();
+                            f.unlinked = true;
+                            f.displaced = true;
+                            m.conflict_prefixes.insert(to.clone());
+                        } else {
+                            m.drop_name(old);
+                        }
                     }
                     out.push(m);
+                    // The mount may not know it yet: an open file it replaced looks the same
+                    // until its next commit.
+                    if let Some(old) = self.file_at(to).filter(|o| self.files[o].writers > 0) {
+                        for c in out.iter_mut() {
+                            if let Some(f) = c.files.get_mut(&old) {
+                                if !f.displaced {
+                                    f.maybe_displaced = Some(content.clone());
+                                }
+                            }
+                        }
+                    }
                 }
                 for m in out.iter_mut() {
                     for f in m.files.values_mut() {
@@ -734,15 +837,23 @@ fn check<D: Driver>(
                 );
             }
             if !model.matches(&seen) {
-                fail(
-                    seed,
-                    history,
-                    format!(
-                        "after {}:\n{}",
-                        describe(step),
-                        differences(&seen, &model.expected())
+                // A file a failed rename may have replaced shows the copy once it is closed.
+                match model
+                    .settle_displaced()
+                    .into_iter()
+                    .find(|m| m.matches(&seen))
+                {
+                    Some(m) => *model = m,
+                    None => fail(
+                        seed,
+                        history,
+                        format!(
+                            "after {}:\n{}",
+                            describe(step),
+                            differences(&seen, &model.expected())
+                        ),
                     ),
-                );
+                }
             }
             0
         }
@@ -778,7 +889,7 @@ fn check_service<D: Driver>(driver: &mut D, model: &Model, seed: u64, history: &
         }
     }
     for name in blobs.keys() {
-        if !model.names.contains_key(name) {
+        if !model.names.contains_key(name) && !model.allowed_copy(name) {
             fail(
                 seed,
                 history,
