@@ -1,13 +1,16 @@
-//! Read caching: a byte-budgeted LRU of fixed-size blocks shared by the whole mount
-//! ([`block_cache::BlockCache`]) and the per-handle sequential-read detector that drives
-//! prefetch ([`prefetch::ReadPattern`]).
+//! The read side: [`prefetch::Prefetcher`] owns the read path and serves reads from a
+//! byte-budgeted LRU of fixed-size blocks shared by the whole mount
+//! ([`block_cache::BlockCache`]), filled by streaming ranged GETs ([`fetch`]), reading ahead
+//! as far as each handle's sequential-read detector says ([`pattern::ReadPattern`]).
 
 pub mod block_cache;
 pub mod fetch;
+pub mod pattern;
 pub mod prefetch;
 
 pub use block_cache::{Begin, BlockCache, BlockKey, CacheStats, Run};
-pub use prefetch::ReadPattern;
+pub use pattern::ReadPattern;
+pub use prefetch::{Prefetcher, Version};
 
 /// The blocks `[first, last]` (inclusive) covering `len > 0` bytes at `offset`.
 pub fn block_span(offset: u64, len: u64, block_size: u64) -> (u64, u64) {

@@ -1,116 +1,243 @@
-//! Sequential-read detection for prefetch. Each open handle keeps a [`ReadPattern`]; every read
-//! is recorded, and the answer is how many blocks past the read to fetch ahead.
-//!
-//! The window starts at zero (a single read, or random reads, fetch only what they need), opens
-//! to one block on the second read in sequence, and doubles each time the reader moves into a
-//! new block while still sequential, up to the maximum. A jump resets it. Reads the kernel sends
-//! slightly out of order (parallel readahead) still count as sequential within `tolerance`.
+//! The read path: [`Prefetcher::read`] serves a read of one version of a blob from the block
+//! cache, starting the fetches it needs. A missing block starts one streaming request for it
+//! and the readahead window behind it (the window comes from the handle's [`ReadPattern`]);
+//! once half of the window ahead is free, it is topped up, so requests stay large. Readers of
+//! the same block wait for the one fetch; hits and misses are counted for the metrics.
 
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::try_join_all;
+
+use super::fetch::{self, Source};
+use super::{block_count, block_range, block_span, Begin, BlockCache, BlockKey, ReadPattern};
+use crate::blob::{BlobClient, BlobError};
+use crate::metrics::Metrics;
+
+/// One version of a blob: what a read handle reads, from first byte to last.
 #[derive(Debug, Clone)]
-pub struct ReadPattern {
-    next_offset: Option<u64>,
-    last_block: Option<u64>,
-    window: u64,
-    max_window: u64,
-    tolerance: u64,
+pub struct Version {
+    pub etag: Arc<str>,
+    pub size: u64,
 }
 
-impl ReadPattern {
-    pub fn new(max_window: u64, tolerance: u64) -> Self {
-        ReadPattern {
-            next_offset: None,
-            last_block: None,
-            window: 0,
+/// Serves reads of blob versions through the shared block cache.
+pub struct Prefetcher {
+    client: Arc<dyn BlobClient>,
+    cache: Arc<BlockCache>,
+    block_size: u64,
+    /// Most blocks read ahead for one sequential reader.
+    max_window: u64,
+    /// Where cache hits and misses are counted.
+    metrics: &'static Metrics,
+}
+
+impl Prefetcher {
+    /// A prefetcher reading through `client` into a cache of `cache_size` bytes in blocks of
+    /// `block_size`; a sequential reader reads at most `max_window` blocks ahead.
+    pub fn new(
+        client: Arc<dyn BlobClient>,
+        cache_size: u64,
+        block_size: u64,
+        max_window: u64,
+        metrics: &'static Metrics,
+    ) -> Self {
+        Prefetcher {
+            client,
+            cache: BlockCache::new(cache_size),
+            block_size,
             max_window,
-            tolerance,
+            metrics,
         }
     }
 
-    /// The current window, in blocks.
-    pub fn window(&self) -> u64 {
-        self.window
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
     }
 
-    /// Records a read of `len > 0` bytes at `offset`; returns how many blocks after the read's
-    /// last block should be prefetched.
-    pub fn record(&mut self, offset: u64, len: u64, block_size: u64) -> u64 {
-        let last = (offset + len - 1) / block_size;
-        let sequential = match self.next_offset {
-            Some(next) => offset.abs_diff(next) <= self.tolerance,
-            None => false,
+    /// The read pattern of a new reader: it opens its window as it reads in sequence.
+    pub fn new_pattern(&self) -> ReadPattern {
+        // Parallel kernel readahead may deliver reads slightly out of order.
+        ReadPattern::new(self.max_window, self.block_size.min(1 << 20))
+    }
+
+    /// Reads up to `size` bytes at `offset` of version `v` of `blob`: every request carries
+    /// If-Match with its ETag, so the bytes are of that version or the read fails
+    /// (ConditionNotMet). `pattern` is the reader's, to read ahead for; None reads no more
+    /// than needed.
+    pub async fn read(
+        &self,
+        blob: &Arc<str>,
+        v: &Version,
+        pattern: Option<&Mutex<ReadPattern>>,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, BlobError> {
+        if offset >= v.size || size == 0 {
+            return Ok(Bytes::new());
+        }
+        let bs = self.block_size;
+        let len = u64::from(size).min(v.size - offset);
+        let (first, last) = block_span(offset, len, bs);
+        let ahead = match pattern {
+            Some(p) => p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(offset, len, bs),
+            None => 0,
         };
-        if !sequential {
-            self.window = 0;
-        } else if self.window == 0 {
-            self.window = 1.min(self.max_window);
-        } else if self.last_block.is_some_and(|b| last > b) {
-            self.window = (self.window * 2).min(self.max_window);
+        let window_end = (last + ahead).min(block_count(v.size, bs) - 1);
+        let src = Source {
+            client: self.client.clone(),
+            blob: blob.clone(),
+            etag: v.etag.clone(),
+            block_size: bs,
+        };
+        let needed = self.blocks(blob, v, first, last);
+        // Hit or miss: whether each block was cached before this read started any fetch.
+        let cached: Vec<bool> = needed.iter().map(|(k, _)| self.cache.contains(k)).collect();
+        // A needed block missing: one request for it and the readahead window behind it.
+        if needed.iter().any(|(k, _)| self.cache.is_free(k)) {
+            self.start_run(&src, &self.blocks(blob, v, first, window_end), 1);
         }
-        let end = offset + len;
-        match (sequential, self.last_block, self.next_offset) {
-            (true, Some(b), Some(n)) => {
-                self.last_block = Some(b.max(last));
-                self.next_offset = Some(n.max(end));
-            }
-            _ => {
-                self.last_block = Some(last);
-                self.next_offset = Some(end);
+        // Readahead: top the window up once half of it is free, so requests stay large.
+        if window_end > last {
+            let min_len = ahead.div_ceil(2).min(window_end - last) as usize;
+            self.start_run(&src, &self.blocks(blob, v, last + 1, window_end), min_len);
+        }
+        let blocks = try_join_all(needed.iter().map(|(key, len)| {
+            self.cache.get(key, *len, |run| {
+                tokio::spawn(fetch::fill(src.clone(), run));
+            })
+        }))
+        .await?;
+        for (index, hit) in (first..=last).zip(cached) {
+            let served = (offset + len).min((index + 1) * bs) - offset.max(index * bs);
+            if hit {
+                self.metrics.cache_hit(served);
+            } else {
+                self.metrics.cache_miss(served);
             }
         }
-        self.window
+        let skip = (offset - first * bs) as usize;
+        if blocks.len() == 1 {
+            return Ok(blocks[0].slice(skip..skip + len as usize));
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        let mut remaining = len as usize;
+        for (i, b) in blocks.iter().enumerate() {
+            let from = if i == 0 { skip } else { 0 };
+            let take = (b.len() - from).min(remaining);
+            out.extend_from_slice(&b[from..from + take]);
+            remaining -= take;
+        }
+        Ok(out.freeze())
+    }
+
+    /// Cache keys and lengths of blocks `from..=to` of version `v` of `blob`.
+    fn blocks(&self, blob: &Arc<str>, v: &Version, from: u64, to: u64) -> Vec<(BlockKey, u64)> {
+        (from..=to)
+            .map(|index| {
+                let key = BlockKey {
+                    blob: blob.clone(),
+                    etag: v.etag.clone(),
+                    index,
+                };
+                (key, block_range(index, self.block_size, v.size).1)
+            })
+            .collect()
+    }
+
+    /// Starts a run over `blocks` (at least `min_len` of them) filled by one streaming request.
+    fn start_run(&self, src: &Source, blocks: &[(BlockKey, u64)], min_len: usize) {
+        if let Begin::Started(run) = self.cache.begin_run(blocks, min_len) {
+            tokio::spawn(fetch::fill(src.clone(), run));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::fake::FakeClient;
+    use crate::blob::ErrorKind;
+    use crate::metrics::Op;
 
-    const BS: u64 = 4 << 20;
-    const RA: u64 = 128 << 10;
+    const BS: u64 = 1024;
 
-    #[test]
-    fn sequential_reads_grow_the_window_up_to_the_max() {
-        let mut p = ReadPattern::new(8, 2 << 20);
-        let mut windows = Vec::new();
-        let mut off = 0;
-        while off < 40 * BS {
-            windows.push(p.record(off, RA, BS));
-            off += RA;
+    fn setup(data: &[u8]) -> (Arc<FakeClient>, Prefetcher, Arc<str>, Version) {
+        let fake = Arc::new(FakeClient::new());
+        fake.put("f", data.to_vec());
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        let p = Prefetcher::new(fake.clone(), 64 * BS, BS, 8, metrics);
+        let etag = futures::executor::block_on(fake.properties("f"))
+            .unwrap()
+            .etag;
+        let v = Version {
+            etag: etag.into(),
+            size: data.len() as u64,
+        };
+        (fake, p, "f".into(), v)
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_sequential_reader_gets_its_bytes_in_few_large_requests() {
+        let want = data(40 * BS as usize + 5);
+        let (fake, p, blob, v) = setup(&want);
+        let pattern = Mutex::new(p.new_pattern());
+        let mut got = Vec::new();
+        loop {
+            let b = p
+                .read(&blob, &v, Some(&pattern), got.len() as u64, 700)
+                .await
+                .unwrap();
+            if b.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&b);
         }
-        assert_eq!(windows[0], 0, "a single read fetches only what it needs");
-        assert_eq!(windows[1], 1);
-        assert_eq!(*windows.last().unwrap(), 8);
-        assert!(
-            windows.windows(2).all(|w| w[1] >= w[0]),
-            "never shrinks while sequential"
+        assert_eq!(got, want);
+        // The window opens 1, 2, 4, 8 blocks and is topped up by half of it (4 blocks): about
+        // one request per 4 blocks, never one per block.
+        let gets = fake.count(Op::GetBlob);
+        assert!(gets <= 14, "{gets} requests for 41 blocks read in sequence");
+        assert_eq!(
+            fake.bytes_read(),
+            want.len() as u64,
+            "each byte fetched once"
         );
-        // 1 -> 2 -> 4 -> 8 as the reader crosses into blocks 1, 2, 3.
-        let per_block = (BS / RA) as usize;
-        assert_eq!(windows[per_block], 2);
-        assert_eq!(windows[2 * per_block], 4);
-        assert_eq!(windows[3 * per_block], 8);
     }
 
-    #[test]
-    fn random_reads_do_not_prefetch() {
-        let mut p = ReadPattern::new(8, 2 << 20);
-        for off in [50 * BS, 3 * BS, 90 * BS, 7, 20 * BS] {
-            assert_eq!(p.record(off, 4096, BS), 0);
+    #[tokio::test]
+    async fn a_random_reader_fetches_only_what_it_needs_and_hits_what_it_has() {
+        let want = data(20 * BS as usize);
+        let (fake, p, blob, v) = setup(&want);
+        let pattern = Mutex::new(p.new_pattern());
+        for at in [15 * BS + 3, 2 * BS, 9 * BS + 1000, 2 * BS + 10] {
+            let b = p.read(&blob, &v, Some(&pattern), at, 50).await.unwrap();
+            assert_eq!(&b[..], &want[at as usize..at as usize + 50]);
         }
+        // Block 9 and 10 for the read across them; block 2 once.
+        assert_eq!(fake.count(Op::GetBlob), 3);
+        assert_eq!(fake.bytes_read(), 4 * BS);
     }
 
-    #[test]
-    fn a_jump_resets_and_slight_reordering_does_not() {
-        let mut p = ReadPattern::new(8, 2 << 20);
-        for i in 0..100 {
-            p.record(i * RA, RA, BS);
-        }
-        assert!(p.window() > 1);
-        // Parallel readahead delivered out of order: still sequential.
-        let base = 100 * RA;
-        p.record(base + RA, RA, BS);
-        let w = p.record(base, RA, BS);
-        assert!(w > 1);
-        assert_eq!(p.record(500 * BS, RA, BS), 0);
+    #[tokio::test]
+    async fn a_read_of_a_version_that_is_gone_fails_and_mixes_nothing() {
+        let want = data(4 * BS as usize);
+        let (fake, p, blob, v) = setup(&want);
+        let first = p.read(&blob, &v, None, 0, 100).await.unwrap();
+        assert_eq!(&first[..], &want[..100]);
+        fake.put("f", vec![0u8; 4 * BS as usize]);
+        let e = p.read(&blob, &v, None, 2 * BS, 100).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ConditionNotMet);
+        // The cached block of the old version still serves that version.
+        let again = p.read(&blob, &v, None, 0, 100).await.unwrap();
+        assert_eq!(again, first);
+        assert_eq!(p.read(&blob, &v, None, 4 * BS, 10).await.unwrap().len(), 0);
     }
 }

@@ -8,8 +8,8 @@ impl Fs {
     /// locks, no request.
     pub fn gauges(&self) -> Gauges {
         Gauges {
-            cache_bytes: self.cache.used(),
-            cache_budget_bytes: self.cache.budget(),
+            cache_bytes: self.cache().used(),
+            cache_budget_bytes: self.cache().budget(),
             dirty_bytes: self.staging.budget.in_use(),
             write_buffer_bytes: self.staging.budget.total(),
             open_files: lock(&self.files).len() as u64,

@@ -9,11 +9,7 @@ use super::PageCache;
 use crate::cache::ReadPattern;
 
 /// The version of a blob a handle reads.
-#[derive(Debug, Clone)]
-pub struct Version {
-    pub etag: Arc<str>,
-    pub size: u64,
-}
+pub use crate::cache::Version;
 
 /// An open file: which file, and what kind of handle.
 pub struct FileHandle {

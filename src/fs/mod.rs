@@ -1,5 +1,5 @@
 //! The filesystem core, independent of FUSE: names to blobs, attributes, listings, handles and
-//! reads through the block cache. Every operation is async and takes no lock across a request,
+//! reads (served by the cache's [`Prefetcher`]). Every operation is async and takes no lock across a request,
 //! so a slow read never holds up a lookup or a listing elsewhere.
 //!
 //! Errors are errno values; the FUSE adapter passes them on.
@@ -24,11 +24,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
-use futures::future::try_join_all;
+use bytes::Bytes;
 
 use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
-use crate::cache::{self, fetch, Begin, BlockCache, BlockKey, ReadPattern};
+use crate::cache::{BlockCache, Prefetcher, ReadPattern};
 use crate::metrics::{self, Metrics};
 use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
 use handles::{DirHandle, FileHandle, HandleKind, Handles, ReadHandle, Version};
@@ -85,7 +84,8 @@ impl FsConfig {
 
 pub struct Fs {
     client: Arc<dyn BlobClient>,
-    cache: Arc<BlockCache>,
+    /// The read path: block cache and readahead.
+    reads: Prefetcher,
     cfg: FsConfig,
     mount_time: SystemTime,
     inodes: Mutex<InodeTable>,
@@ -102,8 +102,6 @@ pub struct Fs {
     stopping: AtomicBool,
     /// Changes in progress (see [`shutdown::Change`]).
     changes: std::sync::atomic::AtomicUsize,
-    /// Where cache hits and misses are counted.
-    metrics: &'static Metrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,8 +140,14 @@ impl Fs {
             grid: grid::Grid::new(cfg.block_size),
         };
         Arc::new(Fs {
+            reads: Prefetcher::new(
+                client.clone(),
+                cfg.cache_size,
+                cfg.block_size,
+                cfg.max_prefetch_window(),
+                metrics,
+            ),
             client,
-            cache: BlockCache::new(cfg.cache_size),
             dirs: Mutex::new(DirCache::new(cfg.metadata_ttl, 1024, 65536)),
             cfg,
             mount_time,
@@ -156,7 +160,6 @@ impl Fs {
             staging,
             stopping: AtomicBool::new(false),
             changes: std::sync::atomic::AtomicUsize::new(0),
-            metrics,
         })
     }
 
@@ -165,7 +168,7 @@ impl Fs {
     }
 
     pub fn cache(&self) -> &Arc<BlockCache> {
-        &self.cache
+        self.reads.cache()
     }
 
     /// Inodes currently known (for tests and diagnostics).
@@ -509,113 +512,17 @@ impl Fs {
                 PageCache::Drop
             }
         };
-        let window = self.cfg.max_prefetch_window();
-        // Parallel kernel readahead may deliver reads slightly out of order.
-        let pattern = ReadPattern::new(window, self.cfg.block_size.min(1 << 20));
         let version = Version {
             etag,
             size: info.size,
         };
-        let handle = ReadHandle::new(Some(version), cache, pattern);
+        let handle = ReadHandle::new(Some(version), cache, self.reads.new_pattern());
         let fh = lock(&self.files).insert(FileHandle {
             ino,
             blob: path.into(),
             kind: HandleKind::Read(handle),
         });
         Ok((fh, cache))
-    }
-
-    fn source(&self, h: &FileHandle, v: &Version) -> fetch::Source {
-        fetch::Source {
-            client: self.client.clone(),
-            blob: h.blob.clone(),
-            etag: v.etag.clone(),
-            block_size: self.cfg.block_size,
-        }
-    }
-
-    /// Cache keys and lengths of blocks `from..=to` of the handle's version.
-    fn blocks(&self, h: &FileHandle, v: &Version, from: u64, to: u64) -> Vec<(BlockKey, u64)> {
-        (from..=to)
-            .map(|index| {
-                let key = BlockKey {
-                    blob: h.blob.clone(),
-                    etag: v.etag.clone(),
-                    index,
-                };
-                (
-                    key,
-                    cache::block_range(index, self.cfg.block_size, v.size).1,
-                )
-            })
-            .collect()
-    }
-
-    /// Starts a run over `blocks` (at least `min_len` of them) filled by one streaming request.
-    fn start_run(&self, src: &fetch::Source, blocks: &[(BlockKey, u64)], min_len: usize) {
-        if let Begin::Started(run) = self.cache.begin_run(blocks, min_len) {
-            tokio::spawn(fetch::fill(src.clone(), run));
-        }
-    }
-
-    async fn read_version(
-        &self,
-        h: &FileHandle,
-        v: &Version,
-        offset: u64,
-        size: u32,
-    ) -> Result<Bytes, BlobError> {
-        if offset >= v.size || size == 0 {
-            return Ok(Bytes::new());
-        }
-        let bs = self.cfg.block_size;
-        let len = u64::from(size).min(v.size - offset);
-        let (first, last) = cache::block_span(offset, len, bs);
-        let ahead = match h.reader() {
-            Some(r) => lock(&r.pattern).record(offset, len, bs),
-            None => 0,
-        };
-        let window_end = (last + ahead).min(cache::block_count(v.size, bs) - 1);
-        let src = self.source(h, v);
-        let needed = self.blocks(h, v, first, last);
-        // Hit or miss: whether each block was cached before this read started any fetch.
-        let cached: Vec<bool> = needed.iter().map(|(k, _)| self.cache.contains(k)).collect();
-        // A needed block missing: one request for it and the readahead window behind it.
-        if needed.iter().any(|(k, _)| self.cache.is_free(k)) {
-            self.start_run(&src, &self.blocks(h, v, first, window_end), 1);
-        }
-        // Readahead: top the window up once half of it is free, so requests stay large.
-        if window_end > last {
-            let min_len = ahead.div_ceil(2).min(window_end - last) as usize;
-            self.start_run(&src, &self.blocks(h, v, last + 1, window_end), min_len);
-        }
-        let blocks = try_join_all(needed.iter().map(|(key, len)| {
-            self.cache.get(key, *len, |run| {
-                tokio::spawn(fetch::fill(src.clone(), run));
-            })
-        }))
-        .await?;
-        for (index, hit) in (first..=last).zip(cached) {
-            let served = (offset + len).min((index + 1) * bs) - offset.max(index * bs);
-            if hit {
-                self.metrics.cache_hit(served);
-            } else {
-                self.metrics.cache_miss(served);
-            }
-        }
-        let skip = (offset - first * bs) as usize;
-        if blocks.len() == 1 {
-            return Ok(blocks[0].slice(skip..skip + len as usize));
-        }
-        let mut out = BytesMut::with_capacity(len as usize);
-        let mut remaining = len as usize;
-        for (i, b) in blocks.iter().enumerate() {
-            let from = if i == 0 { skip } else { 0 };
-            let take = (b.len() - from).min(remaining);
-            out.extend_from_slice(&b[from..from + take]);
-            remaining -= take;
-        }
-        Ok(out.freeze())
     }
 
     /// Reads from an open file. Every request carries If-Match with the handle's ETag: a handle
@@ -636,7 +543,7 @@ impl Fs {
             // Opened while the file was being written here: the version committed since.
             None => self.switch_version(&h, r).await?,
         };
-        match self.read_version(&h, &v, offset, size).await {
+        match self.read_version(&h, r, &v, offset, size).await {
             Ok(b) => {
                 r.served();
                 Ok(b)
@@ -647,7 +554,7 @@ impl Fs {
                 };
                 tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
                 let b = self
-                    .read_version(&h, &v, offset, size)
+                    .read_version(&h, r, &v, offset, size)
                     .await
                     .map_err(fail)?;
                 r.served();
@@ -655,6 +562,20 @@ impl Fs {
             }
             Err(e) => Err(fail(e)),
         }
+    }
+
+    /// Reads version `v` for handle `h` through the prefetcher.
+    async fn read_version(
+        &self,
+        h: &FileHandle,
+        r: &ReadHandle,
+        v: &Version,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, BlobError> {
+        self.reads
+            .read(&h.blob, v, Some(&r.pattern), offset, size)
+            .await
     }
 
     /// Moves a handle that has returned no data to the blob's current version. ESTALE when it

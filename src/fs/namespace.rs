@@ -1,6 +1,6 @@
 //! Changing names: mkdir, rmdir, unlink, and the checks every change goes through (the mount
 //! and the SAS allow it, the name can be stored as it is). Creating files is in
-//! [`super::write`], renames in [`super::rename`], attributes and symlinks in [`super::meta`].
+//! `write.rs`, renames in `rename.rs`, attributes and symlinks in `meta.rs`.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -309,7 +309,7 @@ impl Fs {
 
     /// unlink: deletes the blob. A file still open here stays readable (and writable) through
     /// its handles: its name is gone for this mount at once, its blob is kept until the last
-    /// close and deleted then, if it is still the version unlinked (see [`super::unlinked`]).
+    /// close and deleted then, if it is still the version unlinked (see `unlinked.rs`).
     /// A file being written is never committed any more (its lifecycle says so). A delete
     /// answered 404 is a success: the blob is gone (this call's own earlier attempt, whose
     /// answer was lost, or someone else removed it).

@@ -102,7 +102,7 @@ const KNOWN_STATUSES: [u16; 20] = [
     504,
 ];
 
-/// The `status` label values: [`KNOWN_STATUSES`], then a class for any other status (`4xx`),
+/// The `status` label values: `KNOWN_STATUSES`, then a class for any other status (`4xx`),
 /// `other` for a status outside 100..=599, `error` for no answer (connection refused or
 /// reset, timeout).
 pub const STATUS_LABELS: [&str; 27] = [
