@@ -1,4 +1,6 @@
 //! Typed errors of the Blob service, with what a caller (and a log line) needs to act on them.
+//! They say what happened in the service's terms (not found, already exists, condition failed,
+//! refused, throttled…); what a filesystem caller makes of them (an errno) is `fs::error`'s.
 
 use std::fmt;
 
@@ -11,15 +13,22 @@ pub enum ErrorKind {
     Forbidden,
     /// 412: a condition (If-Match / If-None-Match) failed: the blob changed.
     ConditionNotMet,
+    /// 409 `BlobAlreadyExists` (or `ContainerAlreadyExists`): a create-only write
+    /// (`If-None-Match: *`) met an existing blob.
+    AlreadyExists,
     /// 409 and other client errors the service explains with an error code.
     Conflict,
-    /// Retriable failures (connect, reset, timeout, 408, 429, 5xx) that persisted after retries.
+    /// 429, 503: the service refused the request for load (before doing any of it), and kept
+    /// refusing after retries.
+    Throttled,
+    /// Retriable failures (connect, reset, timeout, 408, 500, 502, 504) that persisted after
+    /// retries.
     Transient,
     /// Anything else: unexpected status, malformed response.
     Other,
-    /// Not the service: the local copy of a file being written failed with this errno
-    /// (ENOSPC: the staging disk is full).
-    Local(i32),
+    /// Not the service: the local copy of a file being written failed this way (`StorageFull`:
+    /// the staging disk is full).
+    Local(std::io::ErrorKind),
 }
 
 /// An error from one Blob service operation. Never contains the SAS token: requests are
@@ -82,31 +91,24 @@ impl BlobError {
         matches!(status, 500 | 502 | 504)
     }
 
-    /// Classifies an HTTP status into an error kind.
-    pub fn kind_for_status(status: u16) -> ErrorKind {
-        match status {
-            404 => ErrorKind::NotFound,
-            403 => ErrorKind::Forbidden,
-            412 => ErrorKind::ConditionNotMet,
-            408 | 429 | 500 | 502 | 503 | 504 => ErrorKind::Transient,
-            400..=499 => ErrorKind::Conflict,
+    /// Classifies an HTTP status (and the service's error code) into an error kind.
+    pub fn kind_for_status(status: u16, code: Option<&str>) -> ErrorKind {
+        match (status, code) {
+            (404, _) => ErrorKind::NotFound,
+            (403, _) => ErrorKind::Forbidden,
+            (412, _) => ErrorKind::ConditionNotMet,
+            (409, Some("BlobAlreadyExists" | "ContainerAlreadyExists")) => ErrorKind::AlreadyExists,
+            (429 | 503, _) => ErrorKind::Throttled,
+            (408 | 500 | 502 | 504, _) => ErrorKind::Transient,
+            (400..=499, _) => ErrorKind::Conflict,
             _ => ErrorKind::Other,
         }
     }
 
-    /// The errno a filesystem caller gets for this error.
-    pub fn errno(&self) -> i32 {
-        match self.kind {
-            ErrorKind::NotFound => libc::ENOENT,
-            ErrorKind::Forbidden => libc::EACCES,
-            ErrorKind::ConditionNotMet => libc::ESTALE,
-            ErrorKind::Conflict | ErrorKind::Transient | ErrorKind::Other => libc::EIO,
-            ErrorKind::Local(errno) => errno,
-        }
-    }
-
+    /// Whether trying again later may succeed (and the retry loop does): transient failures
+    /// and throttling.
     pub fn is_transient(&self) -> bool {
-        self.kind == ErrorKind::Transient
+        matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
     }
 }
 

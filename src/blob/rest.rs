@@ -348,7 +348,7 @@ async fn error_from_response(
         .map(str::to_string)
         .or(body_code);
     let mut err = BlobError::new(
-        BlobError::kind_for_status(status.as_u16()),
+        BlobError::kind_for_status(status.as_u16(), code.as_deref()),
         op,
         target,
         message.unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string()),

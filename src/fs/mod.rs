@@ -5,6 +5,7 @@
 //! Errors are errno values; the FUSE adapter passes them on.
 
 pub mod dircache;
+pub mod error;
 mod gauges;
 pub mod grid;
 pub mod handles;
@@ -36,7 +37,8 @@ pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
 pub use shutdown::CommitReport;
 pub use write::OpenMode;
 
-pub type Errno = i32;
+use error::fail;
+pub use error::Errno;
 
 /// How the kernel's page cache serves an open file. The kernel keeps one set of pages per
 /// inode, shared by all its open files: they may hold one version of the blob only.
@@ -106,19 +108,6 @@ pub struct Fs {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Logs a failed request (it carries operation, blob, status, Azure code and request id) and
-/// gives the caller's errno.
-fn fail(e: BlobError) -> Errno {
-    match e.kind {
-        ErrorKind::NotFound => tracing::debug!("{e}"),
-        ErrorKind::ConditionNotMet => tracing::warn!(
-            "{e}: the blob changed after it was opened; re-open the file to read the new version"
-        ),
-        _ => tracing::warn!("{e}"),
-    }
-    e.errno()
 }
 
 impl Fs {

@@ -202,7 +202,7 @@ impl Fs {
                 // Otherwise someone else replaced the kept version meanwhile: theirs stays.
                 own.ok_or(libc::EEXIST)?
             }
-            Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => {
+            Err(e) if e.kind == crate::blob::ErrorKind::AlreadyExists => {
                 let client = self.client.as_ref();
                 let own = match e.after_lost_answer {
                     true => crate::blob::own_put_blob(client, &path, &data, &opts.metadata)

@@ -332,7 +332,7 @@ impl Fs {
             Err(e)
                 if conditional
                     && e.after_lost_answer
-                    && (e.code.as_deref() == Some("BlobAlreadyExists")
+                    && (e.kind == crate::blob::ErrorKind::AlreadyExists
                         || e.kind == ErrorKind::ConditionNotMet) =>
             {
                 match self.own_copy(src, dst).await {

@@ -260,10 +260,10 @@ impl Staging {
         self.grid.range(index, self.size)
     }
 
-    /// A failure of the local copy, with its errno (ENOSPC when the staging disk is full).
+    /// A failure of the local copy (StorageFull when the staging disk is full).
     fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
         BlobError::new(
-            ErrorKind::Local(e.raw_os_error().unwrap_or(libc::EIO)),
+            ErrorKind::Local(e.kind()),
             op,
             &self.blob,
             format!("local staging file: {e}"),
@@ -772,7 +772,7 @@ impl Staging {
         opts: &WriteOptions,
         e: &BlobError,
     ) -> Result<Vec<WriteOptions>, BlobError> {
-        if !opts.if_none_match_any || e.code.as_deref() != Some("BlobAlreadyExists") {
+        if !opts.if_none_match_any || e.kind != ErrorKind::AlreadyExists {
             return Ok(Vec::new());
         }
         crate::blob::over_uncommitted(self.client.as_ref(), name, opts).await
@@ -826,7 +826,7 @@ impl Staging {
                     self.committed(c, ids);
                     return Ok(name);
                 }
-                Err(e) if e.code.as_deref() == Some("BlobAlreadyExists") => last = Some(e),
+                Err(e) if e.kind == ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -963,7 +963,7 @@ impl Staging {
 
 /// Whether a conditional write failed because the blob changed (412) or exists (409).
 pub fn is_conflict(e: &BlobError) -> bool {
-    e.kind == ErrorKind::ConditionNotMet || e.code.as_deref() == Some("BlobAlreadyExists")
+    e.kind == ErrorKind::ConditionNotMet || e.kind == ErrorKind::AlreadyExists
 }
 
 #[cfg(test)]

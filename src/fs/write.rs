@@ -505,7 +505,7 @@ impl Fs {
                 tracing::error!(blob, "not committed: {e}");
                 f.state.commit_failed();
                 Err(match e.kind {
-                    crate::blob::ErrorKind::Local(errno) => errno,
+                    crate::blob::ErrorKind::Local(_) => super::error::errno_of(&e),
                     _ => libc::EIO,
                 })
             }

@@ -162,7 +162,7 @@ fn explain_check_failure(target: &Target, e: &BlobError) -> String {
         (ErrorKind::Forbidden, _) => format!(
             "the service rejected the SAS token for {where_}{ids}: wrong or revoked signature, a token for another account or container, or a clock far off"
         ),
-        (ErrorKind::Transient, _) if e.status.is_some() => {
+        (ErrorKind::Transient | ErrorKind::Throttled, _) if e.status.is_some() => {
             format!("the service at {where_} keeps failing (HTTP {}): {}{ids}", e.status.unwrap_or_default(), e.detail)
         }
         (ErrorKind::Transient, _) => format!("cannot reach {where_}: {}{ids}", e.detail),

@@ -29,7 +29,7 @@ fn check(
 ) -> Result<(), BlobError> {
     if none_match_any && existing.is_some() {
         return Err(error(
-            ErrorKind::Conflict,
+            ErrorKind::AlreadyExists,
             op,
             name,
             409,
