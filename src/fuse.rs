@@ -16,7 +16,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Fs, FsConfig, Kind, OpenMode, PageCache};
+use crate::fs::{Attr, Fs, FsConfig, FsError, Kind, OpenMode, PageCache};
 
 /// Largest read the kernel is asked to send in one request.
 pub const MAX_READ: u32 = 1 << 20;
@@ -61,8 +61,10 @@ pub fn file_attr(cfg: &FsConfig, a: &Attr) -> FileAttr {
     }
 }
 
-fn errno(e: i32) -> Errno {
-    Errno::from_i32(e)
+/// The kernel's answer for a failed operation; the error is logged here, once.
+fn errno(e: FsError) -> Errno {
+    e.log();
+    Errno::from_i32(e.to_errno())
 }
 
 impl Filesystem for BlobFuse {
@@ -95,7 +97,7 @@ impl Filesystem for BlobFuse {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
                 // Inode 0 is a negative entry the kernel caches for the TTL: repeated probes
                 // of a missing name do not even reach us.
-                Err(libc::ENOENT) if !ttl.is_zero() => {
+                Err(e) if e.is_not_found() && !ttl.is_zero() => {
                     let none = Attr {
                         ino: 0,
                         kind: Kind::File,

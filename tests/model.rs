@@ -152,7 +152,7 @@ impl CoreDriver {
     fn read_all(&self, ino: u64, size: u64) -> Seen {
         let fh = match self.rt.block_on(self.fs.open(ino, OpenMode::default())) {
             Ok((fh, _)) => fh,
-            Err(e) => return Seen::Unreadable("open", e),
+            Err(e) => return Seen::Unreadable("open", e.into()),
         };
         let mut data = Vec::new();
         let seen = loop {
@@ -162,7 +162,7 @@ impl CoreDriver {
             {
                 Ok(b) if b.is_empty() => break Seen::File(std::mem::take(&mut data)),
                 Ok(b) => data.extend_from_slice(&b),
-                Err(e) => break Seen::Unreadable("read", e),
+                Err(e) => break Seen::Unreadable("read", e.into()),
             }
         };
         self.rt.block_on(self.fs.release(fh));
@@ -198,23 +198,30 @@ impl Driver for CoreDriver {
         self.rt
             .block_on(self.fs.write(h.fh, offset, data))
             .map(|_| ())
+            .map_err(Errno::from)
     }
 
     fn ftruncate(&mut self, h: &CoreHandle, size: u64) -> Result<(), Errno> {
-        self.rt.block_on(self.fs.set_size(h.ino, size)).map(|_| ())
+        self.rt
+            .block_on(self.fs.set_size(h.ino, size))
+            .map(|_| ())
+            .map_err(Errno::from)
     }
 
     fn truncate(&mut self, path: &str, size: u64) -> Result<(), Errno> {
         let ino = self.ino(path)?;
-        self.rt.block_on(self.fs.set_size(ino, size)).map(|_| ())
+        self.rt
+            .block_on(self.fs.set_size(ino, size))
+            .map(|_| ())
+            .map_err(Errno::from)
     }
 
     fn fsync(&mut self, h: &CoreHandle) -> Result<(), Errno> {
-        self.rt.block_on(self.fs.fsync(h.fh))
+        self.rt.block_on(self.fs.fsync(h.fh)).map_err(Errno::from)
     }
 
     fn close(&mut self, h: CoreHandle) -> Result<(), Errno> {
-        let r = self.rt.block_on(self.fs.flush(h.fh));
+        let r = self.rt.block_on(self.fs.flush(h.fh)).map_err(Errno::from);
         self.rt.block_on(self.fs.release(h.fh));
         r
     }
@@ -222,15 +229,19 @@ impl Driver for CoreDriver {
     fn rename(&mut self, from: &str, to: &str) -> Result<(), Errno> {
         let (p1, n1) = self.parent(from)?;
         let (p2, n2) = self.parent(to)?;
-        self.rt.block_on(
-            self.fs
-                .rename(p1, OsStr::new(&n1), p2, OsStr::new(&n2), false),
-        )
+        self.rt
+            .block_on(
+                self.fs
+                    .rename(p1, OsStr::new(&n1), p2, OsStr::new(&n2), false),
+            )
+            .map_err(Errno::from)
     }
 
     fn unlink(&mut self, path: &str) -> Result<(), Errno> {
         let (parent, name) = self.parent(path)?;
-        self.rt.block_on(self.fs.unlink(parent, OsStr::new(&name)))
+        self.rt
+            .block_on(self.fs.unlink(parent, OsStr::new(&name)))
+            .map_err(Errno::from)
     }
 
     fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
@@ -238,11 +249,14 @@ impl Driver for CoreDriver {
         self.rt
             .block_on(self.fs.mkdir(parent, OsStr::new(&name)))
             .map(|_| ())
+            .map_err(Errno::from)
     }
 
     fn rmdir(&mut self, path: &str) -> Result<(), Errno> {
         let (parent, name) = self.parent(path)?;
-        self.rt.block_on(self.fs.rmdir(parent, OsStr::new(&name)))
+        self.rt
+            .block_on(self.fs.rmdir(parent, OsStr::new(&name)))
+            .map_err(Errno::from)
     }
 
     fn remount(&mut self) {

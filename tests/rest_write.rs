@@ -261,7 +261,7 @@ fn blocks_commit_reuse_and_conditions() {
     };
     let e = expect_err(
         fx.run(c.put_block_list(ODD, &ids(&[0]), &create)),
-        ErrorKind::Conflict,
+        ErrorKind::AlreadyExists,
         "Put Block List with If-None-Match: * on an existing blob",
     );
     assert_eq!(
@@ -270,7 +270,7 @@ fn blocks_commit_reuse_and_conditions() {
     );
     let e = expect_err(
         fx.run(c.put_blob(ODD, Bytes::from_static(b"x"), &create)),
-        ErrorKind::Conflict,
+        ErrorKind::AlreadyExists,
         "Put Blob with If-None-Match: * on an existing blob",
     );
     assert_eq!(
@@ -535,7 +535,10 @@ fn copy_copy_info_and_set_metadata() {
         .expect_err("Copy Blob with If-None-Match: * onto an existing blob");
     println!("existing destination: {e}");
     assert!(
-        matches!(e.kind, ErrorKind::Conflict | ErrorKind::ConditionNotMet),
+        matches!(
+            e.kind,
+            ErrorKind::AlreadyExists | ErrorKind::ConditionNotMet
+        ),
         "{e}"
     );
     let dest_v = fx.run(c.properties(ODD)).unwrap().etag;
@@ -670,11 +673,11 @@ fn transient_failures_are_retried_and_requests_carry_their_headers() {
     );
     assert_eq!(proxy.requests().len(), before);
 
-    // A 503 that persists ends as Transient after the retries.
+    // A 503 that persists ends as Throttled after the retries.
     proxy.fail_next(10, is_put_block, Fault::server_busy());
     expect_err(
         fx.run(c.put_block(ODD, &block_id(2), Bytes::from_static(b"x"))),
-        ErrorKind::Transient,
+        ErrorKind::Throttled,
         "Put Block under a persisting 503",
     );
     assert_eq!(proxy.pending_faults(), 6);

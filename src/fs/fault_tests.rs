@@ -29,6 +29,7 @@ async fn open_for_writing(fs: &Fs, ino: u64, truncate: bool) -> u64 {
 async fn rename(fs: &Fs, from: &str, to: &str) -> Result<(), Errno> {
     fs.rename(ROOT, OsStr::new(from), ROOT, OsStr::new(to), false)
         .await
+        .map_err(Errno::from)
 }
 
 #[tokio::test]
@@ -113,7 +114,7 @@ async fn mkdir_and_symlink_recognise_their_own_put_blob() {
     fake.remove("x");
     fake.put_with_metadata("y", "", &[("hdi_isfolder", "true"), ("owner", "them")]);
     assert_eq!(
-        fs.mkdir(ROOT, OsStr::new("y")).await.err(),
+        fs.mkdir(ROOT, OsStr::new("y")).await.err().map(Errno::from),
         Some(libc::EEXIST)
     );
 }
@@ -160,7 +161,7 @@ async fn a_commit_that_fails_for_good_is_saved_locally_at_the_last_close() {
     for _ in 0..2 {
         fake.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Forbidden);
     }
-    assert_eq!(fs.flush(fh).await, Err(libc::EIO));
+    assert_eq!(fs.flush(fh).await.map_err(Errno::from), Err(libc::EIO));
     fs.release(fh).await;
     assert!(fake.names().is_empty());
     // The data is in a recovery directory of the staging directory.
@@ -191,7 +192,10 @@ async fn a_directory_emptied_here_is_still_found_by_rm_r() {
     assert_eq!(fs.lookup(d.ino, OsStr::new("s")).await.unwrap().ino, s.ino);
     fs.rmdir(d.ino, OsStr::new("s")).await.unwrap();
     assert_eq!(
-        fs.lookup(d.ino, OsStr::new("s")).await.err(),
+        fs.lookup(d.ino, OsStr::new("s"))
+            .await
+            .err()
+            .map(Errno::from),
         Some(libc::ENOENT)
     );
 }
@@ -217,7 +221,10 @@ async fn a_handle_served_from_kept_pages_never_moves_to_another_version() {
     // What the daemon has of version zero is served; what it has not is refused, never the
     // bytes of version one after kept pages of version zero.
     assert_eq!(&fs.read(fh, 0, 4).await.unwrap()[..], &[0u8; 4]);
-    assert_eq!(fs.read(fh, 2 * bs as u64, 8).await, Err(libc::ESTALE));
+    assert_eq!(
+        fs.read(fh, 2 * bs as u64, 8).await.map_err(Errno::from),
+        Err(libc::ESTALE)
+    );
     fs.release(fh).await;
 }
 
@@ -262,9 +269,15 @@ async fn an_expired_token_with_no_source_refuses_writes_at_once() {
     let fh = create(&fs, "f").await;
     fs.write(fh, 0, b"before").await.unwrap();
     cred.replace(sas(now - time::Duration::minutes(1)));
-    assert_eq!(fs.write(fh, 6, b"after").await, Err(libc::EACCES));
     assert_eq!(
-        fs.create(ROOT, OsStr::new("g"), false, false).await.err(),
+        fs.write(fh, 6, b"after").await.map_err(Errno::from),
+        Err(libc::EACCES)
+    );
+    assert_eq!(
+        fs.create(ROOT, OsStr::new("g"), false, false)
+            .await
+            .err()
+            .map(Errno::from),
         Some(libc::EACCES)
     );
     fs.release(fh).await;
@@ -280,7 +293,7 @@ async fn a_commit_whose_outcome_could_not_be_checked_is_recognised_at_the_next_c
     fs.set_size(a.ino, 126).await.unwrap();
     fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
     fake.fail_next(Op::GetBlockList, crate::blob::ErrorKind::Transient);
-    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    assert_eq!(fs.fsync(fh).await.map_err(Errno::from), Err(libc::EIO));
     assert_eq!(fs.flush(fh).await, Ok(()));
     fs.release(fh).await;
     assert_eq!(fake.names(), vec!["f"], "no conflict copy");
@@ -294,11 +307,12 @@ async fn a_file_being_created_here_is_not_replaced_by_rename_noreplace_or_mkdir(
     fs.write(fh, 0, b"mine").await.unwrap();
     assert_eq!(
         fs.rename(ROOT, OsStr::new("a"), ROOT, OsStr::new("x"), true)
-            .await,
+            .await
+            .map_err(Errno::from),
         Err(libc::EEXIST)
     );
     assert_eq!(
-        fs.mkdir(ROOT, OsStr::new("x")).await.err(),
+        fs.mkdir(ROOT, OsStr::new("x")).await.err().map(Errno::from),
         Some(libc::EEXIST)
     );
     assert_eq!(fs.flush(fh).await, Ok(()));
@@ -333,7 +347,7 @@ async fn a_commit_after_an_unanswered_one_that_landed_goes_on_top_of_it() {
     // An empty file: its Put Blob goes through, the answer never comes.
     let fh = create(&fs, "e").await;
     fake.inject_next(Op::PutBlob, LoseAnswerAndGiveUp);
-    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    assert_eq!(fs.fsync(fh).await.map_err(Errno::from), Err(libc::EIO));
     fs.write(fh, 0, b"then content").await.unwrap();
     assert_eq!(fs.flush(fh).await, Ok(()));
     fs.release(fh).await;
@@ -341,7 +355,7 @@ async fn a_commit_after_an_unanswered_one_that_landed_goes_on_top_of_it() {
     let fh = create(&fs, "b").await;
     fs.write(fh, 0, &vec![7u8; 3000]).await.unwrap();
     fake.inject_next(Op::PutBlockList, LoseAnswerAndGiveUp);
-    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    assert_eq!(fs.fsync(fh).await.map_err(Errno::from), Err(libc::EIO));
     fs.write(fh, 3000, b"more").await.unwrap();
     assert_eq!(fs.flush(fh).await, Ok(()));
     fs.release(fh).await;
@@ -362,7 +376,7 @@ async fn a_file_whose_unanswered_commit_landed_still_reads_what_it_holds() {
     // The commit lands, its answer never comes: the version the untouched bytes were read
     // from is gone, and the one holding them is this file's own commit.
     fake.inject_next(Op::PutBlockList, Fault::LoseAnswerAndGiveUp);
-    assert_eq!(fs.fsync(fh).await, Err(libc::EIO));
+    assert_eq!(fs.fsync(fh).await.map_err(Errno::from), Err(libc::EIO));
     let mut want = vec![1u8; 3000];
     want[..9].copy_from_slice(b"new start");
     assert_eq!(&fs.read(fh, 0, 4000).await.unwrap()[..], &want[..]);

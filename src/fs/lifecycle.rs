@@ -10,7 +10,7 @@
 //! - content that cannot be committed for good is saved (a sibling blob or a local copy)
 //!   before its staging goes.
 
-use super::Errno;
+use super::error::FsError;
 
 /// Where a file open for writing stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +29,8 @@ pub enum FileState {
     /// committed as `sibling`, where further writes go.
     Conflicted { sibling: String },
     /// A write to the local copy failed (e.g. ENOSPC): its content is incomplete and is never
-    /// committed; writes, fsync and close answer this errno.
-    Broken { errno: Errno },
+    /// committed; writes, fsync and close answer this error.
+    Broken { error: FsError },
     /// Unlinked while open: never committed; its data goes with its last handle.
     Unlinked,
     /// Retired without being committed; its data was saved at `saved_as` (a local path or a
@@ -82,10 +82,10 @@ impl FileState {
 
     /// Whether a write (or truncate, chmod, utimes) may go to the local copy now; `Err` with
     /// the errno to answer when not.
-    pub fn may_write(&self) -> Result<(), Errno> {
+    pub fn may_write(&self) -> Result<(), FsError> {
         match self {
-            FileState::Broken { errno } => Err(*errno),
-            FileState::Saved { .. } => Err(libc::EIO),
+            FileState::Broken { error } => Err(error.clone()),
+            FileState::Saved { .. } => Err(FsError::Io),
             _ => Ok(()),
         }
     }
@@ -105,9 +105,9 @@ impl FileState {
     }
 
     /// A write to the local copy failed: the content is no longer what the program wrote.
-    pub fn write_failed(&mut self, errno: Errno) {
+    pub fn write_failed(&mut self, error: FsError) {
         if !matches!(self, FileState::Unlinked | FileState::Saved { .. }) {
-            *self = FileState::Broken { errno };
+            *self = FileState::Broken { error };
         }
     }
 
@@ -119,7 +119,7 @@ impl FileState {
     }
 
     /// The program closed, fsynced or renamed the file: commit what it holds, if anything.
-    pub fn commit_requested(&mut self) -> Result<CommitStep, Errno> {
+    pub fn commit_requested(&mut self) -> Result<CommitStep, FsError> {
         match self {
             FileState::Dirty | FileState::Committing => {
                 *self = FileState::Committing;
@@ -129,8 +129,8 @@ impl FileState {
             | FileState::Committed
             | FileState::Conflicted { .. }
             | FileState::Unlinked => Ok(CommitStep::Nothing),
-            FileState::Broken { errno } => Err(*errno),
-            FileState::Saved { .. } => Err(libc::EIO),
+            FileState::Broken { error } => Err(error.clone()),
+            FileState::Saved { .. } => Err(FsError::Io),
         }
     }
 
@@ -240,7 +240,7 @@ mod tests {
                         }
                     }
                     Event::WriteFails => {
-                        s.write_failed(libc::ENOSPC);
+                        s.write_failed(FsError::Local(std::io::ErrorKind::StorageFull));
                         broken |= !unlinked;
                     }
                     Event::Unlink => {
@@ -259,7 +259,7 @@ mod tests {
                         }
                         Err(errno) => {
                             assert!(broken && !unlinked, "{seed}");
-                            assert_eq!(errno, libc::ENOSPC);
+                            assert_eq!(errno.to_errno(), libc::ENOSPC);
                         }
                     },
                     Event::CommitOk | Event::CommitConflict | Event::CommitFails
@@ -292,9 +292,12 @@ mod tests {
     fn a_broken_file_refuses_writes_and_commits_with_its_errno() {
         let mut s = FileState::opened(false);
         s.wrote();
-        s.write_failed(libc::ENOSPC);
-        assert_eq!(s.may_write(), Err(libc::ENOSPC));
-        assert_eq!(s.commit_requested(), Err(libc::ENOSPC));
+        s.write_failed(FsError::Local(std::io::ErrorKind::StorageFull));
+        assert_eq!(s.may_write().map_err(|e| e.to_errno()), Err(libc::ENOSPC));
+        assert_eq!(
+            s.commit_requested().map_err(|e| e.to_errno()),
+            Err(libc::ENOSPC)
+        );
         assert_eq!(s.at_shutdown(), ShutdownStep::Drop);
         assert_eq!(s.at_retire(), RetireStep::Done);
     }

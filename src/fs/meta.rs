@@ -6,6 +6,7 @@
 //! - A symlink is a blob with metadata `is_symlink=true` whose content is the target
 //!   (blobfuse2's convention).
 
+use super::error::FsError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::inode::{format_mtime, META_MODE, META_MTIME, META_SYMLINK};
-use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
+use super::{fail, lock, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{BlobProps, ErrorKind, WriteOptions};
 
 impl Fs {
@@ -24,7 +25,7 @@ impl Fs {
         ino: u64,
         mode: Option<u16>,
         mtime: Option<SystemTime>,
-    ) -> Result<Attr, Errno> {
+    ) -> Result<Attr, FsError> {
         let _change = self.check_writable()?;
         let changes: Vec<(&str, String)> = [
             (META_MODE, mode.map(|m| format!("{:04o}", m & 0o7777))),
@@ -85,12 +86,12 @@ impl Fs {
                 Err(e) => return Err(fail(e)),
             }
         }
-        Err(libc::EIO)
+        Err(FsError::Io)
     }
 
     /// symlink(2): a blob holding the target, with `is_symlink=true`.
-    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, Errno> {
-        let target = target.to_str().ok_or(libc::EINVAL)?;
+    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        let target = target.to_str().ok_or(FsError::Invalid)?;
         let metadata = HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]);
         let data = Bytes::copy_from_slice(target.as_bytes());
         let (path, name, c) = self
@@ -108,10 +109,10 @@ impl Fs {
     }
 
     /// readlink(2): the blob's content.
-    pub async fn readlink(&self, ino: u64) -> Result<Bytes, Errno> {
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, FsError> {
         let (path, info, _) = self.node(ino)?;
         if info.kind != Kind::Symlink {
-            return Err(libc::EINVAL);
+            return Err(FsError::Invalid);
         }
         self.client
             .get_range(&path, 0, info.size, None)

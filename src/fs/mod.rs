@@ -38,7 +38,7 @@ pub use shutdown::CommitReport;
 pub use write::OpenMode;
 
 use error::fail;
-pub use error::Errno;
+pub use error::{Errno, FsError};
 
 /// How the kernel's page cache serves an open file. The kernel keeps one set of pages per
 /// inode, shared by all its open files: they may hold one version of the blob only.
@@ -165,22 +165,22 @@ impl Fs {
         lock(&self.inodes).len()
     }
 
-    fn node(&self, ino: u64) -> Result<(String, EntryInfo, bool), Errno> {
+    fn node(&self, ino: u64) -> Result<(String, EntryInfo, bool), FsError> {
         let inodes = lock(&self.inodes);
-        let n = inodes.get(ino).ok_or(libc::ENOENT)?;
+        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
         let fresh = n.is_fresh(self.cfg.metadata_ttl);
         Ok((n.path.clone(), n.info.clone(), fresh))
     }
 
-    fn attr_of(&self, ino: u64) -> Result<Attr, Errno> {
+    fn attr_of(&self, ino: u64) -> Result<Attr, FsError> {
         lock(&self.inodes)
             .get(ino)
             .map(|n| n.attr(ino))
-            .ok_or(libc::ENOENT)
+            .ok_or(FsError::NotFound)
     }
 
     /// A complete, fresh listing of directory `dir` ("" for the root).
-    async fn listing(&self, dir: &str) -> Result<Arc<Listing>, Errno> {
+    async fn listing(&self, dir: &str) -> Result<Arc<Listing>, FsError> {
         if let Some(l) = lock(&self.dirs).listing(dir) {
             return Ok(l);
         }
@@ -223,7 +223,7 @@ impl Fs {
 
     /// Whether everything under `prefix` is blobs kept for unlinked files' open handles (the
     /// directory is gone for this mount then); false at once when none is kept there.
-    async fn only_kept_under(&self, prefix: &str) -> Result<bool, Errno> {
+    async fn only_kept_under(&self, prefix: &str) -> Result<bool, FsError> {
         let kept = lock(&self.unlinked).count_under(prefix);
         if kept == 0 {
             return Ok(false);
@@ -244,20 +244,20 @@ impl Fs {
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
     /// a HEAD of the blob and a one-result listing of `dir/name/`, concurrently.
-    async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, Errno> {
+    async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, FsError> {
         if lock(&self.unlinked).hides(&join(dir, name)) {
-            return Err(libc::ENOENT);
+            return Err(FsError::NotFound);
         }
         if namespace::cannot_exist(name) {
-            return Err(libc::ENOENT);
+            return Err(FsError::NotFound);
         }
         {
             let mut dirs = lock(&self.dirs);
             if let Some(l) = dirs.listing(dir) {
-                return l.entries.get(name).cloned().ok_or(libc::ENOENT);
+                return l.entries.get(name).cloned().ok_or(FsError::NotFound);
             }
             if dirs.is_negative(dir, name) {
-                return Err(libc::ENOENT);
+                return Err(FsError::NotFound);
             }
         }
         let path = join(dir, name);
@@ -292,23 +292,23 @@ impl Fs {
             Some(p) => Ok(EntryInfo::from_props(&p)),
             None => {
                 lock(&self.dirs).insert_negative(dir, name);
-                Err(libc::ENOENT)
+                Err(FsError::NotFound)
             }
         }
     }
 
     /// Looks up `name` in directory `parent`; the kernel holds a reference to the result.
-    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
-        let name = name.to_str().ok_or(libc::ENOENT)?;
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let name = name.to_str().ok_or(FsError::NotFound)?;
         if name.len() > NAME_MAX {
-            return Err(libc::ENAMETOOLONG);
+            return Err(FsError::NameTooLong);
         }
         if invalid_component(name).is_some() {
-            return Err(libc::ENOENT);
+            return Err(FsError::NotFound);
         }
         let (dir, dir_info, _) = self.node(parent)?;
         if dir_info.kind != Kind::Dir {
-            return Err(libc::ENOTDIR);
+            return Err(FsError::NotDir);
         }
         // Known and confirmed within the TTL: no request.
         {
@@ -332,7 +332,7 @@ impl Fs {
                 Ok(inodes.get(ino).expect("just upserted").attr(ino))
             }
             Err(e) => {
-                if e == libc::ENOENT {
+                if e.is_not_found() {
                     let mut inodes = lock(&self.inodes);
                     if let Some(ino) = inodes.child(parent, name) {
                         let emptied_here = inodes.get(ino).is_some_and(|n| {
@@ -357,7 +357,7 @@ impl Fs {
     }
 
     /// Attributes of an inode; a file's are refreshed with a HEAD once the TTL has passed.
-    pub async fn getattr(&self, ino: u64) -> Result<Attr, Errno> {
+    pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let (path, info, fresh) = self.node(ino)?;
         if fresh || info.kind == Kind::Dir || self.writer(ino).is_some() {
             return self.attr_of(ino);
@@ -367,7 +367,7 @@ impl Fs {
     }
 
     /// HEADs a file and records what it found.
-    async fn refresh_file(&self, ino: u64, path: &str) -> Result<EntryInfo, Errno> {
+    async fn refresh_file(&self, ino: u64, path: &str) -> Result<EntryInfo, FsError> {
         let p = self.client.properties(path).await.map_err(fail)?;
         let info = EntryInfo::from_props(&p);
         let mut inodes = lock(&self.inodes);
@@ -381,10 +381,10 @@ impl Fs {
     }
 
     /// Opens a directory: lists it completely (or takes a fresh listing) into a snapshot.
-    pub async fn opendir(&self, ino: u64) -> Result<u64, Errno> {
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
         let (path, info, _) = self.node(ino)?;
         if info.kind != Kind::Dir {
-            return Err(libc::ENOTDIR);
+            return Err(FsError::NotDir);
         }
         let listing = self.listing(&path).await?;
         let mut entries = listing.entries.clone();
@@ -411,10 +411,10 @@ impl Fs {
         offset: u64,
         plus: bool,
         mut add: impl FnMut(u64, u64, &str, &Attr) -> bool,
-    ) -> Result<(), Errno> {
-        let h = lock(&self.dir_handles).get(fh).ok_or(libc::EBADF)?;
+    ) -> Result<(), FsError> {
+        let h = lock(&self.dir_handles).get(fh).ok_or(FsError::BadHandle)?;
         let mut inodes = lock(&self.inodes);
-        let dir = inodes.get(h.ino).ok_or(libc::ENOENT)?;
+        let dir = inodes.get(h.ino).ok_or(FsError::NotFound)?;
         let dot = dir.attr(h.ino);
         let parent_ino = dir.parent;
         let dotdot = inodes
@@ -468,10 +468,10 @@ impl Fs {
     /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle.
     /// Returns the handle and how the kernel's page cache may serve it (see [`PageCache`]).
     /// A file being written through this mount is read from its staging instead.
-    async fn open_read(&self, ino: u64) -> Result<(u64, PageCache), Errno> {
+    async fn open_read(&self, ino: u64) -> Result<(u64, PageCache), FsError> {
         let (path, mut info, fresh) = self.node(ino)?;
         if info.kind == Kind::Dir {
-            return Err(libc::EISDIR);
+            return Err(FsError::IsDir);
         }
         if self.writer(ino).is_some() {
             let handle = ReadHandle::new(None, PageCache::Drop, ReadPattern::new(0, 0));
@@ -485,12 +485,12 @@ impl Fs {
         if !fresh || info.etag.is_none() {
             info = self.refresh_file(ino, &path).await?;
         }
-        let etag = info.etag.clone().ok_or(libc::EIO)?;
+        let etag = info.etag.clone().ok_or(FsError::Io)?;
         // Open files sharing the kernel's pages of this inode, and the version they read.
         let others = lock(&self.files).any(|h| h.ino == ino);
         let cache = {
             let mut inodes = lock(&self.inodes);
-            let node = inodes.get_mut(ino).ok_or(libc::ENOENT)?;
+            let node = inodes.get_mut(ino).ok_or(FsError::NotFound)?;
             let same = node.page_cache.as_deref() == Some(&*etag);
             if same {
                 PageCache::Keep
@@ -517,15 +517,15 @@ impl Fs {
     /// Reads from an open file. Every request carries If-Match with the handle's ETag: a handle
     /// never mixes two versions. If the blob changed before the handle returned any data (it was
     /// opened from metadata that was already stale), the handle moves to the current version.
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, Errno> {
-        let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let h = lock(&self.files).get(fh).ok_or(FsError::BadHandle)?;
         if let Some(w) = self.writer(h.ino) {
             // Read your writes: what the file holds now, uncommitted changes included.
             return w.read(offset, size).await.map_err(fail);
         }
         let Some(r) = h.reader() else {
             // A write handle whose file was committed and retired: nothing to read here.
-            return Err(libc::EBADF);
+            return Err(FsError::BadHandle);
         };
         let v = match r.version() {
             Some(v) => v,
@@ -569,17 +569,17 @@ impl Fs {
 
     /// Moves a handle that has returned no data to the blob's current version. ESTALE when it
     /// has (or when the kernel kept pages of its version for it): one open reads one version.
-    async fn switch_version(&self, h: &FileHandle, r: &ReadHandle) -> Result<Version, Errno> {
+    async fn switch_version(&self, h: &FileHandle, r: &ReadHandle) -> Result<Version, FsError> {
         if !r.may_switch() {
-            return Err(libc::ESTALE);
+            return Err(FsError::Stale);
         }
         let info = self.refresh_file(h.ino, &h.blob).await?;
         let v = Version {
-            etag: info.etag.ok_or(libc::EIO)?,
+            etag: info.etag.ok_or(FsError::Io)?,
             size: info.size,
         };
         if !r.switch_to(v.clone()) {
-            return Err(libc::ESTALE);
+            return Err(FsError::Stale);
         }
         if r.cache == PageCache::Drop {
             // Its open dropped the pages of other versions: they fill with this one now.

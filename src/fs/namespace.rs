@@ -2,6 +2,7 @@
 //! and the SAS allow it, the name can be stored as it is). Creating files is in
 //! `write.rs`, renames in `rename.rs`, attributes and symlinks in `meta.rs`.
 
+use super::error::FsError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use super::dircache::{invalid_component, NAME_MAX};
 use super::inode::join;
 use super::shutdown::Change;
-use super::{fail, lock, Attr, EntryInfo, Errno, Fs, Kind};
+use super::{fail, lock, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{ErrorKind, WriteOptions, FOLDER_META};
 
 /// Longest blob name the service takes, in characters.
@@ -18,13 +19,13 @@ pub const BLOB_NAME_MAX: usize = 1024;
 /// Most `/`-separated segments in a blob name.
 pub const BLOB_SEGMENTS_MAX: usize = 254;
 
-/// Why a new blob name would not be stored as it is written, with the errno that says so.
+/// Why a new blob name would not be stored as it is written, with the error that says so.
 /// Such names are refused rather than changed: a name that the service (or the URL and XML on
 /// the way) would alter could silently become another file's name.
-pub fn unstorable(path: &str) -> Option<(Errno, &'static str)> {
+pub fn unstorable(path: &str) -> Option<(FsError, &'static str)> {
     if path.chars().count() > BLOB_NAME_MAX || path.split('/').count() > BLOB_SEGMENTS_MAX {
         return Some((
-            libc::ENAMETOOLONG,
+            FsError::NameTooLong,
             "longer than a blob name may be (1,024 characters, 254 segments)",
         ));
     }
@@ -40,15 +41,15 @@ pub fn unstorable(path: &str) -> Option<(Errno, &'static str)> {
             }
             _ => continue,
         };
-        return Some((libc::EINVAL, why));
+        return Some((FsError::Invalid, why));
     }
     if path.split('/').any(|segment| segment.ends_with('.')) {
         // Azure drops a trailing dot from each segment of the URL: `a.` would be `a`.
-        return Some((libc::EINVAL, "a name ending with a dot"));
+        return Some((FsError::Invalid, "a name ending with a dot"));
     }
     if path.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) {
         // Listings would show it as an empty name (XML drops blank text).
-        return Some((libc::EINVAL, "a name of spaces only"));
+        return Some((FsError::Invalid, "a name of spaces only"));
     }
     None
 }
@@ -66,38 +67,38 @@ impl Fs {
     /// refreshed one may allow less, or more, than the first).
     /// The returned guard counts the change as in progress until it is dropped: keep it for
     /// the whole operation (the shutdown waits for changes in progress).
-    pub(super) fn check_writable(&self) -> Result<Change<'_>, Errno> {
+    pub(super) fn check_writable(&self) -> Result<Change<'_>, FsError> {
         if self.cfg.read_only {
-            return Err(libc::EROFS);
+            return Err(FsError::ReadOnly);
         }
         let change = self.begin_change()?;
         if !self.token_allows('w') {
             tracing::debug!("the SAS in force has no write permission");
-            return Err(libc::EROFS);
+            return Err(FsError::ReadOnly);
         }
         self.check_token_usable()?;
         Ok(change)
     }
 
     /// Removing (unlink, rmdir, rename's source) needs the SAS's `d`: without it, EACCES at once.
-    pub(super) fn check_deletable(&self) -> Result<Change<'_>, Errno> {
+    pub(super) fn check_deletable(&self) -> Result<Change<'_>, FsError> {
         let change = self.check_writable()?;
         if !self.token_allows('d') {
             tracing::debug!("the SAS in force has no delete permission");
-            return Err(libc::EACCES);
+            return Err(FsError::Denied);
         }
         Ok(change)
     }
 
     /// A token that has expired with nothing to replace it makes every change fail: writes
     /// fail at once (EACCES) instead of succeeding locally and failing at close.
-    pub(super) fn check_token_usable(&self) -> Result<(), Errno> {
+    pub(super) fn check_token_usable(&self) -> Result<(), FsError> {
         let Some(cred) = &self.cfg.credential else {
             return Ok(());
         };
         if !cred.is_refreshable() && cred.current().is_expired(time::OffsetDateTime::now_utc()) {
             tracing::debug!("the SAS has expired and nothing can renew it: change refused");
-            return Err(libc::EACCES);
+            return Err(FsError::Denied);
         }
         Ok(())
     }
@@ -118,28 +119,28 @@ impl Fs {
         &self,
         parent: u64,
         name: &'a OsStr,
-    ) -> Result<(String, &'a str), Errno> {
-        let name = name.to_str().ok_or(libc::EINVAL)?;
+    ) -> Result<(String, &'a str), FsError> {
+        let name = name.to_str().ok_or(FsError::Invalid)?;
         if name.len() > NAME_MAX {
-            return Err(libc::ENAMETOOLONG);
+            return Err(FsError::NameTooLong);
         }
         if invalid_component(name).is_some() || name.contains('/') {
-            return Err(libc::EINVAL);
+            return Err(FsError::Invalid);
         }
         let (dir, info, _) = self.node(parent)?;
         if info.kind != Kind::Dir {
-            return Err(libc::ENOTDIR);
+            return Err(FsError::NotDir);
         }
         Ok((dir, name))
     }
 
     /// A name about to be created (file, directory, symlink, rename target) must be stored as
     /// it is: see [`unstorable`].
-    pub(super) fn check_new_name(&self, path: &str) -> Result<(), Errno> {
+    pub(super) fn check_new_name(&self, path: &str) -> Result<(), FsError> {
         match unstorable(path) {
-            Some((errno, why)) => {
+            Some((error, why)) => {
                 tracing::info!("{path:?} refused: {why} cannot be kept in a blob name as it is");
-                Err(errno)
+                Err(error)
             }
             None => Ok(()),
         }
@@ -147,7 +148,7 @@ impl Fs {
 
     /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
     /// while empty (blobfuse2's and Azure tools' convention).
-    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, Errno> {
+    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
         let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
         let info = EntryInfo::dir(c.last_modified);
@@ -165,13 +166,13 @@ impl Fs {
         name: &'a OsStr,
         data: Bytes,
         metadata: HashMap<String, String>,
-    ) -> Result<(String, &'a str, crate::blob::Committed), Errno> {
+    ) -> Result<(String, &'a str, crate::blob::Committed), FsError> {
         let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
         // A file this mount is writing (maybe not committed yet) exists too.
         match self.resolve_or_writer(parent, &dir, name).await {
-            Ok(_) => return Err(libc::EEXIST),
-            Err(libc::ENOENT) => {}
+            Ok(_) => return Err(FsError::Exists),
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         let path = join(&dir, name);
@@ -200,7 +201,7 @@ impl Fs {
                     false => None,
                 };
                 // Otherwise someone else replaced the kept version meanwhile: theirs stays.
-                own.ok_or(libc::EEXIST)?
+                own.ok_or(FsError::Exists)?
             }
             Err(e) if e.kind == crate::blob::ErrorKind::AlreadyExists => {
                 let client = self.client.as_ref();
@@ -228,7 +229,7 @@ impl Fs {
                                 Err(e) => return Err(fail(e)),
                             }
                         }
-                        made.ok_or(libc::EEXIST)?
+                        made.ok_or(FsError::Exists)?
                     }
                 }
             }
@@ -244,7 +245,7 @@ impl Fs {
     /// Removes the markers of directory `path` (`path` with `hdi_isfolder`, `path/`), after
     /// checking that no blob remains under it (ENOTEMPTY) and that nothing is being written
     /// there (`busy`). A marker already gone (or whose delete's answer was lost) is fine.
-    pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), Errno> {
+    pub(super) async fn remove_empty_dir(&self, path: &str, busy: bool) -> Result<(), FsError> {
         let prefix = format!("{path}/");
         // Enough results to see past the `path/` marker and the blobs kept for unlinked
         // files, which do not count.
@@ -266,7 +267,7 @@ impl Fs {
                 .iter()
                 .any(|b| b.name != prefix && !unlinked_here(&b.name))
         {
-            return Err(libc::ENOTEMPTY);
+            return Err(FsError::NotEmpty);
         }
         for marker in [path, prefix.as_str()] {
             match self.client.delete_blob(marker, None).await {
@@ -280,15 +281,15 @@ impl Fs {
 
     /// rmdir: refuses (ENOTEMPTY) while any blob remains under the prefix, then removes the
     /// directory's marker blobs (`name` with `hdi_isfolder`, `name/`), if any.
-    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         let _change = self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         match self.resolve(&dir, name).await {
-            Ok(info) if info.kind != Kind::Dir => return Err(libc::ENOTDIR),
+            Ok(info) if info.kind != Kind::Dir => return Err(FsError::NotDir),
             Ok(_) => {}
             // A directory that existed only as a prefix disappears with its last blob: removing
             // it then is a success (`rm -r` removes the files first, then the directory).
-            Err(libc::ENOENT) if self.known_dir(parent, name) => {
+            Err(e) if e.is_not_found() && self.known_dir(parent, name) => {
                 lock(&self.inodes).detach(parent, name);
                 return Ok(());
             }
@@ -313,12 +314,12 @@ impl Fs {
     /// A file being written is never committed any more (its lifecycle says so). A delete
     /// answered 404 is a success: the blob is gone (this call's own earlier attempt, whose
     /// answer was lost, or someone else removed it).
-    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         let _change = self.check_deletable()?;
         let (dir, name) = self.child_name(parent, name)?;
         let info = self.resolve_or_writer(parent, &dir, name).await?;
         if info.kind == Kind::Dir {
-            return Err(libc::EISDIR);
+            return Err(FsError::IsDir);
         }
         let path = join(&dir, name);
         let ino = lock(&self.inodes).child(parent, name);
@@ -405,7 +406,7 @@ impl Fs {
         parent: u64,
         dir: &str,
         name: &str,
-    ) -> Result<EntryInfo, Errno> {
+    ) -> Result<EntryInfo, FsError> {
         let known = {
             let inodes = lock(&self.inodes);
             inodes
@@ -453,16 +454,20 @@ mod tests {
             ("\u{e000}", libc::EINVAL),
             ("\u{fffe}", libc::EINVAL),
         ] {
-            assert_eq!(unstorable(bad).map(|(e, _)| e), Some(errno), "{bad:?}");
+            assert_eq!(
+                unstorable(bad).map(|(e, _)| e.to_errno()),
+                Some(errno),
+                "{bad:?}"
+            );
         }
         assert_eq!(unstorable(&"x".repeat(1024)), None);
         assert_eq!(
-            unstorable(&"x".repeat(1025)).map(|(e, _)| e),
+            unstorable(&"x".repeat(1025)).map(|(e, _)| e.to_errno()),
             Some(libc::ENAMETOOLONG)
         );
         assert_eq!(unstorable("d/".repeat(254).trim_end_matches('/')), None);
         assert_eq!(
-            unstorable(&"d/".repeat(255)).map(|(e, _)| e),
+            unstorable(&"d/".repeat(255)).map(|(e, _)| e.to_errno()),
             Some(libc::ENAMETOOLONG)
         );
     }

@@ -12,6 +12,7 @@
 //! moved back, so the source is whole again and the same `mv` can simply be run again; every
 //! blob is at all times in the source or the destination.
 
+use super::error::FsError;
 use std::ffi::OsStr;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use futures::stream::{self, StreamExt};
 
 use super::inode::join;
 use super::lifecycle::FileState;
-use super::{fail, lock, Errno, Fs, Kind};
+use super::{fail, lock, Fs, Kind};
 use crate::blob::{self, BlobError, BlobProps, CopyInfo, CopyState, ErrorKind, WriteOptions};
 
 /// Copies moved at once when renaming a directory.
@@ -54,7 +55,7 @@ impl Fs {
         new_parent: u64,
         new_name: &OsStr,
         noreplace: bool,
-    ) -> Result<(), Errno> {
+    ) -> Result<(), FsError> {
         let _change = self.check_deletable()?;
         let (src_dir, name) = self.child_name(parent, name)?;
         let (dst_dir, new_name) = self.child_name(new_parent, new_name)?;
@@ -94,7 +95,7 @@ impl Fs {
         new_parent: u64,
         (dst_dir, new_name): (&str, &str),
         noreplace: bool,
-    ) -> Result<(), Errno> {
+    ) -> Result<(), FsError> {
         let (src, dst) = (join(src_dir, name), join(dst_dir, new_name));
         if src == dst {
             return Ok(());
@@ -116,22 +117,22 @@ impl Fs {
         };
         let src_info = self.resolve(src_dir, name).await?;
         if src_info.kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
-            return Err(libc::EINVAL); // into itself
+            return Err(FsError::Invalid); // into itself
         }
         // A file this mount is writing (maybe not committed yet) exists too.
         let dst_info = match self.resolve_or_writer(new_parent, dst_dir, new_name).await {
             Ok(i) => Some(i),
-            Err(libc::ENOENT) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
         if dst_info.is_some() && noreplace {
-            return Err(libc::EEXIST);
+            return Err(FsError::Exists);
         }
         // What a file's move copied: the source version and the copy.
         let mut moved: Option<Moved> = None;
         match (src_info.kind, dst_info.as_ref().map(|i| i.kind)) {
-            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(libc::EISDIR),
-            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(libc::ENOTDIR),
+            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
+            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(FsError::NotDir),
             (Kind::File | Kind::Symlink, _) => {
                 // A file replaced while open for writing here is unlinked by the rename: its
                 // writers must never commit over what takes its name. Locked during the move,
@@ -190,7 +191,7 @@ impl Fs {
             (Kind::Dir, target) => {
                 if self.still_writing_under(&src).await {
                     // Their stagings are bound to names under the old path.
-                    return Err(libc::EBUSY);
+                    return Err(FsError::Busy);
                 }
                 if target.is_some() {
                     // Files being created there (not in the service yet) count too.
@@ -288,7 +289,7 @@ impl Fs {
     pub(super) async fn take_over_kept(
         &self,
         dst: &str,
-    ) -> Result<Option<super::unlinked::Kept>, Errno> {
+    ) -> Result<Option<super::unlinked::Kept>, FsError> {
         let Some(k) = lock(&self.unlinked).reuse(dst) else {
             return Ok(None);
         };
@@ -524,7 +525,7 @@ impl Fs {
 
     /// Moves every blob of directory `src` (and its marker) under `dst`. On failure, moves
     /// back what was moved.
-    async fn move_dir(&self, src: &str, dst: &str) -> Result<(), Errno> {
+    async fn move_dir(&self, src: &str, dst: &str) -> Result<(), FsError> {
         let src_prefix = format!("{src}/");
         let page = blob::list_all(self.client.as_ref(), &src_prefix, None)
             .await
@@ -584,6 +585,6 @@ impl Fs {
                 "{stuck} blobs could not be moved back and are under {dst}; none was lost (every blob is in one place or the other)"
             );
         }
-        Err(libc::EIO)
+        Err(FsError::Io)
     }
 }

@@ -1,6 +1,7 @@
 //! Shutting down: stop taking changes, then commit every file still being written, within a
 //! deadline, and say which could not be.
 
+use super::error::FsError;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 
 use super::lifecycle::{FileState, ShutdownStep};
 use super::write::WriteFile;
-use super::{lock, recovery, Errno, Fs};
+use super::{lock, recovery, Fs};
 
 /// What the shutdown commit did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -42,11 +43,11 @@ impl Fs {
     /// Starts a change, unless the mount is shutting down (EROFS). The count goes up before
     /// the flag is read, and [`Fs::stop_changes`] sets the flag before the count is read: a
     /// change either sees the flag or is waited for.
-    pub(super) fn begin_change(&self) -> Result<Change<'_>, Errno> {
+    pub(super) fn begin_change(&self) -> Result<Change<'_>, FsError> {
         self.changes.fetch_add(1, Ordering::SeqCst);
         let change = Change(self);
         if self.is_stopping() {
-            return Err(libc::EROFS);
+            return Err(FsError::ReadOnly);
         }
         Ok(change)
     }
@@ -172,11 +173,8 @@ impl Fs {
             ShutdownStep::Nothing => Finished::Done,
             ShutdownStep::Commit => match self.commit_locked(ino, &mut f).await {
                 Ok(()) => Finished::Done,
-                Err(errno) => Finished::Failed(
-                    format!(
-                        "commit failed ({})",
-                        std::io::Error::from_raw_os_error(errno)
-                    ),
+                Err(error) => Finished::Failed(
+                    format!("commit failed ({error})"),
                     !matches!(f.state, FileState::Conflicted { .. }),
                 ),
             },
@@ -194,10 +192,9 @@ impl Fs {
                 }
             }
             ShutdownStep::Drop => match &f.state {
-                FileState::Broken { errno } => Finished::Failed(
+                FileState::Broken { error } => Finished::Failed(
                     format!(
-                        "a write to it failed ({}): not committed, the blob keeps its previous version",
-                        std::io::Error::from_raw_os_error(*errno)
+                        "a write to it failed ({error}): not committed, the blob keeps its previous version"
                     ),
                     false,
                 ),
@@ -263,6 +260,7 @@ mod tests {
     use super::*;
     use crate::blob::fake::Op;
     use crate::fs::tests::setup_rw;
+    use crate::fs::Errno;
     use crate::fs::ROOT_INO as ROOT;
 
     #[tokio::test]
@@ -292,12 +290,18 @@ mod tests {
         fs.write(c, 0, b"new c").await.unwrap();
         fs.write(d, 0, b"delta").await.unwrap();
         client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
-        assert_eq!(fs.flush(d).await, Err(libc::EIO));
+        assert_eq!(fs.flush(d).await.map_err(Errno::from), Err(libc::EIO));
         assert_eq!(fs.gauges().files_open_for_writing, 4);
         fs.stop_changes();
-        assert_eq!(fs.write(a, 5, b"more").await, Err(libc::EROFS));
         assert_eq!(
-            fs.create(ROOT, OsStr::new("e"), false, false).await.err(),
+            fs.write(a, 5, b"more").await.map_err(Errno::from),
+            Err(libc::EROFS)
+        );
+        assert_eq!(
+            fs.create(ROOT, OsStr::new("e"), false, false)
+                .await
+                .err()
+                .map(Errno::from),
             Some(libc::EROFS)
         );
         let report = fs
@@ -335,7 +339,7 @@ mod tests {
         fs.write(a, 0, b"data").await.unwrap();
         // Closed by its program, but not committed yet: the shutdown commits it.
         client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
-        assert_eq!(fs.fsync(a).await, Err(libc::EIO));
+        assert_eq!(fs.fsync(a).await.map_err(Errno::from), Err(libc::EIO));
         client.set_delay(Op::PutBlockList, Duration::from_secs(30));
         fs.stop_changes();
         let report = fs
@@ -397,7 +401,8 @@ mod tests {
         // A change begun after the stop is refused.
         assert_eq!(
             fs.rename(ROOT, OsStr::new("dst.txt"), ROOT, OsStr::new("x"), false)
-                .await,
+                .await
+                .map_err(Errno::from),
             Err(libc::EROFS)
         );
     }

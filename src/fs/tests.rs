@@ -34,7 +34,9 @@ fn pattern(n: usize) -> Vec<u8> {
 }
 
 async fn lookup(fs: &Fs, parent: u64, name: &str) -> Result<Attr, Errno> {
-    fs.lookup(parent, OsStr::new(name)).await
+    fs.lookup(parent, OsStr::new(name))
+        .await
+        .map_err(Errno::from)
 }
 
 async fn names(fs: &Fs, ino: u64) -> Vec<(String, Kind)> {
@@ -275,7 +277,10 @@ async fn an_open_handle_keeps_its_version() {
     fake.put("f", vec![9u8; 4 * BS as usize]);
     // Cached block: still the old version. Uncached block: refused, never the new bytes.
     assert_eq!(&fs.read(fh, 10, 10).await.unwrap()[..], &old[10..20]);
-    assert_eq!(fs.read(fh, 3 * BS, 10).await, Err(libc::ESTALE));
+    assert_eq!(
+        fs.read(fh, 3 * BS, 10).await.map_err(Errno::from),
+        Err(libc::ESTALE)
+    );
     fs.release(fh).await;
     // A new open reads the new version.
     let (fh, keep) = fs.open(a.ino, OpenMode::default()).await.unwrap();
@@ -311,12 +316,15 @@ async fn errors_map_to_errno() {
     fake.put("f", "data");
     let a = lookup(&fs, ROOT_INO, "f").await.unwrap();
     fake.fail_next(Op::GetBlobProperties, ErrorKind::Forbidden);
-    assert_eq!(fs.getattr(a.ino).await, Err(libc::EACCES));
+    assert_eq!(
+        fs.getattr(a.ino).await.map_err(Errno::from),
+        Err(libc::EACCES)
+    );
     fake.fail_next(Op::ListBlobs, ErrorKind::Transient);
     assert_eq!(lookup(&fs, ROOT_INO, "other").await, Err(libc::EIO));
     let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
     fake.fail_next(Op::GetBlob, ErrorKind::Transient);
-    assert_eq!(fs.read(fh, 0, 4).await, Err(libc::EIO));
+    assert_eq!(fs.read(fh, 0, 4).await.map_err(Errno::from), Err(libc::EIO));
     assert_eq!(
         &fs.read(fh, 0, 4).await.unwrap()[..],
         b"data",
@@ -330,11 +338,15 @@ async fn errors_map_to_errno() {
                 truncate: false
             }
         )
-        .await,
+        .await
+        .map_err(Errno::from),
         Err(libc::EROFS)
     );
     fake.remove("f");
-    assert_eq!(fs.getattr(a.ino).await, Err(libc::ENOENT));
+    assert_eq!(
+        fs.getattr(a.ino).await.map_err(Errno::from),
+        Err(libc::ENOENT)
+    );
 }
 
 #[tokio::test]
@@ -396,7 +408,8 @@ async fn a_new_file_is_listed_while_written_and_lands_on_close() {
     assert_eq!(
         fs.create(d.ino, OsStr::new("new.txt"), true, false)
             .await
-            .unwrap_err(),
+            .unwrap_err()
+            .to_errno(),
         libc::EEXIST
     );
     // After the commit, reads come from the service, bytes equal.
@@ -414,7 +427,8 @@ async fn exclusive_create_is_exclusive_within_the_mount() {
     assert_eq!(
         fs.create(ROOT_INO, OsStr::new("lock"), true, false)
             .await
-            .unwrap_err(),
+            .unwrap_err()
+            .to_errno(),
         libc::EEXIST
     );
     fs.release(fh).await;
@@ -469,7 +483,10 @@ async fn mkdir_rmdir_unlink() {
     let (_, meta, _) = fake.blob("newdir").unwrap();
     assert_eq!(meta["hdi_isfolder"], "true");
     assert_eq!(
-        fs.mkdir(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        fs.mkdir(ROOT_INO, OsStr::new("newdir"))
+            .await
+            .unwrap_err()
+            .to_errno(),
         libc::EEXIST
     );
     let (f, fh) = fs
@@ -479,11 +496,17 @@ async fn mkdir_rmdir_unlink() {
     fs.write(fh, 0, b"x").await.unwrap();
     fs.release(fh).await;
     assert_eq!(
-        fs.rmdir(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        fs.rmdir(ROOT_INO, OsStr::new("newdir"))
+            .await
+            .unwrap_err()
+            .to_errno(),
         libc::ENOTEMPTY
     );
     assert_eq!(
-        fs.unlink(ROOT_INO, OsStr::new("newdir")).await.unwrap_err(),
+        fs.unlink(ROOT_INO, OsStr::new("newdir"))
+            .await
+            .unwrap_err()
+            .to_errno(),
         libc::EISDIR
     );
     fs.unlink(d.ino, OsStr::new("f")).await.unwrap();
@@ -512,7 +535,7 @@ async fn a_failed_commit_is_returned_by_close() {
         .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
     fake.fail_next(Op::PutBlockList, ErrorKind::Transient);
-    assert_eq!(fs.flush(fh).await.unwrap_err(), libc::EIO);
+    assert_eq!(fs.flush(fh).await.unwrap_err().to_errno(), libc::EIO);
     assert!(
         fake.blob("f").is_none(),
         "the blob is the old version (none), never a mix"
@@ -536,7 +559,8 @@ async fn rename_moves_files_and_replaces_targets() {
             OsStr::new("b.txt"),
             true
         )
-        .await,
+        .await
+        .map_err(Errno::from),
         Err(libc::EEXIST)
     );
     fs.rename(
@@ -569,7 +593,8 @@ async fn rename_moves_files_and_replaces_targets() {
             OsStr::new("x"),
             false
         )
-        .await,
+        .await
+        .map_err(Errno::from),
         Err(libc::ENOENT)
     );
 }
@@ -585,7 +610,8 @@ async fn rename_moves_a_directory_tree() {
     let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
     assert_eq!(
         fs.rename(ROOT_INO, OsStr::new("d"), d.ino, OsStr::new("in"), false)
-            .await,
+            .await
+            .map_err(Errno::from),
         Err(libc::EINVAL)
     );
     fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false)
@@ -619,7 +645,8 @@ async fn a_failed_directory_rename_moves_everything_back() {
             OsStr::new("dst"),
             false
         )
-        .await,
+        .await
+        .map_err(Errno::from),
         Err(libc::EIO)
     );
     let names = fake.names();
@@ -708,7 +735,7 @@ async fn a_conflicting_commit_saves_a_sibling_and_fails_the_close() {
         .unwrap();
     fs.write(fh, 0, b"mine").await.unwrap();
     fake.put("doc.txt", "theirs");
-    assert_eq!(fs.flush(fh).await, Err(libc::EIO));
+    assert_eq!(fs.flush(fh).await.map_err(Errno::from), Err(libc::EIO));
     assert_eq!(
         &fake.blob("doc.txt").unwrap().0[..],
         b"theirs",

@@ -5,6 +5,7 @@
 //! Lock order: `inodes` before `writers`, never the other way round; a file's own lock
 //! ([`WriteFile::open`]) is never taken while holding either.
 
+use super::error::FsError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
 use super::lifecycle::{CommitStep, FileState, RetireStep};
 use super::staging::{is_conflict, Staging};
-use super::{fail, lock, recovery, Attr, EntryInfo, Errno, Fs, Kind};
+use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
 use crate::blob::BlobError;
 
 /// How a file is opened.
@@ -61,23 +62,22 @@ impl OpenFile {
     /// Records the outcome of a change of the local copy (write, truncate): the file is dirty,
     /// or, when the change failed, broken for good: its content is no longer what the program
     /// wrote, so it is never committed (the blob keeps its version).
-    pub(super) fn changed(&mut self, result: Result<(), BlobError>) -> Result<(), Errno> {
+    pub(super) fn changed(&mut self, result: Result<(), BlobError>) -> Result<(), FsError> {
         match result {
             Ok(()) => {
                 self.state.wrote();
                 Ok(())
             }
             Err(e) => {
-                let errno = fail(e);
+                let error = FsError::from(e);
                 if !matches!(self.state, FileState::Broken { .. }) {
                     tracing::error!(
                         blob = self.staging.blob(),
-                        "a write failed ({}): this file will not be committed, the blob keeps its previous version",
-                        std::io::Error::from_raw_os_error(errno)
+                        "a write failed ({error}): this file will not be committed, the blob keeps its previous version"
                     );
                 }
-                self.state.write_failed(errno);
-                Err(errno)
+                self.state.write_failed(error.clone());
+                Err(error)
             }
         }
     }
@@ -160,7 +160,7 @@ impl Fs {
         existing: Option<(Arc<str>, u64)>,
         truncate: bool,
         metadata: HashMap<String, String>,
-    ) -> Result<Staging, Errno> {
+    ) -> Result<Staging, FsError> {
         self.staging
             .stage(blob.into(), existing, truncate, metadata)
             .map_err(|e| {
@@ -168,7 +168,7 @@ impl Fs {
                     "cannot create a staging file in {}: {e}",
                     self.cfg.staging_dir.display()
                 );
-                e.raw_os_error().unwrap_or(libc::EIO)
+                FsError::Local(e.kind())
             })
     }
 
@@ -198,7 +198,7 @@ impl Fs {
     /// The writer of an existing file (created from its current version if needed), with one
     /// more holder counted (taken under the registry's lock, so a last release cannot drop it
     /// in between): every call is matched by a [`Fs::drop_writer_hold`].
-    async fn writer_for(&self, ino: u64, truncate: bool) -> Result<Arc<WriteFile>, Errno> {
+    async fn writer_for(&self, ino: u64, truncate: bool) -> Result<Arc<WriteFile>, FsError> {
         let existing = {
             let writers = lock(&self.writers);
             writers.get(&ino).cloned().inspect(|w| {
@@ -243,7 +243,7 @@ impl Fs {
 
     /// Ends one hold on a writer; the last one commits and retires it (unless someone took it
     /// again meanwhile). Errors of that commit are logged (and returned).
-    async fn drop_writer_hold(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), Errno> {
+    async fn drop_writer_hold(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), FsError> {
         if w.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
             return Ok(());
         }
@@ -313,14 +313,14 @@ impl Fs {
     }
 
     /// Opens a file; for writing, its handle shares the file's staging.
-    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, super::PageCache), Errno> {
+    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, super::PageCache), FsError> {
         if !(mode.write || mode.truncate) {
             return self.open_read(ino).await;
         }
         let _change = self.check_writable()?;
         let (path, info, _) = self.node(ino)?;
         if info.kind == Kind::Dir {
-            return Err(libc::EISDIR);
+            return Err(FsError::IsDir);
         }
         let w = self.writer_for(ino, mode.truncate).await?;
         if mode.truncate {
@@ -338,15 +338,15 @@ impl Fs {
         name: &OsStr,
         exclusive: bool,
         truncate: bool,
-    ) -> Result<(Attr, u64), Errno> {
+    ) -> Result<(Attr, u64), FsError> {
         let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
         // A file this mount is writing (maybe not committed yet) exists too.
         let existing = match self.resolve_or_writer(parent, &dir, name).await {
-            Ok(info) if info.kind == Kind::Dir => return Err(libc::EISDIR),
-            Ok(_) if exclusive => return Err(libc::EEXIST),
+            Ok(info) if info.kind == Kind::Dir => return Err(FsError::IsDir),
+            Ok(_) if exclusive => return Err(FsError::Exists),
             Ok(info) => Some(info),
-            Err(libc::ENOENT) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
         let path = join(&dir, name);
@@ -396,9 +396,9 @@ impl Fs {
                 inodes.forget(ino, 1);
                 restore(&kept);
                 if exclusive {
-                    return Err(libc::EEXIST);
+                    return Err(FsError::Exists);
                 }
-                return Err(libc::EBUSY);
+                return Err(FsError::Busy);
             }
             if let Some(n) = inodes.get_mut(ino) {
                 n.page_cache = None;
@@ -424,12 +424,12 @@ impl Fs {
         self.record(ino, info)
     }
 
-    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
-        let h = lock(&self.files).get(fh).ok_or(libc::EBADF)?;
-        let w = h.writer().ok_or(libc::EBADF)?.file.clone();
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let h = lock(&self.files).get(fh).ok_or(FsError::BadHandle)?;
+        let w = h.writer().ok_or(FsError::BadHandle)?.file.clone();
         // A block blob has at most 50,000 blocks (growing in size: see grid.rs).
         if offset + data.len() as u64 > self.staging.grid.max_file_size() {
-            return Err(libc::EFBIG);
+            return Err(FsError::TooLarge);
         }
         self.check_token_usable()?;
         let outcome = {
@@ -437,7 +437,7 @@ impl Fs {
             // Checked under the lock: the shutdown commit takes it too, so nothing is written
             // after the final commit.
             if self.is_stopping() {
-                return Err(libc::EROFS);
+                return Err(FsError::ReadOnly);
             }
             f.state.may_write()?;
             let written = f.staging.write(offset, data).await;
@@ -455,7 +455,7 @@ impl Fs {
     }
 
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
-    pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), Errno> {
+    pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), FsError> {
         let mut f = w.open.lock().await;
         self.commit_locked(ino, &mut f).await
     }
@@ -463,7 +463,7 @@ impl Fs {
     /// Commits a file already locked, if its lifecycle says there is something to commit
     /// (rename keeps the lock until the staging has followed the file to its new name, so no
     /// write slips in between).
-    pub(super) async fn commit_locked(&self, ino: u64, f: &mut OpenFile) -> Result<(), Errno> {
+    pub(super) async fn commit_locked(&self, ino: u64, f: &mut OpenFile) -> Result<(), FsError> {
         if f.state.commit_requested()? == CommitStep::Nothing {
             return Ok(());
         }
@@ -499,21 +499,21 @@ impl Fs {
                         f.state.commit_failed();
                     }
                 }
-                Err(libc::EIO)
+                Err(FsError::Io)
             }
             Err(e) => {
                 tracing::error!(blob, "not committed: {e}");
                 f.state.commit_failed();
                 Err(match e.kind {
-                    crate::blob::ErrorKind::Local(_) => super::error::errno_of(&e),
-                    _ => libc::EIO,
+                    crate::blob::ErrorKind::Local(_) => FsError::from(e),
+                    _ => FsError::Io,
                 })
             }
         }
     }
 
     /// close(): commits what this file's writers wrote.
-    pub async fn flush(&self, fh: u64) -> Result<(), Errno> {
+    pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let Some(h) = lock(&self.files).get(fh) else {
             return Ok(());
         };
@@ -541,7 +541,7 @@ impl Fs {
     /// close(2) by process `pid`: commits, unless the process neither opened nor wrote
     /// through this handle (it closes a copy of the descriptor it inherited, e.g. at exec);
     /// then the commit waits for a close by a writer, or the last close (release).
-    pub async fn flush_by(&self, fh: u64, pid: u32) -> Result<(), Errno> {
+    pub async fn flush_by(&self, fh: u64, pid: u32) -> Result<(), FsError> {
         let Some(h) = lock(&self.files).get(fh) else {
             return Ok(());
         };
@@ -568,7 +568,7 @@ impl Fs {
         self.flush(fh).await
     }
 
-    pub async fn fsync(&self, fh: u64) -> Result<(), Errno> {
+    pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         self.flush(fh).await
     }
 
@@ -619,15 +619,15 @@ impl Fs {
     }
 
     /// truncate(2)/ftruncate(2).
-    pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, Errno> {
+    pub async fn set_size(&self, ino: u64, size: u64) -> Result<Attr, FsError> {
         if size > self.staging.grid.max_file_size() {
-            return Err(libc::EFBIG);
+            return Err(FsError::TooLarge);
         }
         tracing::debug!(ino, size, "set size");
         let _change = self.check_writable()?;
         let (_, info, _) = self.node(ino)?;
         if info.kind == Kind::Dir {
-            return Err(libc::EISDIR);
+            return Err(FsError::IsDir);
         }
         if let Some(w) = self.writer(ino) {
             {
