@@ -29,8 +29,8 @@ use super::{
     BlobClient, BlobError, BlobProps, ByteStream, Committed, CommittedBlock, ContainerUrl,
     CopyInfo, ErrorKind, ListPage, ListRequest, WriteOptions,
 };
+use crate::credential::Credential;
 use crate::metrics::{self, Metrics, Op};
-use crate::token::Credential;
 use bytes::Bytes;
 
 /// What is percent-encoded in a segment of a blob name: everything but the unreserved

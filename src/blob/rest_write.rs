@@ -650,7 +650,7 @@ mod tests {
     use super::*;
     use crate::blob::retry::RetryPolicy;
     use crate::blob::ContainerUrl;
-    use crate::token::Credential;
+    use crate::credential::Credential;
     use std::sync::Arc;
 
     fn client(url: &str, token: &str) -> RestClient {
