@@ -7,7 +7,6 @@
 pub mod dircache;
 pub mod error;
 mod gauges;
-pub mod grid;
 pub mod handles;
 pub mod inode;
 pub mod lifecycle;
@@ -16,8 +15,8 @@ pub mod namespace;
 mod recovery;
 mod rename;
 mod shutdown;
-pub mod staging;
 mod unlinked;
+pub mod upload;
 mod write;
 
 use std::ffi::OsStr;
@@ -99,7 +98,7 @@ pub struct Fs {
     writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
     /// Blobs of files unlinked here while still open: hidden, removed at the last close.
     unlinked: Mutex<unlinked::Unlinked>,
-    staging: staging::StagingArea,
+    staging: upload::StagingArea,
     /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
     stopping: AtomicBool,
     /// Changes in progress (see [`shutdown::Change`]).
@@ -122,11 +121,11 @@ impl Fs {
         metrics: &'static Metrics,
     ) -> Arc<Self> {
         let mount_time = SystemTime::now();
-        let staging = staging::StagingArea {
+        let staging = upload::StagingArea {
             client: client.clone(),
-            budget: staging::WriteBudget::new(cfg.write_buffer),
+            budget: upload::WriteBudget::new(cfg.write_buffer),
             dir: cfg.staging_dir.clone(),
-            grid: grid::Grid::new(cfg.block_size),
+            grid: upload::Grid::new(cfg.block_size),
         };
         Arc::new(Fs {
             reads: Prefetcher::new(

@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::staging::Staging;
+use super::upload::Staging;
 
 /// A recovery directory for now: `DIR/blobmount-recovered-<UTC time>` (created when a file is
 /// saved in it).

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
 use super::lifecycle::{CommitStep, FileState, RetireStep};
-use super::staging::{is_conflict, Staging};
+use super::upload::{is_conflict, Staging};
 use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
 use crate::blob::BlobError;
 

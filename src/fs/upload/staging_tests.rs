@@ -36,7 +36,7 @@ impl Env {
             client: self.fake.clone(),
             budget: self.budget.clone(),
             dir: self.dir.path().to_path_buf(),
-            grid: crate::fs::grid::Grid::new(BS),
+            grid: crate::fs::upload::Grid::new(BS),
         };
         area.stage(name.into(), existing, truncate, HashMap::new())
             .unwrap()

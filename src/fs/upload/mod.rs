@@ -1,0 +1,23 @@
+//! The upload side of a file being written: from the bytes programs write to one committed
+//! version of the blob.
+//!
+//! - [`grid`]: how a blob is cut in blocks (the block size, a last short block).
+//! - [`budget`]: the mount-wide budget of bytes written but not yet uploaded (backpressure).
+//! - [`staging`]: one file's local copy and its blocks (dirty, uploading, staged): write, read
+//!   back, truncate, upload blocks the writer has moved past.
+//! - [`plan`]: what a commit does for each block, decided without requests (pure, tested alone).
+//! - [`commit`]: carries the plan out and commits with one conditional Put Block List;
+//!   recognises its own earlier success after a lost answer; conflict and partial siblings.
+//!
+//! It knows nothing of inodes, handles or errno: the filesystem core (`fs::write`) drives it.
+
+pub mod budget;
+mod commit;
+pub mod grid;
+pub mod plan;
+pub mod staging;
+
+pub use budget::WriteBudget;
+pub use commit::is_conflict;
+pub use grid::Grid;
+pub use staging::{Staging, StagingArea};

@@ -1,0 +1,511 @@
+//! A file being written: its local copy and its blocks, while programs write.
+//!
+//! - Written bytes go to an unlinked local file (a sparse mirror of the blob's blocks), so
+//!   memory does not grow with file size, programs read back what they wrote, and a block can
+//!   be written again after it was uploaded.
+//! - The blob is cut in blocks of the block size ([`Grid`]). A block the writer has moved past
+//!   is uploaded at once with Put Block (several in parallel), under an id unique to this upload.
+//! - Bytes written but not yet uploaded hold a share of the [`WriteBudget`].
+//! - Bytes of the old version needed to complete a partly written block are read from the
+//!   service; if they cannot be, the write fails (never filled with zeros).
+//!
+//! The commit is in [`super::commit`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+
+use super::budget::WriteBudget;
+use super::commit::is_conflict;
+use super::grid::Grid;
+use crate::blob::{BlobClient, BlobError, ErrorKind};
+
+/// The version writing started from, still part of the file up to `len`.
+#[derive(Debug, Clone)]
+pub(super) struct Base {
+    pub(super) etag: Arc<str>,
+    pub(super) len: u64,
+}
+
+pub(super) enum Block {
+    /// Written locally and not uploaded since; holds its share of the budget (none after a
+    /// failed upload).
+    Dirty(Option<OwnedSemaphorePermit>),
+    /// Being uploaded under this id.
+    Uploading(String, JoinHandle<Result<(), BlobError>>),
+    /// Staged in the service under this id, identical to the local copy.
+    Staged(String),
+}
+
+pub struct Staging {
+    pub(super) client: Arc<dyn BlobClient>,
+    pub(super) budget: Arc<WriteBudget>,
+    pub(super) blob: Arc<str>,
+    pub(super) file: Arc<File>,
+    pub(super) size: u64,
+    pub(super) base: Option<Base>,
+    /// The commit condition: `If-Match` this ETag, or (None) `If-None-Match: *`.
+    pub(super) expect: Option<Arc<str>>,
+    pub(super) grid: Grid,
+    pub(super) blocks: BTreeMap<u64, Block>,
+    /// Blocks whose bytes are all in the local copy (written, or completed from the old
+    /// version before a write): what a sibling can be made of without the old version.
+    pub(super) local: BTreeSet<u64>,
+    /// Block ids of the last commit made here, by index: reused for untouched blocks.
+    pub(super) committed_ids: Vec<String>,
+    pub(super) upload_id: u64,
+    pub(super) next_seq: u64,
+    pub(super) metadata: HashMap<String, String>,
+    pub(super) mtime: SystemTime,
+    /// Commits of this staging that ended without an answer (each may have gone through),
+    /// since the last one known to have: a conflict at a later commit may be one of them.
+    pub(super) unanswered: Vec<Attempt>,
+    /// What the commit under way sends as its final request.
+    pub(super) attempt: Option<Attempt>,
+}
+
+/// What a commit asked the service to make of the blob (to recognise it later).
+#[derive(Debug, Clone)]
+pub(super) enum Attempt {
+    /// Put Block List of these ids (unique to this upload).
+    Blocks(Vec<String>),
+    /// Put Blob of an empty file with this metadata.
+    Empty(HashMap<String, String>),
+}
+
+/// Where the stagings of one mount come from: its client, write budget, local directory and
+/// block size.
+#[derive(Clone)]
+pub struct StagingArea {
+    pub client: Arc<dyn BlobClient>,
+    pub budget: Arc<WriteBudget>,
+    pub dir: std::path::PathBuf,
+    pub grid: Grid,
+}
+
+impl StagingArea {
+    /// A staging for `blob`. `existing` is the current version (ETag and size) if the blob
+    /// exists; with `truncate`, its content is dropped (the file starts empty), otherwise the
+    /// file starts as that version. `metadata` goes to the new version.
+    pub fn stage(
+        &self,
+        blob: Arc<str>,
+        existing: Option<(Arc<str>, u64)>,
+        truncate: bool,
+        metadata: HashMap<String, String>,
+    ) -> std::io::Result<Staging> {
+        let file = tempfile::tempfile_in(&self.dir)?;
+        let (size, base, expect) = match existing {
+            Some((etag, len)) if !truncate => (
+                len,
+                Some(Base {
+                    etag: etag.clone(),
+                    len,
+                }),
+                Some(etag),
+            ),
+            Some((etag, _)) => (0, None, Some(etag)),
+            None => (0, None, None),
+        };
+        Ok(Staging {
+            client: self.client.clone(),
+            budget: self.budget.clone(),
+            blob,
+            file: Arc::new(file),
+            size,
+            base,
+            expect,
+            grid: self.grid.clone(),
+            blocks: BTreeMap::new(),
+            local: Default::default(),
+            committed_ids: Vec::new(),
+            upload_id: fastrand::u64(..),
+            next_seq: 0,
+            metadata,
+            mtime: SystemTime::now(),
+            unanswered: Vec::new(),
+            attempt: None,
+        })
+    }
+}
+
+impl Staging {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The blob this staging commits to.
+    pub fn blob(&self) -> &str {
+        &self.blob
+    }
+
+    /// The version of that blob the commit replaces (`If-Match`), if it is one.
+    pub fn expected_etag(&self) -> Option<&str> {
+        self.expect.as_deref()
+    }
+
+    /// Whether an earlier commit ended without an answer: the blob may hold this content
+    /// already, under a version not known here.
+    pub fn is_unsure(&self) -> bool {
+        !self.unanswered.is_empty()
+    }
+
+    pub fn mtime(&self) -> SystemTime {
+        self.mtime
+    }
+
+    /// Sets (or removes) a metadata entry of the new version (chmod, utimes); applied at the
+    /// next commit.
+    pub fn set_meta(&mut self, key: &str, value: Option<String>) {
+        match value {
+            Some(v) => self.metadata.insert(key.to_string(), v),
+            None => self.metadata.remove(key),
+        };
+    }
+
+    /// The committed file was renamed (copied) to `blob`, whose version is `etag`: later
+    /// commits go there. Only for a staging with nothing uncommitted (the file's lifecycle
+    /// says so: see [`crate::fs::lifecycle::FileState::is_settled`]).
+    pub fn moved_to(&mut self, blob: Arc<str>, etag: Arc<str>) {
+        self.blob = blob;
+        self.base = Some(Base {
+            etag: etag.clone(),
+            len: self.size,
+        });
+        self.expect = Some(etag);
+        // Block ids were the old blob's: untouched ranges are copied from the new one instead.
+        self.committed_ids.clear();
+        self.blocks.clear();
+    }
+
+    /// The file as it stands, in the form listings and HEADs give (for attributes).
+    pub fn props(&self, etag: &str, last_modified: SystemTime) -> crate::blob::BlobProps {
+        crate::blob::BlobProps {
+            name: self.blob.to_string(),
+            size: self.size,
+            etag: etag.to_string(),
+            last_modified,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// Block ids: fixed length (base64 of 32 hex digits), unique to this upload.
+    pub(super) fn new_id(&mut self) -> String {
+        self.next_seq += 1;
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{:016x}{:016x}", self.upload_id, self.next_seq))
+    }
+
+    pub(super) fn block_extent(&self, index: u64) -> (u64, u64) {
+        self.grid.range(index, self.size)
+    }
+
+    /// A failure of the local copy (StorageFull when the staging disk is full).
+    pub(super) fn io_error(&self, op: &'static str, e: std::io::Error) -> BlobError {
+        BlobError::new(
+            ErrorKind::Local(e.kind()),
+            op,
+            &self.blob,
+            format!("local staging file: {e}"),
+        )
+    }
+
+    /// Makes block `index` writable: waits out its upload, loads the old version's bytes it
+    /// needs (unless `covered`: the write replaces all of them), and takes its budget share.
+    /// Blocks in `busy` (those of the write in progress) are not uploaded to make room.
+    async fn touch(
+        &mut self,
+        index: u64,
+        covered: bool,
+        busy: RangeInclusive<u64>,
+    ) -> Result<(), BlobError> {
+        match self.blocks.remove(&index) {
+            Some(Block::Dirty(p)) => {
+                self.blocks.insert(index, Block::Dirty(p));
+                return Ok(());
+            }
+            Some(Block::Uploading(_, handle)) => {
+                // The local copy is intact; the upload is simply superseded.
+                let _ = handle.await;
+            }
+            Some(Block::Staged(_)) | None => {}
+        }
+        // A block staged by the service (copied from the old version) or never touched has
+        // its old bytes in the service only.
+        if !covered && !self.local.contains(&index) {
+            self.load_base(index).await?;
+        }
+        self.local.insert(index);
+        let permit = self.reserve(index, busy).await;
+        self.blocks.insert(index, Block::Dirty(Some(permit)));
+        Ok(())
+    }
+
+    /// Takes one block's share of the budget; if it is all taken, uploads this file's other
+    /// dirty blocks first, then waits.
+    async fn reserve(&mut self, index: u64, busy: RangeInclusive<u64>) -> OwnedSemaphorePermit {
+        let n = self.budget.share(self.grid.extent(index).1);
+        if let Some(p) = self.budget.try_take(n) {
+            return p;
+        }
+        self.upload_dirty(|i| !busy.contains(&i));
+        let take = self.budget.take(n);
+        tokio::pin!(take);
+        loop {
+            tokio::select! {
+                p = &mut take => return p,
+                // Still waiting: the budget is held by other files' dirty blocks.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    self.budget.pressure.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Starts uploading every dirty block (to free the write budget).
+    pub fn flush_dirty(&mut self) {
+        self.upload_dirty(|_| true);
+    }
+
+    /// Copies every byte of the version writing started from that is not local yet into the
+    /// local copy, so the file no longer needs that version (which is about to be replaced
+    /// while the file stays open).
+    pub async fn materialize(&mut self) -> Result<(), BlobError> {
+        let n = self.grid.count(self.size);
+        for index in 0..n {
+            if !self.local.contains(&index) {
+                self.load_base(index).await?;
+                self.local.insert(index);
+            }
+        }
+        self.base = None;
+        Ok(())
+    }
+
+    /// Copies the old version's bytes of block `index` into the local file.
+    async fn load_base(&mut self, index: u64) -> Result<(), BlobError> {
+        let Some(base) = self.base.clone() else {
+            return Ok(());
+        };
+        let (start, full) = self.grid.extent(index);
+        if start >= base.len {
+            return Ok(());
+        }
+        let len = full.min(base.len - start);
+        let data = self
+            .client
+            .get_range(&self.blob, start, len, Some(&base.etag))
+            .await?;
+        if data.len() as u64 != len {
+            return Err(BlobError::new(
+                ErrorKind::Other,
+                "Get Blob",
+                &self.blob,
+                "short read of the old version",
+            ));
+        }
+        self.write_local(start, data).await
+    }
+
+    async fn write_local(&self, offset: u64, data: Bytes) -> Result<(), BlobError> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+            .await
+            .map_err(|e| self.io_error("write", std::io::Error::other(e)))?
+            .map_err(|e| self.io_error("write", e))
+    }
+
+    async fn read_local(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || crate::blob::read_file_range(&file, offset, len))
+            .await
+            .map_err(|e| self.io_error("read", std::io::Error::other(e)))?
+            .map_err(|e| self.io_error("read", e))
+    }
+
+    /// Writes `data` at `offset`. Blocks the writer has moved past are uploaded.
+    pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        // A write past the end grows the block holding the old end (zeros follow its bytes):
+        // it becomes a local block, to be sent again at its new length.
+        if offset > self.size {
+            let index = self.grid.index_of(self.size);
+            if self.grid.extent(index).0 != self.size {
+                self.touch(index, false, index..=index).await?;
+            }
+        }
+        // The new size first: a block uploaded while this write waits for room (to free the
+        // budget) is sent at its length in the grown file, never cut at the old end.
+        let old_size = self.size;
+        self.size = self.size.max(offset + data.len() as u64);
+        let result = self.write_blocks(offset, data, old_size).await;
+        if let Err(at) = &result {
+            // Failed part way: the file ends where what was written ends.
+            self.size = old_size.max(at.0);
+        }
+        result.map_err(|(_, e)| e)
+    }
+
+    /// The block-by-block part of [`Staging::write`]; on failure, how far it had written.
+    async fn write_blocks(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        old_size: u64,
+    ) -> Result<(), (u64, BlobError)> {
+        // Block by block, so a write spanning many blocks holds the budget for one at a time
+        // and the blocks it has finished go up while it goes on.
+        let mut at = 0usize;
+        while at < data.len() {
+            let pos = offset + at as u64;
+            let index = self.grid.index_of(pos);
+            let (start, full) = self.grid.extent(index);
+            let seg_end = (offset + data.len() as u64).min(start + full);
+            let base_len = self.base.as_ref().map_or(0, |b| b.len);
+            let old_end = (start + full).min(base_len.max(old_size));
+            let covered = pos <= start && seg_end >= old_end;
+            self.touch(index, covered, index..=index)
+                .await
+                .map_err(|e| (pos, e))?;
+            let seg = &data[at..(seg_end - offset) as usize];
+            self.write_local(pos, Bytes::copy_from_slice(seg))
+                .await
+                .map_err(|e| (pos, e))?;
+            self.mtime = SystemTime::now();
+            // Written now: a time set earlier (utimes) no longer holds.
+            self.metadata.remove(crate::fs::inode::META_MTIME);
+            // Sequential writers: every block before this one is done.
+            self.upload_dirty(|i| i < index);
+            at += seg.len();
+        }
+        Ok(())
+    }
+
+    /// Starts uploading the dirty blocks `which` selects.
+    pub(super) fn upload_dirty(&mut self, which: impl Fn(u64) -> bool) {
+        let ready: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(i, b)| matches!(b, Block::Dirty(_)) && which(**i))
+            .map(|(i, _)| *i)
+            .collect();
+        for index in ready {
+            let Some(Block::Dirty(permit)) = self.blocks.remove(&index) else {
+                continue;
+            };
+            let (start, len) = self.block_extent(index);
+            if len == 0 {
+                continue; // truncated away
+            }
+            let id = self.new_id();
+            let (client, blob, file, id2) = (
+                self.client.clone(),
+                self.blob.clone(),
+                self.file.clone(),
+                id.clone(),
+            );
+            let handle = tokio::spawn(async move {
+                let _permit = permit; // the budget share is released when the upload ends
+                client
+                    .put_block_from_file(&blob, &id2, file, start, len)
+                    .await
+            });
+            self.blocks.insert(index, Block::Uploading(id, handle));
+        }
+    }
+
+    /// Reads what the file holds now: written blocks from the local copy, the rest from the
+    /// version writing started from, zeros past it. If that version is gone because an
+    /// unanswered commit of this staging landed, the rest reads from that commit.
+    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        match self.read_once(offset, len).await {
+            Err(e) if is_conflict(&e) && !self.unanswered.is_empty() => {
+                match self.earlier_commit_landed().await {
+                    Ok(Some(c)) => {
+                        self.build_on(&c);
+                        self.read_once(offset, len).await
+                    }
+                    Ok(None) | Err(_) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn read_once(&self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+        if offset >= self.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = len.min(self.size - offset);
+        let (first, last) = self.grid.span(offset, len);
+        let base_len = self.base.as_ref().map_or(0, |b| b.len);
+        let mut out = Vec::with_capacity(len as usize);
+        for index in first..=last {
+            let (bstart, blen) = self.block_extent(index);
+            let from = offset.max(bstart);
+            let to = (offset + len).min(bstart + blen);
+            // Local: written (or completed) here; beyond the old version: zeros. A block the
+            // service staged from the old version (or never touched) reads from that version.
+            if self.local.contains(&index) || from >= base_len {
+                out.extend_from_slice(&self.read_local(from, to - from).await?);
+            } else {
+                let base = self.base.as_ref().expect("base_len > 0");
+                let upto = to.min(base.len);
+                let data = self
+                    .client
+                    .get_range(&self.blob, from, upto - from, Some(&base.etag))
+                    .await?;
+                out.extend_from_slice(&data);
+                out.resize(out.len() + (to - upto) as usize, 0);
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Changes the size (truncate or extend with zeros).
+    pub async fn set_size(&mut self, size: u64) -> Result<(), BlobError> {
+        if size == self.size {
+            return Ok(());
+        }
+        // The block holding the new end keeps part of its bytes: make it a local block.
+        let boundary = size.min(self.size);
+        let index = self.grid.index_of(boundary);
+        if self.grid.extent(index).0 != boundary {
+            self.touch(index, false, index..=index).await?;
+        }
+        let file = self.file.clone();
+        let (local_end, new_len) = (self.size.min(size), size);
+        tokio::task::spawn_blocking(move || {
+            // Zero what lies past the old end locally, then size the file.
+            file.set_len(local_end)?;
+            file.set_len(new_len)
+        })
+        .await
+        .map_err(|e| self.io_error("truncate", std::io::Error::other(e)))?
+        .map_err(|e| self.io_error("truncate", e))?;
+        if let Some(b) = self.base.as_mut() {
+            b.len = b.len.min(size);
+        }
+        let keep = self.grid.count(size);
+        self.blocks.retain(|i, _| *i < keep);
+        self.local.retain(|i| *i < keep);
+        self.committed_ids.truncate(
+            self.grid
+                .count(size.min(self.base.as_ref().map_or(0, |b| b.len))) as usize,
+        );
+        self.size = size;
+        self.mtime = SystemTime::now();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "staging_tests.rs"]
+mod tests;
