@@ -13,7 +13,7 @@ impl Fs {
             dirty_bytes: self.staging.budget.in_use(),
             write_buffer_bytes: self.staging.budget.total(),
             open_files: lock(&self.files).len() as u64,
-            files_open_for_writing: lock(&self.writers).len() as u64,
+            files_open_for_writing: self.open_files.len() as u64,
             token_seconds_left: self
                 .cfg
                 .credential

@@ -79,7 +79,7 @@ impl ReadHandle {
 
 /// A handle opened for writing: it shares the file's staging with the other write handles.
 pub struct WriteHandle {
-    pub file: Arc<super::write::WriteFile>,
+    pub file: Arc<super::open_files::WriteFile>,
     /// Processes (thread id as FUSE reports it, and its process id) that opened or wrote
     /// through this handle: a close by any other process (a child closing the copy of the
     /// descriptor it inherited) does not commit.

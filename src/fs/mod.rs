@@ -6,12 +6,14 @@
 
 pub mod dircache;
 pub mod error;
+mod gate;
 mod gauges;
 pub mod handles;
 pub mod inode;
 pub mod lifecycle;
 mod meta;
 pub mod namespace;
+mod open_files;
 mod recovery;
 mod rename;
 mod shutdown;
@@ -20,7 +22,6 @@ pub mod upload;
 mod write;
 
 use std::ffi::OsStr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -94,15 +95,12 @@ pub struct Fs {
     hidden: Mutex<HiddenNames>,
     files: Mutex<Handles<FileHandle>>,
     dir_handles: Mutex<Handles<DirHandle>>,
-    /// Files being written, by inode: every handle of the file shares one staging.
-    writers: Mutex<std::collections::HashMap<u64, Arc<write::WriteFile>>>,
-    /// Blobs of files unlinked here while still open: hidden, removed at the last close.
-    unlinked: Mutex<unlinked::Unlinked>,
+    /// Files being written (every handle of a file shares one staging), and blobs of files
+    /// unlinked here while still open (hidden, removed at the last close).
+    open_files: open_files::OpenFiles,
     staging: upload::StagingArea,
-    /// Set when the mount shuts down: no more changes (see [`Fs::stop_changes`]).
-    stopping: AtomicBool,
-    /// Changes in progress (see [`shutdown::Change`]).
-    changes: std::sync::atomic::AtomicUsize,
+    /// Changes pass it while the mount runs; it closes at shutdown (see [`Fs::stop_changes`]).
+    gate: gate::ChangeGate,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,11 +141,9 @@ impl Fs {
             hidden: Mutex::new(HiddenNames::new(10_000)),
             files: Mutex::new(Handles::default()),
             dir_handles: Mutex::new(Handles::default()),
-            writers: Mutex::new(std::collections::HashMap::new()),
-            unlinked: Mutex::new(unlinked::Unlinked::default()),
+            open_files: open_files::OpenFiles::default(),
             staging,
-            stopping: AtomicBool::new(false),
-            changes: std::sync::atomic::AtomicUsize::new(0),
+            gate: gate::ChangeGate::default(),
         })
     }
 
@@ -193,7 +189,7 @@ impl Fs {
             .map_err(fail)?;
         // Subdirectories that may hold nothing but blobs kept for unlinked files.
         let suspects: Vec<String> = {
-            let unlinked = lock(&self.unlinked);
+            let unlinked = self.open_files.unlinked();
             page.prefixes
                 .iter()
                 .filter(|p| unlinked.count_under(p) > 0)
@@ -223,7 +219,7 @@ impl Fs {
     /// Whether everything under `prefix` is blobs kept for unlinked files' open handles (the
     /// directory is gone for this mount then); false at once when none is kept there.
     async fn only_kept_under(&self, prefix: &str) -> Result<bool, FsError> {
-        let kept = lock(&self.unlinked).count_under(prefix);
+        let kept = self.open_files.unlinked().count_under(prefix);
         if kept == 0 {
             return Ok(false);
         }
@@ -237,14 +233,14 @@ impl Fs {
             })
             .await
             .map_err(fail)?;
-        let unlinked = lock(&self.unlinked);
+        let unlinked = self.open_files.unlinked();
         Ok(page.next_marker.is_none() && page.blobs.iter().all(|b| unlinked.hides(&b.name)))
     }
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
     /// a HEAD of the blob and a one-result listing of `dir/name/`, concurrently.
     async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, FsError> {
-        if lock(&self.unlinked).hides(&join(dir, name)) {
+        if self.open_files.unlinked().hides(&join(dir, name)) {
             return Err(FsError::NotFound);
         }
         if namespace::cannot_exist(name) {
@@ -389,7 +385,7 @@ impl Fs {
         let mut entries = listing.entries.clone();
         {
             // Files unlinked here but kept for their open handles are gone from the tree.
-            let unlinked = lock(&self.unlinked);
+            let unlinked = self.open_files.unlinked();
             entries.retain(|name, _| !unlinked.hides(&join(&path, name)));
         }
         // Files being written here are listed (with their current size) before their commit.

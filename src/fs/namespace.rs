@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::dircache::{invalid_component, NAME_MAX};
 use super::inode::join;
-use super::shutdown::Change;
+use super::gate::Change;
 use super::{fail, lock, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{ErrorKind, WriteOptions, FOLDER_META};
 
@@ -71,7 +71,7 @@ impl Fs {
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
-        let change = self.begin_change()?;
+        let change = self.gate.begin()?;
         if !self.token_allows('w') {
             tracing::debug!("the SAS in force has no write permission");
             return Err(FsError::ReadOnly);
@@ -187,7 +187,7 @@ impl Fs {
         };
         let restore = |kept: &Option<super::unlinked::Kept>| {
             if let Some(k) = kept {
-                lock(&self.unlinked).keep(&path, k.ino, k.etag.clone());
+                self.open_files.unlinked().keep(&path, k.ino, k.etag.clone());
             }
         };
         let c = match self.client.put_blob(&path, data.clone(), &opts).await {
@@ -249,7 +249,7 @@ impl Fs {
         let prefix = format!("{path}/");
         // Enough results to see past the `path/` marker and the blobs kept for unlinked
         // files, which do not count.
-        let kept = lock(&self.unlinked).count_under(&prefix) as u32;
+        let kept = self.open_files.unlinked().count_under(&prefix) as u32;
         let page = self
             .client
             .list(crate::blob::ListRequest {
@@ -260,7 +260,7 @@ impl Fs {
             })
             .await
             .map_err(fail)?;
-        let unlinked_here = |name: &str| lock(&self.unlinked).hides(name);
+        let unlinked_here = |name: &str| self.open_files.unlinked().hides(name);
         if busy
             || page
                 .blobs
@@ -357,9 +357,9 @@ impl Fs {
             _ => Blob::Delete,
         };
         match blob {
-            Blob::Keep(ino, etag) => lock(&self.unlinked).keep(&path, ino, etag),
+            Blob::Keep(ino, etag) => self.open_files.unlinked().keep(&path, ino, etag),
             Blob::KeepCurrent(ino) => match self.client.properties(&path).await {
-                Ok(p) => lock(&self.unlinked).keep(&path, ino, p.etag),
+                Ok(p) => self.open_files.unlinked().keep(&path, ino, p.etag),
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(fail(e)),
             },
@@ -377,7 +377,7 @@ impl Fs {
         if let Some(ino) = ino {
             // Its last handle may have closed while this was decided: it goes now then.
             if !self.has_handles(ino) {
-                let kept = lock(&self.unlinked).released(ino);
+                let kept = self.open_files.unlinked().released(ino);
                 for (name, k) in kept {
                     self.delete_kept(&name, &k).await;
                 }

@@ -164,7 +164,7 @@ impl Fs {
                     Ok(m) => m,
                     Err(e) => {
                         if let Some(k) = kept {
-                            lock(&self.unlinked).keep(&dst, k.ino, k.etag);
+                            self.open_files.unlinked().keep(&dst, k.ino, k.etag);
                         }
                         return Err(fail(e));
                     }
@@ -245,7 +245,7 @@ impl Fs {
     /// Whether a file under directory `dir` is open for writing in this mount.
     fn writing_under(&self, dir: &str) -> bool {
         let prefix = format!("{dir}/");
-        let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
+        let inos = self.open_files.writer_inos();
         let inodes = lock(&self.inodes);
         inos.iter()
             .filter(|i| inodes.is_attached(**i))
@@ -290,12 +290,12 @@ impl Fs {
         &self,
         dst: &str,
     ) -> Result<Option<super::unlinked::Kept>, FsError> {
-        let Some(k) = lock(&self.unlinked).reuse(dst) else {
+        let Some(k) = self.open_files.unlinked().reuse(dst) else {
             return Ok(None);
         };
         if let Some(w) = self.writer(k.ino) {
             if let Err(e) = w.open.lock().await.staging.materialize().await {
-                lock(&self.unlinked).keep(dst, k.ino, k.etag);
+                self.open_files.unlinked().keep(dst, k.ino, k.etag);
                 return Err(fail(e));
             }
         }
@@ -518,7 +518,7 @@ impl Fs {
         };
         let result = self.move_blob(&from, &to, replace, kept.is_some()).await;
         if let (Err(_), Some(k)) = (&result, kept) {
-            lock(&self.unlinked).keep(&to, k.ino, k.etag);
+            self.open_files.unlinked().keep(&to, k.ino, k.etag);
         }
         result.map(|_| ())
     }
@@ -530,7 +530,7 @@ impl Fs {
         let page = blob::list_all(self.client.as_ref(), &src_prefix, None)
             .await
             .map_err(fail)?;
-        let unlinked = |name: &str| lock(&self.unlinked).hides(name);
+        let unlinked = |name: &str| self.open_files.unlinked().hides(name);
         let mut moves: Vec<(String, String)> = page
             .blobs
             .iter()

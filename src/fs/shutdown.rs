@@ -1,16 +1,13 @@
 //! Shutting down: stop taking changes, then commit every file still being written, within a
 //! deadline, and say which could not be.
 
-use super::error::FsError;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use super::lifecycle::{FileState, ShutdownStep};
-use super::write::WriteFile;
+use super::open_files::WriteFile;
 use super::{lock, recovery, Fs};
 
 /// What the shutdown commit did.
@@ -28,51 +25,16 @@ impl CommitReport {
     }
 }
 
-/// A change in progress (create, write open, rename, unlink, truncate, set attributes…): the
-/// shutdown waits for these before the final commit, so none is cut off half way or lands
-/// after it.
-pub(super) struct Change<'a>(&'a Fs);
-
-impl Drop for Change<'_> {
-    fn drop(&mut self) {
-        self.0.changes.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Fs {
-    /// Starts a change, unless the mount is shutting down (EROFS). The count goes up before
-    /// the flag is read, and [`Fs::stop_changes`] sets the flag before the count is read: a
-    /// change either sees the flag or is waited for.
-    pub(super) fn begin_change(&self) -> Result<Change<'_>, FsError> {
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        let change = Change(self);
-        if self.is_stopping() {
-            return Err(FsError::ReadOnly);
-        }
-        Ok(change)
-    }
-
-    /// Waits until no change is in progress, or `deadline`; false if some still are.
-    async fn changes_done(&self, deadline: Instant) -> bool {
-        loop {
-            if self.changes.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
     /// From now on every change answers EROFS: opening for writing, creating, writing to files
     /// already open, removing, renaming, setting attributes. Reads go on.
     pub fn stop_changes(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.gate.close();
     }
 
+    /// Whether the mount is shutting down (changes are refused).
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+        self.gate.is_closed()
     }
 
     /// Commits every file being written that its program had finished (closed or fsynced),
@@ -81,16 +43,13 @@ impl Fs {
     /// `NAME.partial-<UTC>`. Call [`Fs::stop_changes`] first, so that what is committed is
     /// final.
     pub async fn commit_all(&self, deadline: Instant) -> CommitReport {
-        if !self.changes_done(deadline).await {
+        if !self.gate.drained(deadline).await {
             tracing::warn!(
                 "{} change(s) (renames, creates…) still in progress at the shutdown deadline",
-                self.changes.load(Ordering::SeqCst)
+                self.gate.in_progress()
             );
         }
-        let writers: Vec<(u64, Arc<WriteFile>)> = lock(&self.writers)
-            .iter()
-            .map(|(ino, w)| (*ino, w.clone()))
-            .collect();
+        let writers = self.open_files.writers();
         let mut names: Vec<(u64, String)> = writers
             .iter()
             .map(|(ino, _)| {
@@ -147,7 +106,7 @@ impl Fs {
             report.failed = self.save_locally(failed).await;
         }
         // Files unlinked while open: their handles go with the mount, and so do their blobs.
-        let kept = lock(&self.unlinked).everything();
+        let kept = self.open_files.unlinked().everything();
         for (name, k) in kept {
             if Instant::now() >= deadline {
                 tracing::warn!("{name:?} was unlinked while open and could not be deleted in time");
@@ -219,7 +178,7 @@ impl Fs {
                 out.push((name, why));
                 continue;
             }
-            let w = lock(&self.writers).get(&ino).cloned();
+            let w = self.open_files.writer(ino);
             let saved = match w {
                 Some(w) => {
                     let copy = async {

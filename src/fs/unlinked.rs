@@ -5,6 +5,7 @@
 //! name replaces the kept blob (conditionally on the version kept) and takes over its removal.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 /// A blob kept for the open handles of an unlinked file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,23 +22,27 @@ const ORPHAN: u64 = u64::MAX;
 /// The kept blobs of this mount, by blob name.
 #[derive(Debug, Default)]
 pub struct Unlinked {
-    by_name: HashMap<String, Kept>,
+    by_name: Mutex<HashMap<String, Kept>>,
 }
 
 impl Unlinked {
+    fn by_name(&self) -> MutexGuard<'_, HashMap<String, Kept>> {
+        self.by_name.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `name` was unlinked while open: its blob (version `etag`) is kept for inode `ino`.
-    pub fn keep(&mut self, name: &str, ino: u64, etag: String) {
-        self.by_name.insert(name.to_string(), Kept { ino, etag });
+    pub fn keep(&self, name: &str, ino: u64, etag: String) {
+        self.by_name().insert(name.to_string(), Kept { ino, etag });
     }
 
     /// Whether `name` is a kept blob, which this mount does not show.
     pub fn hides(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
+        self.by_name().contains_key(name)
     }
 
     /// How many kept blobs have names starting with `prefix`.
     pub fn count_under(&self, prefix: &str) -> usize {
-        self.by_name
+        self.by_name()
             .keys()
             .filter(|n| n.starts_with(prefix))
             .count()
@@ -45,15 +50,15 @@ impl Unlinked {
 
     /// The name is used again: whoever takes it replaces the kept version (given) and is no
     /// longer to remove it.
-    pub fn reuse(&mut self, name: &str) -> Option<Kept> {
-        self.by_name.remove(name)
+    pub fn reuse(&self, name: &str) -> Option<Kept> {
+        self.by_name().remove(name)
     }
 
     /// The last handle of `ino` closed: the blobs to remove now (with those whose removal
     /// failed before, see [`Unlinked::retry_later`]). They stay hidden until
     /// [`Unlinked::removed`]: a listing made while the delete is under way must not show them.
     pub fn released(&self, ino: u64) -> Vec<(String, Kept)> {
-        self.by_name
+        self.by_name()
             .iter()
             .filter(|(_, k)| k.ino == ino || k.ino == ORPHAN)
             .map(|(n, k)| (n.clone(), k.clone()))
@@ -61,22 +66,23 @@ impl Unlinked {
     }
 
     /// The kept blob `name` was removed (unless the name was taken again meanwhile).
-    pub fn removed(&mut self, name: &str, kept: &Kept) {
-        if self.by_name.get(name).is_some_and(|k| k.etag == kept.etag) {
-            self.by_name.remove(name);
+    pub fn removed(&self, name: &str, kept: &Kept) {
+        let mut by_name = self.by_name();
+        if by_name.get(name).is_some_and(|k| k.etag == kept.etag) {
+            by_name.remove(name);
         }
     }
 
     /// Removing `name` failed: it stays hidden, and is tried again at the next last close (or
     /// at the shutdown).
-    pub fn retry_later(&mut self, name: &str, etag: String) {
-        self.by_name
+    pub fn retry_later(&self, name: &str, etag: String) {
+        self.by_name()
             .insert(name.to_string(), Kept { ino: ORPHAN, etag });
     }
 
     /// Every kept blob (the mount is going away with its handles).
     pub fn everything(&self) -> Vec<(String, Kept)> {
-        self.by_name
+        self.by_name()
             .iter()
             .map(|(n, k)| (n.clone(), k.clone()))
             .collect()
@@ -89,7 +95,7 @@ mod tests {
 
     #[test]
     fn kept_blobs_are_hidden_until_released_or_reused() {
-        let mut u = Unlinked::default();
+        let u = Unlinked::default();
         u.keep("a", 7, "e1".into());
         u.keep("b", 7, "e2".into());
         u.keep("c", 8, "e3".into());

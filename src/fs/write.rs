@@ -8,79 +8,21 @@
 use super::error::FsError;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-
-use bytes::Bytes;
 
 use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
 use super::lifecycle::{CommitStep, FileState, RetireStep};
+use super::open_files::{OpenFile, WriteFile};
 use super::upload::{is_conflict, Staging};
 use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
-use crate::blob::BlobError;
 
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenMode {
     pub write: bool,
     pub truncate: bool,
-}
-
-/// A file being written: one staging shared by all its write handles.
-pub struct WriteFile {
-    pub(super) open: tokio::sync::Mutex<OpenFile>,
-    handles: AtomicUsize,
-}
-
-/// The local copy of a file being written and where it stands.
-pub(super) struct OpenFile {
-    pub staging: Staging,
-    pub state: FileState,
-}
-
-impl WriteFile {
-    fn new(staging: Staging, state: FileState, handles: usize) -> Arc<Self> {
-        Arc::new(WriteFile {
-            open: tokio::sync::Mutex::new(OpenFile { staging, state }),
-            handles: AtomicUsize::new(handles),
-        })
-    }
-
-    pub async fn read(&self, offset: u64, size: u32) -> Result<Bytes, BlobError> {
-        self.open
-            .lock()
-            .await
-            .staging
-            .read(offset, u64::from(size))
-            .await
-    }
-}
-
-impl OpenFile {
-    /// Records the outcome of a change of the local copy (write, truncate): the file is dirty,
-    /// or, when the change failed, broken for good: its content is no longer what the program
-    /// wrote, so it is never committed (the blob keeps its version).
-    pub(super) fn changed(&mut self, result: Result<(), BlobError>) -> Result<(), FsError> {
-        match result {
-            Ok(()) => {
-                self.state.wrote();
-                Ok(())
-            }
-            Err(e) => {
-                let error = FsError::from(e);
-                if !matches!(self.state, FileState::Broken { .. }) {
-                    tracing::error!(
-                        blob = self.staging.blob(),
-                        "a write failed ({error}): this file will not be committed, the blob keeps its previous version"
-                    );
-                }
-                self.state.write_failed(error.clone());
-                Err(error)
-            }
-        }
-    }
 }
 
 /// The process (thread group) a thread id belongs to, from /proc.
@@ -99,8 +41,7 @@ impl Fs {
     pub async fn relieve_write_pressure(self: Arc<Self>) {
         loop {
             self.staging.budget.pressure.notified().await;
-            let writers: Vec<Arc<WriteFile>> = lock(&self.writers).values().cloned().collect();
-            for w in writers {
+            for (_, w) in self.open_files.writers() {
                 if let Ok(mut f) = w.open.try_lock() {
                     f.staging.flush_dirty();
                 }
@@ -109,13 +50,13 @@ impl Fs {
     }
 
     pub(super) fn writer(&self, ino: u64) -> Option<Arc<WriteFile>> {
-        lock(&self.writers).get(&ino).cloned()
+        self.open_files.writer(ino)
     }
 
     /// Entries for the files being written in directory `dir` (not committed yet, perhaps);
     /// files unlinked while open have no name there any more.
     pub(super) fn files_being_written_in(&self, dir: u64) -> Vec<(String, EntryInfo)> {
-        let inos: Vec<u64> = lock(&self.writers).keys().copied().collect();
+        let inos = self.open_files.writer_inos();
         let inodes = lock(&self.inodes);
         inos.into_iter()
             .filter(|ino| inodes.is_attached(*ino))
@@ -199,13 +140,7 @@ impl Fs {
     /// more holder counted (taken under the registry's lock, so a last release cannot drop it
     /// in between): every call is matched by a [`Fs::drop_writer_hold`].
     async fn writer_for(&self, ino: u64, truncate: bool) -> Result<Arc<WriteFile>, FsError> {
-        let existing = {
-            let writers = lock(&self.writers);
-            writers.get(&ino).cloned().inspect(|w| {
-                w.handles.fetch_add(1, Ordering::SeqCst);
-            })
-        };
-        if let Some(w) = existing {
+        if let Some(w) = self.open_files.hold(ino) {
             if truncate {
                 let truncated = {
                     let mut f = w.open.lock().await;
@@ -235,29 +170,17 @@ impl Fs {
         self.forget_page_cache(ino);
         let w = WriteFile::new(staging, FileState::opened(truncate), 0);
         // Another open may have raced us: keep the first.
-        let mut writers = lock(&self.writers);
-        let w = writers.entry(ino).or_insert(w).clone();
-        w.handles.fetch_add(1, Ordering::SeqCst);
-        Ok(w)
+        Ok(self.open_files.hold_or_insert(ino, w))
     }
 
     /// Ends one hold on a writer; the last one commits and retires it (unless someone took it
     /// again meanwhile). Errors of that commit are logged (and returned).
     async fn drop_writer_hold(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), FsError> {
-        if w.handles.fetch_sub(1, Ordering::SeqCst) != 1 {
+        if !w.drop_hold() {
             return Ok(());
         }
         let result = self.commit(ino, w).await;
-        let retired = {
-            let mut writers = lock(&self.writers);
-            let same = writers.get(&ino).is_some_and(|cur| Arc::ptr_eq(cur, w));
-            let retired = same && w.handles.load(Ordering::SeqCst) == 0;
-            if retired {
-                writers.remove(&ino);
-            }
-            retired
-        };
-        if retired {
+        if self.open_files.retire(ino, w) {
             self.retire(ino, w).await;
         }
         result
@@ -374,7 +297,7 @@ impl Fs {
         let kept = self.take_over_kept(&path).await?;
         let restore = |kept: &Option<super::unlinked::Kept>| {
             if let Some(k) = kept {
-                lock(&self.unlinked).keep(&path, k.ino, k.etag.clone());
+                self.open_files.unlinked().keep(&path, k.ino, k.etag.clone());
             }
         };
         let replaces = kept.as_ref().map(|k| (Arc::from(k.etag.as_str()), 0));
@@ -389,10 +312,11 @@ impl Fs {
         let (ino, w) = {
             let mut inodes = lock(&self.inodes);
             let ino = inodes.upsert(parent, name, info.clone(), true);
-            let mut writers = lock(&self.writers);
-            if writers.contains_key(&ino) {
+            // A new file is a change before any write; created with its first holder: the
+            // handle made below.
+            let w = WriteFile::new(staging, FileState::opened(true), 1);
+            if !self.open_files.insert_new(ino, &w) {
                 // Someone in this mount is creating it right now.
-                drop(writers);
                 inodes.forget(ino, 1);
                 restore(&kept);
                 if exclusive {
@@ -403,10 +327,6 @@ impl Fs {
             if let Some(n) = inodes.get_mut(ino) {
                 n.page_cache = None;
             }
-            // A new file is a change before any write; created with its first holder: the
-            // handle made below.
-            let w = WriteFile::new(staging, FileState::opened(true), 1);
-            writers.insert(ino, w.clone());
             (ino, w)
         };
         let attr = self.record(ino, info);
@@ -582,7 +502,7 @@ impl Fs {
             let _ = self.drop_writer_hold(h.ino, &w.file).await;
         }
         if !self.has_handles(h.ino) {
-            let kept = lock(&self.unlinked).released(h.ino);
+            let kept = self.open_files.unlinked().released(h.ino);
             for (name, k) in kept {
                 self.delete_kept(&name, &k).await;
             }
@@ -603,11 +523,11 @@ impl Fs {
                 tracing::warn!(
                     "deleting a file unlinked while open failed (tried again later): {e}"
                 );
-                lock(&self.unlinked).retry_later(name, k.etag.clone());
+                self.open_files.unlinked().retry_later(name, k.etag.clone());
                 return;
             }
         }
-        lock(&self.unlinked).removed(name, k);
+        self.open_files.unlinked().removed(name, k);
         // A listing made while it was kept (and hidden) has it: not any more.
         let (dir, leaf) = name.rsplit_once('/').unwrap_or(("", name));
         lock(&self.dirs).remove_entry(dir, leaf);
