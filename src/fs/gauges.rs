@@ -1,6 +1,6 @@
 //! The mount's current values for the metrics ([`crate::metrics::Gauges`]).
 
-use super::{lock, Fs};
+use super::Fs;
 use crate::metrics::Gauges;
 
 impl Fs {
@@ -12,7 +12,7 @@ impl Fs {
             cache_budget_bytes: self.cache().budget(),
             dirty_bytes: self.staging.budget.in_use(),
             write_buffer_bytes: self.staging.budget.total(),
-            open_files: lock(&self.files).len() as u64,
+            open_files: self.handles.open_count() as u64,
             files_open_for_writing: self.open_files.len() as u64,
             token_seconds_left: self
                 .cfg

@@ -1,4 +1,6 @@
-//! Open file and directory handles.
+//! Open file and directory handles: what each `fh` given to the kernel stands for. A file
+//! handle is a [`ReadHandle`] (one version of a blob) or a [`WriteHandle`] (the file's staging),
+//! never both; the [`HandleTable`] owns them all behind its own locks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,8 +116,8 @@ pub struct DirHandle {
     pub entries: Vec<(String, EntryInfo)>,
 }
 
-/// The handle tables, keyed by the `fh` numbers given to the kernel.
-pub struct Handles<T> {
+/// One handle table, keyed by the `fh` numbers given to the kernel.
+struct Handles<T> {
     next: u64,
     map: HashMap<u64, Arc<T>>,
 }
@@ -153,8 +155,54 @@ impl<T> Handles<T> {
     pub fn len(&self) -> usize {
         self.map.len()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+/// Every open handle of the mount: files and directories, each table behind its own lock
+/// (never held across a request).
+#[derive(Default)]
+pub struct HandleTable {
+    files: Mutex<Handles<FileHandle>>,
+    dirs: Mutex<Handles<DirHandle>>,
+}
+
+impl HandleTable {
+    /// Registers an open file; its `fh`.
+    pub fn open_file(&self, h: FileHandle) -> u64 {
+        lock(&self.files).insert(h)
+    }
+
+    /// The open file `fh`.
+    pub fn file(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        lock(&self.files).get(fh)
+    }
+
+    /// Forgets the open file `fh` (its release); what it was.
+    pub fn close_file(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        lock(&self.files).remove(fh)
+    }
+
+    /// Whether any file handle is open on inode `ino`.
+    pub fn is_open(&self, ino: u64) -> bool {
+        lock(&self.files).any(|h| h.ino == ino)
+    }
+
+    /// How many file handles are open.
+    pub fn open_count(&self) -> usize {
+        lock(&self.files).len()
+    }
+
+    /// Registers an open directory; its `fh`.
+    pub fn open_dir(&self, h: DirHandle) -> u64 {
+        lock(&self.dirs).insert(h)
+    }
+
+    /// The open directory `fh`.
+    pub fn dir(&self, fh: u64) -> Option<Arc<DirHandle>> {
+        lock(&self.dirs).get(fh)
+    }
+
+    /// Forgets the open directory `fh` (its releasedir).
+    pub fn close_dir(&self, fh: u64) {
+        lock(&self.dirs).remove(fh);
     }
 }

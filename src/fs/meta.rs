@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::inode::{format_mtime, META_MODE, META_MTIME, META_SYMLINK};
-use super::{fail, lock, Attr, EntryInfo, Fs, Kind};
+use super::{fail, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{BlobProps, ErrorKind, WriteOptions};
 
 impl Fs {
@@ -80,7 +80,7 @@ impl Fs {
                         last_modified: c.last_modified,
                         metadata,
                     });
-                    return Ok(self.record(ino, info));
+                    return Ok(self.meta.record(ino, info));
                 }
                 Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
                 Err(e) => return Err(fail(e)),
@@ -104,8 +104,8 @@ impl Fs {
             last_modified: c.last_modified,
             metadata,
         });
-        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
-        Ok(self.record(ino, info))
+        let ino = self.meta.enter(parent, name, info.clone(), true).ino;
+        Ok(self.meta.record(ino, info))
     }
 
     /// readlink(2): the blob's content.

@@ -12,6 +12,7 @@ pub mod handles;
 pub mod inode;
 pub mod lifecycle;
 mod meta;
+pub mod metadata;
 pub mod namespace;
 mod open_files;
 mod recovery;
@@ -30,9 +31,9 @@ use bytes::Bytes;
 use crate::blob::{self, BlobClient, BlobError, ErrorKind, ListRequest};
 use crate::cache::{BlockCache, Prefetcher, ReadPattern};
 use crate::metrics::{self, Metrics};
-use dircache::{invalid_component, DirCache, HiddenNames, Listing, NAME_MAX};
-use handles::{DirHandle, FileHandle, HandleKind, Handles, ReadHandle, Version};
-use inode::{join, InodeTable};
+use dircache::{invalid_component, Listing, NAME_MAX};
+use handles::{DirHandle, FileHandle, HandleKind, ReadHandle, Version};
+use inode::join;
 pub use inode::{Attr, EntryInfo, Kind, ROOT_INO};
 pub use shutdown::CommitReport;
 pub use write::OpenMode;
@@ -90,11 +91,10 @@ pub struct Fs {
     reads: Prefetcher,
     cfg: FsConfig,
     mount_time: SystemTime,
-    inodes: Mutex<InodeTable>,
-    dirs: Mutex<DirCache>,
-    hidden: Mutex<HiddenNames>,
-    files: Mutex<Handles<FileHandle>>,
-    dir_handles: Mutex<Handles<DirHandle>>,
+    /// What the mount knows of names: inodes, listings, negative lookups.
+    meta: metadata::Metadata,
+    /// Open files and directories.
+    handles: handles::HandleTable,
     /// Files being written (every handle of a file shares one staging), and blobs of files
     /// unlinked here while still open (hidden, removed at the last close).
     open_files: open_files::OpenFiles,
@@ -134,13 +134,10 @@ impl Fs {
                 metrics,
             ),
             client,
-            dirs: Mutex::new(DirCache::new(cfg.metadata_ttl, 1024, 65536)),
+            meta: metadata::Metadata::new(mount_time, cfg.metadata_ttl),
             cfg,
             mount_time,
-            inodes: Mutex::new(InodeTable::new(mount_time)),
-            hidden: Mutex::new(HiddenNames::new(10_000)),
-            files: Mutex::new(Handles::default()),
-            dir_handles: Mutex::new(Handles::default()),
+            handles: handles::HandleTable::default(),
             open_files: open_files::OpenFiles::default(),
             staging,
             gate: gate::ChangeGate::default(),
@@ -157,26 +154,21 @@ impl Fs {
 
     /// Inodes currently known (for tests and diagnostics).
     pub fn inode_count(&self) -> usize {
-        lock(&self.inodes).len()
+        self.meta.inode_count()
     }
 
+    /// Path, attributes and whether they are fresh, of `ino`.
     fn node(&self, ino: u64) -> Result<(String, EntryInfo, bool), FsError> {
-        let inodes = lock(&self.inodes);
-        let n = inodes.get(ino).ok_or(FsError::NotFound)?;
-        let fresh = n.is_fresh(self.cfg.metadata_ttl);
-        Ok((n.path.clone(), n.info.clone(), fresh))
+        self.meta.node(ino)
     }
 
     fn attr_of(&self, ino: u64) -> Result<Attr, FsError> {
-        lock(&self.inodes)
-            .get(ino)
-            .map(|n| n.attr(ino))
-            .ok_or(FsError::NotFound)
+        self.meta.attr(ino)
     }
 
     /// A complete, fresh listing of directory `dir` ("" for the root).
     async fn listing(&self, dir: &str) -> Result<Arc<Listing>, FsError> {
-        if let Some(l) = lock(&self.dirs).listing(dir) {
+        if let Some(l) = self.meta.listings().listing(dir) {
             return Ok(l);
         }
         let prefix = if dir.is_empty() {
@@ -204,16 +196,14 @@ impl Fs {
                 .collect()
         };
         let (mut listing, hidden) = Listing::from_page(dir, page, self.mount_time);
-        if !hidden.is_empty() {
-            lock(&self.hidden).report(hidden);
-        }
+        self.meta.report_hidden(hidden);
         for p in suspects {
             if self.only_kept_under(&p).await? {
                 let leaf = p[prefix.len()..].trim_end_matches('/');
                 listing.entries.remove(leaf);
             }
         }
-        Ok(lock(&self.dirs).insert_listing(dir, listing))
+        Ok(self.meta.listings().insert_listing(dir, listing))
     }
 
     /// Whether everything under `prefix` is blobs kept for unlinked files' open handles (the
@@ -247,7 +237,7 @@ impl Fs {
             return Err(FsError::NotFound);
         }
         {
-            let mut dirs = lock(&self.dirs);
+            let mut dirs = self.meta.listings();
             if let Some(l) = dirs.listing(dir) {
                 return l.entries.get(name).cloned().ok_or(FsError::NotFound);
             }
@@ -286,7 +276,7 @@ impl Fs {
         match head {
             Some(p) => Ok(EntryInfo::from_props(&p)),
             None => {
-                lock(&self.dirs).insert_negative(dir, name);
+                self.meta.listings().insert_negative(dir, name);
                 Err(FsError::NotFound)
             }
         }
@@ -307,7 +297,7 @@ impl Fs {
         }
         // Known and confirmed within the TTL: no request.
         {
-            let mut inodes = lock(&self.inodes);
+            let mut inodes = self.meta.inodes();
             if let Some(ino) = inodes.child(parent, name) {
                 let fresh = inodes
                     .get(ino)
@@ -321,14 +311,10 @@ impl Fs {
             }
         }
         match self.resolve(&dir, name).await {
-            Ok(info) => {
-                let mut inodes = lock(&self.inodes);
-                let ino = inodes.upsert(parent, name, info, true);
-                Ok(inodes.get(ino).expect("just upserted").attr(ino))
-            }
+            Ok(info) => Ok(self.meta.enter(parent, name, info, true)),
             Err(e) => {
                 if e.is_not_found() {
-                    let mut inodes = lock(&self.inodes);
+                    let mut inodes = self.meta.inodes();
                     if let Some(ino) = inodes.child(parent, name) {
                         let emptied_here = inodes.get(ino).is_some_and(|n| {
                             n.info.kind == Kind::Dir
@@ -348,7 +334,7 @@ impl Fs {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        lock(&self.inodes).forget(ino, n);
+        self.meta.forget(ino, n);
     }
 
     /// Attributes of an inode; a file's are refreshed with a HEAD once the TTL has passed.
@@ -365,13 +351,7 @@ impl Fs {
     async fn refresh_file(&self, ino: u64, path: &str) -> Result<EntryInfo, FsError> {
         let p = self.client.properties(path).await.map_err(fail)?;
         let info = EntryInfo::from_props(&p);
-        let mut inodes = lock(&self.inodes);
-        if let Some(n) = inodes.get_mut(ino) {
-            if n.info.kind == info.kind {
-                n.info = info.clone();
-                n.validated = Some(std::time::Instant::now());
-            }
-        }
+        self.meta.refreshed(ino, &info);
         Ok(info)
     }
 
@@ -393,7 +373,7 @@ impl Fs {
             entries.insert(name, info);
         }
         let entries = entries.into_iter().collect();
-        Ok(lock(&self.dir_handles).insert(DirHandle { ino, entries }))
+        Ok(self.handles.open_dir(DirHandle { ino, entries }))
     }
 
     /// Serves directory entries from offset `offset` of an open directory, `.` and `..`
@@ -407,8 +387,8 @@ impl Fs {
         plus: bool,
         mut add: impl FnMut(u64, u64, &str, &Attr) -> bool,
     ) -> Result<(), FsError> {
-        let h = lock(&self.dir_handles).get(fh).ok_or(FsError::BadHandle)?;
-        let mut inodes = lock(&self.inodes);
+        let h = self.handles.dir(fh).ok_or(FsError::BadHandle)?;
+        let mut inodes = self.meta.inodes();
         let dir = inodes.get(h.ino).ok_or(FsError::NotFound)?;
         let dot = dir.attr(h.ino);
         let parent_ino = dir.parent;
@@ -457,7 +437,7 @@ impl Fs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dir_handles).remove(fh);
+        self.handles.close_dir(fh);
     }
 
     /// Opens a file for reading. Its version (ETag) is fixed for the life of the handle.
@@ -470,7 +450,7 @@ impl Fs {
         }
         if self.writer(ino).is_some() {
             let handle = ReadHandle::new(None, PageCache::Drop, ReadPattern::new(0, 0));
-            let fh = lock(&self.files).insert(FileHandle {
+            let fh = self.handles.open_file(FileHandle {
                 ino,
                 blob: path.into(),
                 kind: HandleKind::Read(handle),
@@ -482,9 +462,9 @@ impl Fs {
         }
         let etag = info.etag.clone().ok_or(FsError::Io)?;
         // Open files sharing the kernel's pages of this inode, and the version they read.
-        let others = lock(&self.files).any(|h| h.ino == ino);
+        let others = self.handles.is_open(ino);
         let cache = {
-            let mut inodes = lock(&self.inodes);
+            let mut inodes = self.meta.inodes();
             let node = inodes.get_mut(ino).ok_or(FsError::NotFound)?;
             let same = node.page_cache.as_deref() == Some(&*etag);
             if same {
@@ -501,7 +481,7 @@ impl Fs {
             size: info.size,
         };
         let handle = ReadHandle::new(Some(version), cache, self.reads.new_pattern());
-        let fh = lock(&self.files).insert(FileHandle {
+        let fh = self.handles.open_file(FileHandle {
             ino,
             blob: path.into(),
             kind: HandleKind::Read(handle),
@@ -513,7 +493,7 @@ impl Fs {
     /// never mixes two versions. If the blob changed before the handle returned any data (it was
     /// opened from metadata that was already stale), the handle moves to the current version.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
-        let h = lock(&self.files).get(fh).ok_or(FsError::BadHandle)?;
+        let h = self.handles.file(fh).ok_or(FsError::BadHandle)?;
         if let Some(w) = self.writer(h.ino) {
             // Read your writes: what the file holds now, uncommitted changes included.
             return w.read(offset, size).await.map_err(fail);
@@ -578,9 +558,8 @@ impl Fs {
         }
         if r.cache == PageCache::Drop {
             // Its open dropped the pages of other versions: they fill with this one now.
-            if let Some(n) = lock(&self.inodes).get_mut(h.ino) {
-                n.page_cache = Some(v.etag.clone());
-            }
+            self.meta
+                .update(h.ino, |n| n.page_cache = Some(v.etag.clone()));
         }
         Ok(v)
     }

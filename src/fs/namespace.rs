@@ -9,9 +9,9 @@ use std::ffi::OsStr;
 use bytes::Bytes;
 
 use super::dircache::{invalid_component, NAME_MAX};
-use super::inode::join;
 use super::gate::Change;
-use super::{fail, lock, Attr, EntryInfo, Fs, Kind};
+use super::inode::join;
+use super::{fail, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{ErrorKind, WriteOptions, FOLDER_META};
 
 /// Longest blob name the service takes, in characters.
@@ -152,9 +152,9 @@ impl Fs {
         let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
         let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
         let info = EntryInfo::dir(c.last_modified);
-        let ino = lock(&self.inodes).upsert(parent, name, info.clone(), true);
-        lock(&self.dirs).forget_dir(&path);
-        Ok(self.record(ino, info))
+        let ino = self.meta.enter(parent, name, info.clone(), true).ino;
+        self.meta.listings().forget_dir(&path);
+        Ok(self.meta.record(ino, info))
     }
 
     /// Creates the blob `name` in directory `parent` in one Put Blob, only if nothing has that
@@ -187,7 +187,9 @@ impl Fs {
         };
         let restore = |kept: &Option<super::unlinked::Kept>| {
             if let Some(k) = kept {
-                self.open_files.unlinked().keep(&path, k.ino, k.etag.clone());
+                self.open_files
+                    .unlinked()
+                    .keep(&path, k.ino, k.etag.clone());
             }
         };
         let c = match self.client.put_blob(&path, data.clone(), &opts).await {
@@ -290,7 +292,7 @@ impl Fs {
             // A directory that existed only as a prefix disappears with its last blob: removing
             // it then is a success (`rm -r` removes the files first, then the directory).
             Err(e) if e.is_not_found() && self.known_dir(parent, name) => {
-                lock(&self.inodes).detach(parent, name);
+                self.meta.detach(parent, name);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -298,13 +300,8 @@ impl Fs {
         let path = join(&dir, name);
         let writing_inside = self.still_writing_under(&path).await;
         self.remove_empty_dir(&path, writing_inside).await?;
-        let mut inodes = lock(&self.inodes);
-        inodes.detach(parent, name);
-        inodes.emptied(parent);
-        drop(inodes);
-        let mut dirs = lock(&self.dirs);
-        dirs.remove_entry(&dir, name);
-        dirs.forget_dir(&path);
+        self.meta.removed(parent, &dir, name);
+        self.meta.listings().forget_dir(&path);
         Ok(())
     }
 
@@ -322,7 +319,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let path = join(&dir, name);
-        let ino = lock(&self.inodes).child(parent, name);
+        let ino = self.meta.child(parent, name);
         // The version of the blob the open handles read, if the file is open here.
         // What becomes of the blob: kept for the handles open here (that version), deleted
         // now, or nothing (a file being written here and never committed has none).
@@ -383,21 +380,15 @@ impl Fs {
                 }
             }
         }
-        let mut inodes = lock(&self.inodes);
-        inodes.detach(parent, name);
-        inodes.emptied(parent);
-        drop(inodes);
-        lock(&self.dirs).remove_entry(&dir, name);
+        self.meta.removed(parent, &dir, name);
         Ok(())
     }
 
     /// Whether the kernel holds `name` in `parent` as a directory.
     fn known_dir(&self, parent: u64, name: &str) -> bool {
-        let inodes = lock(&self.inodes);
-        inodes
-            .child(parent, name)
-            .and_then(|ino| inodes.get(ino))
-            .is_some_and(|n| n.info.kind == Kind::Dir)
+        self.meta
+            .child_info(parent, name)
+            .is_some_and(|(_, info)| info.kind == Kind::Dir)
     }
 
     /// What `name` is, counting files this mount is writing and has not committed yet.
@@ -407,13 +398,7 @@ impl Fs {
         dir: &str,
         name: &str,
     ) -> Result<EntryInfo, FsError> {
-        let known = {
-            let inodes = lock(&self.inodes);
-            inodes
-                .child(parent, name)
-                .and_then(|ino| inodes.get(ino).map(|n| (ino, n.info.clone())))
-        };
-        if let Some((ino, info)) = known {
+        if let Some((ino, info)) = self.meta.child_info(parent, name) {
             if self.writer(ino).is_some() {
                 return Ok(info);
             }

@@ -20,7 +20,7 @@ use futures::stream::{self, StreamExt};
 
 use super::inode::join;
 use super::lifecycle::FileState;
-use super::{fail, lock, Fs, Kind};
+use super::{fail, Fs, Kind};
 use crate::blob::{self, BlobError, BlobProps, CopyInfo, CopyState, ErrorKind, WriteOptions};
 
 /// Copies moved at once when renaming a directory.
@@ -71,14 +71,14 @@ impl Fs {
         if result.is_err() {
             // A failure part way may have moved some blobs (and moved them back): what this
             // mount knows of both places is asked again.
-            let mut inodes = lock(&self.inodes);
+            let mut inodes = self.meta.inodes();
             for (p, n) in [(parent, name), (new_parent, new_name)] {
                 if let Some(node) = inodes.child(p, n).and_then(|i| inodes.get_mut(i)) {
                     node.validated = None;
                 }
             }
             drop(inodes);
-            let mut dirs = lock(&self.dirs);
+            let mut dirs = self.meta.listings();
             for d in [&src_dir, &dst_dir] {
                 dirs.forget_dir(d);
             }
@@ -101,7 +101,7 @@ impl Fs {
             return Ok(());
         }
         self.check_new_name(&dst)?;
-        let ino = lock(&self.inodes).child(parent, name);
+        let ino = self.meta.child(parent, name);
         // A file open for writing here (or just closed: release comes later) is committed
         // first (a rename is a point where the program says the content is what it wants),
         // and its staging follows it to the new name.
@@ -137,7 +137,8 @@ impl Fs {
                 // A file replaced while open for writing here is unlinked by the rename: its
                 // writers must never commit over what takes its name. Locked during the move,
                 // so no commit of it lands in between.
-                let replaced = lock(&self.inodes)
+                let replaced = self
+                    .meta
                     .child(new_parent, new_name)
                     .and_then(|i| self.writer(i));
                 let mut replaced = match &replaced {
@@ -202,7 +203,7 @@ impl Fs {
             }
         }
         {
-            let mut inodes = lock(&self.inodes);
+            let mut inodes = self.meta.inodes();
             match ino {
                 Some(ino) => {
                     inodes.rename(ino, new_parent, new_name);
@@ -234,7 +235,7 @@ impl Fs {
             info.etag = Some(m.copy.etag.as_str().into());
             info.size = m.copy.size;
         }
-        let mut dirs = lock(&self.dirs);
+        let mut dirs = self.meta.listings();
         dirs.remove_entry(src_dir, name);
         dirs.upsert_entry(dst_dir, new_name, info);
         dirs.forget_tree(&src);
@@ -246,7 +247,7 @@ impl Fs {
     fn writing_under(&self, dir: &str) -> bool {
         let prefix = format!("{dir}/");
         let inos = self.open_files.writer_inos();
-        let inodes = lock(&self.inodes);
+        let inodes = self.meta.inodes();
         inos.iter()
             .filter(|i| inodes.is_attached(**i))
             .filter_map(|i| inodes.get(*i))

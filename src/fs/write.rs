@@ -1,9 +1,10 @@
 //! Files open for writing: opening, writes, truncate, commits on close/fsync, the last release.
-//! The data path is in [`super::staging`]; what a file may do at each point of its life (commit,
-//! refuse, save its data elsewhere) is decided by its [`FileState`] ([`super::lifecycle`]).
+//! The data path is in [`super::upload`]; the files being written are [`super::open_files`];
+//! what a file may do at each point of its life (commit, refuse, save its data elsewhere) is
+//! decided by its [`FileState`] ([`super::lifecycle`]).
 //!
-//! Lock order: `inodes` before `writers`, never the other way round; a file's own lock
-//! ([`WriteFile::open`]) is never taken while holding either.
+//! Lock order: the inode table ([`super::metadata`]) before the open files' registry, never the
+//! other way round; a file's own lock (`WriteFile::open`) is never taken while holding either.
 
 use super::error::FsError;
 use std::collections::HashMap;
@@ -57,42 +58,13 @@ impl Fs {
     /// files unlinked while open have no name there any more.
     pub(super) fn files_being_written_in(&self, dir: u64) -> Vec<(String, EntryInfo)> {
         let inos = self.open_files.writer_inos();
-        let inodes = lock(&self.inodes);
+        let inodes = self.meta.inodes();
         inos.into_iter()
             .filter(|ino| inodes.is_attached(*ino))
             .filter_map(|ino| inodes.get(ino))
             .filter(|n| n.parent == dir)
             .map(|n| (n.name.clone(), n.info.clone()))
             .collect()
-    }
-
-    /// Records new attributes of an inode and of its entry in the cached listing (if it still
-    /// has its name: an unlinked or replaced file's entry is someone else's now, or nothing).
-    pub(super) fn record(&self, ino: u64, info: EntryInfo) -> Attr {
-        let mut inodes = lock(&self.inodes);
-        let attached = inodes.is_attached(ino);
-        let Some(n) = inodes.get_mut(ino) else {
-            return Attr {
-                ino,
-                kind: info.kind,
-                size: info.size,
-                mtime: info.mtime,
-                mode: info.mode,
-            };
-        };
-        n.info = info.clone();
-        n.validated = Some(Instant::now());
-        let (parent, name) = (n.parent, n.name.clone());
-        let attr = n.attr(ino);
-        let dir = inodes
-            .get(parent)
-            .map(|p| p.path.clone())
-            .unwrap_or_default();
-        drop(inodes);
-        if attached {
-            lock(&self.dirs).upsert_entry(&dir, &name, info);
-        }
-        attr
     }
 
     fn new_staging(
@@ -113,27 +85,9 @@ impl Fs {
             })
     }
 
-    /// Attributes of `ino` and its listing entry are to be asked of the service again.
-    fn forget_attributes(&self, ino: u64) {
-        let mut inodes = lock(&self.inodes);
-        let Some(n) = inodes.get_mut(ino) else {
-            return;
-        };
-        n.validated = None;
-        n.page_cache = None;
-        let parent = n.parent;
-        let dir = inodes.get(parent).map(|p| p.path.clone());
-        drop(inodes);
-        if let Some(dir) = dir {
-            lock(&self.dirs).forget_dir(&dir);
-        }
-    }
-
     /// The kernel's pages of `ino` are about to hold data written here, not a blob version.
     fn forget_page_cache(&self, ino: u64) {
-        if let Some(n) = lock(&self.inodes).get_mut(ino) {
-            n.page_cache = None;
-        }
+        self.meta.update(ino, |n| n.page_cache = None);
     }
 
     /// The writer of an existing file (created from its current version if needed), with one
@@ -193,7 +147,7 @@ impl Fs {
         let mut f = w.open.lock().await;
         if let FileState::Broken { .. } = f.state {
             // Never committed: the mount shows the blob as it is again.
-            self.forget_attributes(ino);
+            self.meta.forget_attributes(ino);
             return;
         }
         if f.state.at_retire() != RetireStep::Save {
@@ -201,7 +155,7 @@ impl Fs {
         }
         // What the mount showed of it (size, listing entry) was the uncommitted content: from
         // now on, the blob as it is.
-        self.forget_attributes(ino);
+        self.meta.forget_attributes(ino);
         let name = f.staging.blob().to_string();
         let dir = recovery::directory(&self.cfg.staging_dir);
         match recovery::save_locally(&mut f.staging, &name, &dir).await {
@@ -225,7 +179,7 @@ impl Fs {
 
     /// A handle for a writer whose hold the caller took (writer_for, create).
     fn insert_handle(&self, ino: u64, path: &str, file: Arc<WriteFile>) -> u64 {
-        lock(&self.files).insert(FileHandle {
+        self.handles.open_file(FileHandle {
             ino,
             blob: path.into(),
             kind: HandleKind::Write(WriteHandle {
@@ -275,11 +229,7 @@ impl Fs {
         let path = join(&dir, name);
         if let Some(info) = existing {
             // O_CREAT of an existing file is an open.
-            let attr = {
-                let mut inodes = lock(&self.inodes);
-                let ino = inodes.upsert(parent, name, info, true);
-                inodes.get(ino).expect("just upserted").attr(ino)
-            };
+            let attr = self.meta.enter(parent, name, info, true);
             let (fh, _) = self
                 .open(
                     attr.ino,
@@ -297,7 +247,9 @@ impl Fs {
         let kept = self.take_over_kept(&path).await?;
         let restore = |kept: &Option<super::unlinked::Kept>| {
             if let Some(k) = kept {
-                self.open_files.unlinked().keep(&path, k.ino, k.etag.clone());
+                self.open_files
+                    .unlinked()
+                    .keep(&path, k.ino, k.etag.clone());
             }
         };
         let replaces = kept.as_ref().map(|k| (Arc::from(k.etag.as_str()), 0));
@@ -310,7 +262,7 @@ impl Fs {
         };
         let info = EntryInfo::file(0, SystemTime::now(), None);
         let (ino, w) = {
-            let mut inodes = lock(&self.inodes);
+            let mut inodes = self.meta.inodes();
             let ino = inodes.upsert(parent, name, info.clone(), true);
             // A new file is a change before any write; created with its first holder: the
             // handle made below.
@@ -329,7 +281,7 @@ impl Fs {
             }
             (ino, w)
         };
-        let attr = self.record(ino, info);
+        let attr = self.meta.record(ino, info);
         Ok((attr, self.insert_handle(ino, &path, w)))
     }
 
@@ -341,11 +293,11 @@ impl Fs {
             info.etag = None;
             info
         };
-        self.record(ino, info)
+        self.meta.record(ino, info)
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
-        let h = lock(&self.files).get(fh).ok_or(FsError::BadHandle)?;
+        let h = self.handles.file(fh).ok_or(FsError::BadHandle)?;
         let w = h.writer().ok_or(FsError::BadHandle)?.file.clone();
         // A block blob has at most 50,000 blocks (growing in size: see grid.rs).
         if offset + data.len() as u64 > self.staging.grid.max_file_size() {
@@ -365,12 +317,11 @@ impl Fs {
         };
         let (result, size, mtime) = outcome;
         // What the file holds now (a failed write may have written part of its data).
-        let mut inodes = lock(&self.inodes);
-        if let Some(n) = inodes.get_mut(h.ino) {
+        self.meta.update(h.ino, |n| {
             n.info.size = size;
             n.info.mtime = mtime;
             n.validated = Some(Instant::now());
-        }
+        });
         result.map(|()| data.len() as u32)
     }
 
@@ -396,7 +347,7 @@ impl Fs {
                 let names_it = self.node(ino).is_ok_and(|(path, _, _)| path == blob);
                 if names_it {
                     let info = EntryInfo::from_props(&f.staging.props(&c.etag, c.last_modified));
-                    self.record(ino, info);
+                    self.meta.record(ino, info);
                 }
                 Ok(())
             }
@@ -434,7 +385,7 @@ impl Fs {
 
     /// close(): commits what this file's writers wrote.
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
-        let Some(h) = lock(&self.files).get(fh) else {
+        let Some(h) = self.handles.file(fh) else {
             return Ok(());
         };
         tracing::debug!(fh, ino = h.ino, writer = h.writer().is_some(), "flush");
@@ -446,7 +397,7 @@ impl Fs {
 
     /// Records that process `pid` (as FUSE reports it) opened or wrote through handle `fh`.
     pub fn note_process(&self, fh: u64, pid: u32) {
-        let Some(h) = lock(&self.files).get(fh) else {
+        let Some(h) = self.handles.file(fh) else {
             return;
         };
         let Some(w) = h.writer() else {
@@ -462,7 +413,7 @@ impl Fs {
     /// through this handle (it closes a copy of the descriptor it inherited, e.g. at exec);
     /// then the commit waits for a close by a writer, or the last close (release).
     pub async fn flush_by(&self, fh: u64, pid: u32) -> Result<(), FsError> {
-        let Some(h) = lock(&self.files).get(fh) else {
+        let Some(h) = self.handles.file(fh) else {
             return Ok(());
         };
         let Some(w) = h.writer() else {
@@ -495,7 +446,7 @@ impl Fs {
     /// The last close of a handle: the last writer commits (if anything is left) and the
     /// staging goes.
     pub async fn release(&self, fh: u64) {
-        let Some(h) = lock(&self.files).remove(fh) else {
+        let Some(h) = self.handles.close_file(fh) else {
             return;
         };
         if let Some(w) = h.writer() {
@@ -530,12 +481,12 @@ impl Fs {
         self.open_files.unlinked().removed(name, k);
         // A listing made while it was kept (and hidden) has it: not any more.
         let (dir, leaf) = name.rsplit_once('/').unwrap_or(("", name));
-        lock(&self.dirs).remove_entry(dir, leaf);
+        self.meta.listings().remove_entry(dir, leaf);
     }
 
     /// Whether any handle of this mount is open on `ino`.
     pub(super) fn has_handles(&self, ino: u64) -> bool {
-        lock(&self.files).any(|h| h.ino == ino)
+        self.handles.is_open(ino)
     }
 
     /// truncate(2)/ftruncate(2).

@@ -12,7 +12,7 @@
 //! It knows nothing of inodes, handles or errno: the filesystem core (`fs::write`) drives it.
 
 pub mod budget;
-mod commit;
+pub mod commit;
 pub mod grid;
 pub mod plan;
 pub mod staging;
