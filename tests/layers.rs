@@ -145,3 +145,117 @@ fn the_blob_layer_and_the_read_path_speak_no_errno() {
         }
     }
 }
+
+/// The sibling modules of one directory module (`src/fs`, `src/fs/upload`) that each file
+/// names, through `super::NAME`, `super::{NAME, …}` or `crate::fs::NAME` (`mod.rs`, the hub that
+/// declares them, left out).
+fn sibling_graph(dir: &Path, crate_path: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    let stem = |p: &Path| p.file_stem().unwrap().to_str().unwrap().to_string();
+    let mut nodes: BTreeSet<String> = files.iter().map(|f| stem(f)).collect();
+    // Directory modules (`upload/`) are siblings too.
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            nodes.insert(stem(&path));
+        }
+    }
+    nodes.remove("mod");
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let module = stem(&file);
+        let Some(code) = non_test_code(&file).filter(|_| module != "mod") else {
+            continue;
+        };
+        let entry = deps.entry(module.clone()).or_default();
+        let mut named = |name: &str| {
+            if nodes.contains(name) && name != module {
+                entry.insert(name.to_string());
+            }
+        };
+        for prefix in ["super::".to_string(), format!("{crate_path}::")] {
+            for (i, _) in code.match_indices(&prefix) {
+                let rest = &code[i + prefix.len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    // `super::{a, b::c, d}`: the first segment of each path.
+                    let group = &group[..group.find('}').unwrap_or(group.len())];
+                    for item in group.split(',') {
+                        named(item.trim().split("::").next().unwrap_or(""));
+                    }
+                } else {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    named(&name);
+                }
+            }
+        }
+    }
+    deps
+}
+
+#[test]
+fn the_parts_of_the_filesystem_core_have_no_import_circles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (dir, crate_path) in [("fs", "crate::fs"), ("fs/upload", "crate::fs::upload")] {
+        let deps = sibling_graph(&src.join(dir), crate_path);
+        assert!(
+            deps.get("write").is_some_and(|d| d.contains("open_files"))
+                || deps.get("commit").is_some_and(|d| d.contains("plan")),
+            "the reader finds dependencies in {dir}: {deps:?}"
+        );
+        for module in deps.keys() {
+            if let Some(c) = circle(&deps, module, module, &mut vec![module.clone()]) {
+                panic!("import circle in {dir}: {}\nall: {deps:#?}", c.join(" -> "));
+            }
+        }
+    }
+}
+
+/// The parts of `fs` that own state (and their locks) know nothing of the `Fs` that
+/// coordinates them: they are used by the operations, never reach into the others' state.
+#[test]
+fn the_parts_of_the_filesystem_core_know_nothing_of_fs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/fs");
+    let parts = [
+        "dircache.rs",
+        "error.rs",
+        "gate.rs",
+        "handles.rs",
+        "inode.rs",
+        "lifecycle.rs",
+        "metadata.rs",
+        "open_files.rs",
+        "recovery.rs",
+        "unlinked.rs",
+        "upload",
+    ];
+    for part in parts {
+        let path = src.join(part);
+        let mut files = Vec::new();
+        if path.is_dir() {
+            sources(&path, &mut files);
+        } else {
+            files.push(path);
+        }
+        for file in files {
+            let Some(code) = non_test_code(&file) else {
+                continue;
+            };
+            let names_fs = code
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|word| word == "Fs");
+            assert!(
+                !names_fs,
+                "{} names the coordinator Fs: a part owns its own state",
+                file.display()
+            );
+        }
+    }
+}

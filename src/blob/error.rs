@@ -110,6 +110,14 @@ impl BlobError {
     pub fn is_transient(&self) -> bool {
         matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
     }
+
+    /// Whether a conditional write failed because the blob changed (412) or exists (409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::ConditionNotMet | ErrorKind::AlreadyExists
+        )
+    }
 }
 
 impl fmt::Display for BlobError {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::blob::fake::{FakeClient, Op};
+use crate::blob::ErrorKind;
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 

@@ -16,7 +16,7 @@ use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
 use super::lifecycle::{CommitStep, FileState, RetireStep};
 use super::open_files::{OpenFile, WriteFile};
-use super::upload::{is_conflict, Staging};
+use super::upload::Staging;
 use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
 
 /// How a file is opened.
@@ -351,7 +351,7 @@ impl Fs {
                 }
                 Ok(())
             }
-            Err(e) if is_conflict(&e) => {
+            Err(e) if e.is_conflict() => {
                 match f.staging.save_as_sibling("conflict").await {
                     Ok(sibling) => {
                         tracing::error!(

@@ -166,113 +166,24 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         .build()
         .map_err(|e| MountError::failed(format!("cannot start the I/O runtime: {e}")))?;
     let token_source = opts.token_source();
-    let (_, url_token) = ContainerUrl::parse(&opts.sas_url).map_err(MountError::usage)?;
-    // The first token: in the URL, else BLOBMOUNT_SAS, else from the file or command.
-    let first: Option<String> = match (&url_token, &opts.env_token, &token_source) {
-        (Some(_), _, _) => None,
-        (None, Some(env), _) => Some(env.clone()),
-        (None, None, Some(src)) => Some(
-            rt.block_on(src.fetch())
-                .map_err(|e| MountError::failed(format!("no SAS token: {e}")))?,
-        ),
-        (None, None, None) => None,
-    };
-    if let Some(path) = &opts.sas_file {
-        checks::check_sas_file_mode(path);
-    }
-    let target = check_target(&opts.sas_url, first.as_deref(), OffsetDateTime::now_utc())?;
-    let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
-    let credential = Arc::new(Credential::new(target.token.query()));
-    let check_client = RestClient::new(
-        target.container.clone(),
-        credential.clone(),
-        RetryPolicy::short(),
-    )
-    .map_err(MountError::failed)?;
-    rt.block_on(check_container(&target, &check_client))?;
-    // Said once every check has passed: a refusal stays one line.
-    if url_token.is_some() {
-        tracing::warn!(
-            "the SAS is on the command line, where every user can see it (ps): prefer --sas-file or BLOBMOUNT_SAS"
-        );
-    }
-    let read_only = opts.read_only || !target.writable;
-    if !target.writable && !opts.read_only {
-        tracing::info!("the SAS token has no write permissions: mounting read-only");
-    }
-    if !read_only {
-        std::fs::create_dir_all(&opts.staging_dir).map_err(|e| {
-            MountError::failed(format!(
-                "cannot use staging directory {}: {e}",
-                opts.staging_dir.display()
-            ))
-        })?;
-    }
-    let client = RestClient::with_read_timeout(
-        target.container.clone(),
-        credential.clone(),
-        RetryPolicy::default(),
-        opts.request_timeout,
-    )
-    .map_err(MountError::failed)?;
-    let fs = Fs::new(
-        Arc::new(client),
-        FsConfig {
-            uid: opts.uid,
-            gid: opts.gid,
-            file_mode: opts.file_mode,
-            dir_mode: opts.dir_mode,
-            metadata_ttl: opts.metadata_ttl,
-            block_size: opts.block_size,
-            cache_size: opts.cache_size,
-            read_only,
-            write_buffer: opts.write_buffer,
-            staging_dir: opts.staging_dir.clone(),
-            credential: Some(credential.clone()),
-        },
-    );
-    let config = fuse_config(&opts, &target.container, read_only);
-    if let Some(addr) = opts.metrics_addr {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|e| {
-                MountError::failed(format!(
-                    "cannot serve metrics on --metrics-addr {addr}: {e}"
-                ))
-            })?;
-        let f = fs.clone();
-        rt.spawn(crate::metrics::serve(
-            listener,
-            Arc::new(move || f.gauges()),
-        ));
-        tracing::info!("metrics at http://{addr}/metrics");
-    }
+    let checked = check_everything(&opts, &rt, token_source.as_ref())?;
+    let fs = new_fs(&opts, &checked)?;
+    let Checked {
+        target,
+        mountpoint,
+        credential,
+        read_only,
+    } = checked;
+    serve_metrics(&opts, &rt, &fs)?;
     rt.spawn(fs.clone().relieve_write_pressure());
-    let refresh_cfg = RefreshConfig {
-        before: opts.refresh_before,
-        interval: opts.refresh_interval,
-    };
-    match token_source {
-        Some(src) => {
-            credential.set_refreshable(true);
-            rt.spawn(refresh::run(
-                credential.clone(),
-                src,
-                target.container.clone(),
-                false,
-                refresh_cfg,
-            ));
-        }
-        None => {
-            rt.spawn(refresh::warn_expiry(credential.clone(), refresh_cfg));
-        }
-    }
+    keep_token_fresh(&opts, &rt, token_source, &credential, &target.container);
     // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
     // unmount, not kill the process and leave a dead mount behind.
     let signals = rt
         .block_on(async { Signals::new() })
         .map_err(|e| MountError::failed(format!("cannot install signal handlers: {e}")))?;
     let adapter = BlobFuse::new(fs.clone(), rt.handle().clone());
+    let config = fuse_config(&opts, &target.container, read_only);
     let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
         let hint =
             if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
@@ -322,6 +233,155 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     let code = shutdown.finish(&report);
     rt.shutdown_background();
     Ok(if result.is_err() { code.max(1) } else { code })
+}
+
+/// What the checks before mounting established.
+struct Checked {
+    target: Target,
+    mountpoint: PathBuf,
+    credential: Arc<Credential>,
+    /// Read-only by request, or because the SAS cannot write.
+    read_only: bool,
+}
+
+/// Every check before mounting, each refusal one line: the token (from the URL,
+/// `BLOBMOUNT_SAS`, or the file or command), the mount point, the container (one request), the
+/// staging directory.
+fn check_everything(
+    opts: &MountOptions,
+    rt: &tokio::runtime::Runtime,
+    token_source: Option<&source::TokenSource>,
+) -> Result<Checked, MountError> {
+    let (_, url_token) = ContainerUrl::parse(&opts.sas_url).map_err(MountError::usage)?;
+    // The first token: in the URL, else BLOBMOUNT_SAS, else from the file or command.
+    let first: Option<String> = match (&url_token, &opts.env_token, token_source) {
+        (Some(_), _, _) => None,
+        (None, Some(env), _) => Some(env.clone()),
+        (None, None, Some(src)) => Some(
+            rt.block_on(src.fetch())
+                .map_err(|e| MountError::failed(format!("no SAS token: {e}")))?,
+        ),
+        (None, None, None) => None,
+    };
+    if let Some(path) = &opts.sas_file {
+        checks::check_sas_file_mode(path);
+    }
+    let target = check_target(&opts.sas_url, first.as_deref(), OffsetDateTime::now_utc())?;
+    let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
+    let credential = Arc::new(Credential::new(target.token.query()));
+    let check_client = RestClient::new(
+        target.container.clone(),
+        credential.clone(),
+        RetryPolicy::short(),
+    )
+    .map_err(MountError::failed)?;
+    rt.block_on(check_container(&target, &check_client))?;
+    // Said once every check has passed: a refusal stays one line.
+    if url_token.is_some() {
+        tracing::warn!(
+            "the SAS is on the command line, where every user can see it (ps): prefer --sas-file or BLOBMOUNT_SAS"
+        );
+    }
+    let read_only = opts.read_only || !target.writable;
+    if !target.writable && !opts.read_only {
+        tracing::info!("the SAS token has no write permissions: mounting read-only");
+    }
+    if !read_only {
+        std::fs::create_dir_all(&opts.staging_dir).map_err(|e| {
+            MountError::failed(format!(
+                "cannot use staging directory {}: {e}",
+                opts.staging_dir.display()
+            ))
+        })?;
+    }
+    Ok(Checked {
+        target,
+        mountpoint,
+        credential,
+        read_only,
+    })
+}
+
+/// The filesystem core of this mount, on the REST client it serves from.
+fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError> {
+    let client = RestClient::with_read_timeout(
+        checked.target.container.clone(),
+        checked.credential.clone(),
+        RetryPolicy::default(),
+        opts.request_timeout,
+    )
+    .map_err(MountError::failed)?;
+    Ok(Fs::new(
+        Arc::new(client),
+        FsConfig {
+            uid: opts.uid,
+            gid: opts.gid,
+            file_mode: opts.file_mode,
+            dir_mode: opts.dir_mode,
+            metadata_ttl: opts.metadata_ttl,
+            block_size: opts.block_size,
+            cache_size: opts.cache_size,
+            read_only: checked.read_only,
+            write_buffer: opts.write_buffer,
+            staging_dir: opts.staging_dir.clone(),
+            credential: Some(checked.credential.clone()),
+        },
+    ))
+}
+
+/// With `--metrics-addr`: the metrics endpoint (refused at once if the address is taken).
+fn serve_metrics(
+    opts: &MountOptions,
+    rt: &tokio::runtime::Runtime,
+    fs: &Arc<Fs>,
+) -> Result<(), MountError> {
+    let Some(addr) = opts.metrics_addr else {
+        return Ok(());
+    };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| {
+            MountError::failed(format!(
+                "cannot serve metrics on --metrics-addr {addr}: {e}"
+            ))
+        })?;
+    let f = fs.clone();
+    rt.spawn(crate::metrics::serve(
+        listener,
+        Arc::new(move || f.gauges()),
+    ));
+    tracing::info!("metrics at http://{addr}/metrics");
+    Ok(())
+}
+
+/// Renews the token from its source before it expires; without a source, warns as expiry
+/// nears.
+fn keep_token_fresh(
+    opts: &MountOptions,
+    rt: &tokio::runtime::Runtime,
+    token_source: Option<source::TokenSource>,
+    credential: &Arc<Credential>,
+    container: &ContainerUrl,
+) {
+    let refresh_cfg = RefreshConfig {
+        before: opts.refresh_before,
+        interval: opts.refresh_interval,
+    };
+    match token_source {
+        Some(src) => {
+            credential.set_refreshable(true);
+            rt.spawn(refresh::run(
+                credential.clone(),
+                src,
+                container.clone(),
+                false,
+                refresh_cfg,
+            ));
+        }
+        None => {
+            rt.spawn(refresh::warn_expiry(credential.clone(), refresh_cfg));
+        }
+    }
 }
 
 /// The kernel mount options.

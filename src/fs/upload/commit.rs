@@ -22,7 +22,7 @@ impl Staging {
     /// file: one Put Blob), conditional on the version writing started from.
     pub async fn commit(&mut self) -> Result<Committed, BlobError> {
         let mut result = self.commit_once().await;
-        if matches!(&result, Err(e) if is_conflict(e)) && !self.unanswered.is_empty() {
+        if matches!(&result, Err(e) if e.is_conflict()) && !self.unanswered.is_empty() {
             // An earlier commit whose answer never came may have landed: the blob is then that
             // commit, and this one goes on top of it.
             match self.earlier_commit_landed().await {
@@ -216,7 +216,7 @@ impl Staging {
         opts: &WriteOptions,
     ) -> Result<Committed, BlobError> {
         match self.client.put_block_list(name, ids, opts).await {
-            Err(e) if is_conflict(&e) => {
+            Err(e) if e.is_conflict() => {
                 // Only a commit that may have gone through already can meet itself; any other
                 // conflict is someone else's version (block ids may be reused across mounts).
                 if e.after_lost_answer || !self.unanswered.is_empty() {
@@ -256,7 +256,7 @@ impl Staging {
     /// blob is empty with exactly this file's metadata (identical to what it would have been).
     async fn put_empty(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         match self.client.put_blob(name, Bytes::new(), opts).await {
-            Err(e) if is_conflict(&e) => {
+            Err(e) if e.is_conflict() => {
                 if e.after_lost_answer || !self.unanswered.is_empty() {
                     let client = self.client.as_ref();
                     match crate::blob::own_put_blob(client, name, b"", &opts.metadata).await {
@@ -434,9 +434,4 @@ impl Staging {
         self.blocks.clear();
         self.unanswered.clear();
     }
-}
-
-/// Whether a conditional write failed because the blob changed (412) or exists (409).
-pub fn is_conflict(e: &BlobError) -> bool {
-    e.kind == ErrorKind::ConditionNotMet || e.kind == ErrorKind::AlreadyExists
 }

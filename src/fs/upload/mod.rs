@@ -18,6 +18,5 @@ pub mod plan;
 pub mod staging;
 
 pub use budget::WriteBudget;
-pub use commit::is_conflict;
 pub use grid::Grid;
 pub use staging::{Staging, StagingArea};

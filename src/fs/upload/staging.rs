@@ -24,7 +24,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 use super::budget::WriteBudget;
-use super::commit::is_conflict;
 use super::grid::Grid;
 use crate::blob::{BlobClient, BlobError, ErrorKind};
 
@@ -426,7 +425,7 @@ impl Staging {
     /// unanswered commit of this staging landed, the rest reads from that commit.
     pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, BlobError> {
         match self.read_once(offset, len).await {
-            Err(e) if is_conflict(&e) && !self.unanswered.is_empty() => {
+            Err(e) if e.is_conflict() && !self.unanswered.is_empty() => {
                 match self.earlier_commit_landed().await {
                     Ok(Some(c)) => {
                         self.build_on(&c);
