@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::inode::EntryInfo;
-use super::PageCache;
+use super::{lock, PageCache};
 use crate::cache::ReadPattern;
 
 /// The version of a blob a handle reads.
@@ -104,10 +104,6 @@ impl FileHandle {
             HandleKind::Read(_) => None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An open directory: a snapshot of its entries taken at opendir, served by offset.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::dircache::{DirCache, Hidden, HiddenNames};
 use super::error::FsError;
 use super::inode::{Attr, EntryInfo, InodeTable, Node};
+use super::lock;
 
 /// Listings kept at most, and negative entries at most (see [`DirCache`]).
 const LISTINGS: usize = 1024;
@@ -28,10 +29,6 @@ pub struct Metadata {
     hidden: Mutex<HiddenNames>,
     /// How long attributes, listings and negative lookups are trusted.
     ttl: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Metadata {

@@ -1,9 +1,23 @@
-//! The filesystem core, independent of FUSE: names to blobs, attributes, listings, handles and
-//! reads (served by the cache's [`Prefetcher`]). Every operation is async and takes no lock across a request,
-//! so a slow read never holds up a lookup or a listing elsewhere.
+//! The filesystem core, independent of FUSE: names to blobs, attributes, listings, handles,
+//! reads (served by the cache's [`Prefetcher`]) and writes (the [`upload`] side).
 //!
-//! Errors are errno values; the FUSE adapter passes them on.
+//! [`Fs`] is thin: it holds the parts, each of which owns its state behind its own locks and
+//! knows nothing of `Fs` (checked by `tests/layers.rs`):
+//! - [`metadata`]: what the mount knows of names (inodes, listings, negative entries);
+//! - [`handles`]: open files (`Read` or `Write`) and directories;
+//! - `open_files`: files being written (their staging and lifecycle), blobs kept for files
+//!   unlinked while open;
+//! - [`upload`]: the block grid, the write budget, local copies, the commit plan and commit;
+//! - `gate`: the change gate that closes at shutdown.
+//!
+//! The operations are `impl Fs` blocks, one file each: `lookup`, `readdir`, `read`, `write`,
+//! [`namespace`], `rename`, `attributes`, `shutdown`. Every operation is async and takes no
+//! lock across a request, so a slow read never holds up a lookup or a listing elsewhere.
+//!
+//! Errors are [`FsError`]s; the FUSE adapter logs each once and answers its errno
+//! ([`FsError::to_errno`]).
 
+mod attributes;
 pub mod dircache;
 pub mod error;
 mod gate;
@@ -12,7 +26,6 @@ pub mod handles;
 pub mod inode;
 pub mod lifecycle;
 mod lookup;
-mod meta;
 pub mod metadata;
 pub mod namespace;
 mod open_files;
@@ -100,6 +113,8 @@ pub struct Fs {
     gate: gate::ChangeGate,
 }
 
+/// A std mutex's guard, also after a panic elsewhere (the data stays usable: every update of
+/// it is complete before the guard drops).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,6 +1,6 @@
 //! Changing names: mkdir, rmdir, unlink, and the checks every change goes through (the mount
 //! and the SAS allow it, the name can be stored as it is). Creating files is in
-//! `write.rs`, renames in `rename.rs`, attributes and symlinks in `meta.rs`.
+//! `write.rs`, renames in `rename.rs`, attributes and symlinks in `attributes.rs`.
 
 use super::error::FsError;
 use std::collections::HashMap;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::error::FsError;
 use super::lifecycle::FileState;
+use super::lock;
 use super::unlinked::Unlinked;
 use super::upload::Staging;
 use crate::blob::BlobError;
@@ -92,10 +93,6 @@ impl OpenFile {
 pub struct OpenFiles {
     writers: Mutex<HashMap<u64, Arc<WriteFile>>>,
     unlinked: Unlinked,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl OpenFiles {
