@@ -5,14 +5,21 @@
 #   3. mounts the container (release build, default options, --foreground) and times
 #      `cat FILE > /dev/null` right after mounting (cold) and again (warm);
 #   4. reads the daemon's peak RSS (VmHWM in /proc/PID/status);
+#   5. times writes through the mount: `cp` of a local file (until cp returns, i.e. the
+#      commit at close is done), `cp -r` of a directory of small files, and their `rm -r`;
 # and prints one table with the ratios and their targets:
 #   cold / curl >= 0.6,  warm / curl >= 1.0,  peak RSS <= cache budget + 40 MiB.
+# The writes have no target: compare them between builds (BENCH_BIN) in one run.
 #
 # Environment:
 #   BENCH_SIZE_MIB=1024     blob size in MiB
 #   BENCH_MOUNT_ARGS=""     extra `blobmount mount` options (e.g. "--cache-size 2G")
 #   BENCH_CACHE_BUDGET_MIB  cache budget for the RSS target (default: from --cache-size in
 #                           BENCH_MOUNT_ARGS, else the default shown by `blobmount mount --help`)
+#   BENCH_WRITE_MIB=256     size of the file copied onto the mount (0: no write workloads)
+#   BENCH_SMALL_FILES=300   how many 4 KiB files `cp -r` writes (0: none)
+#   BENCH_BIN=PATH          the blobmount binary to measure (default: a release build of
+#                           this tree, built first), e.g. an older build to compare with
 #   BENCH_SKIP_MOUNT=1      stop after the curl baseline (no FUSE needed)
 #   BENCH_STRICT=1          exit 1 if a target is missed
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
@@ -22,7 +29,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 SIZE=$((SIZE_MIB * 1024 * 1024))
-BIN=$ROOT/target/release/blobmount
+WRITE_MIB=${BENCH_WRITE_MIB:-256}
+SMALL_FILES=${BENCH_SMALL_FILES:-300}
+BIN=${BENCH_BIN:-$ROOT/target/release/blobmount}
 ACCOUNT=devstoreaccount1
 CONTAINER=bench
 BLOB=big.bin
@@ -77,9 +86,11 @@ mib_per_s() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 10485
 
 # --- setup ------------------------------------------------------------------------
 EXTRA_APT_PACKAGES=curl bash scripts/install-test-deps.sh
-say "building (cargo build --release)"
-cargo build --release --quiet
-[ -x "$BIN" ] || die "$BIN missing after the build"
+if [ -z "${BENCH_BIN:-}" ]; then
+    say "building (cargo build --release)"
+    cargo build --release --quiet
+fi
+[ -x "$BIN" ] || die "$BIN missing"
 
 PORT=$(node -e 'const s = require("net").createServer();
                 s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
@@ -106,8 +117,9 @@ node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --random "$BLOB" "$SIZE"
 t1=$(now)
 say "uploaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
 
-# A container SAS (read, list) from the SDK: an independent signer, for curl and the mount.
-SAS_URL=$(node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --sas rl 2)
+# A container SAS from the SDK: an independent signer, for curl and the mount (read, list;
+# add, create, write, delete for the write workloads).
+SAS_URL=$(node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --sas racwdl 2)
 BLOB_URL="${SAS_URL%%\?*}/$BLOB?${SAS_URL#*\?}"
 
 # --- curl baseline --------------------------------------------------------------------
@@ -125,7 +137,7 @@ say "curl GET (2nd)"
 CURL2=$(curl_get)
 
 # --- blobmount ----------------------------------------------------------------------------
-COLD='' WARM='' HWM_KIB='' BUDGET_MIB=''
+COLD='' WARM='' HWM_KIB='' BUDGET_MIB='' WRITE_SECS='' SMALL_SECS='' RM_SECS=''
 if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     # shellcheck disable=SC2206 # word splitting of the extra options is wanted
     EXTRA=(${BENCH_MOUNT_ARGS:-})
@@ -187,6 +199,34 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
             printf "%d", n * m }')
     fi
 
+    # elapsed SECONDS_SINCE: seconds since then, 3 decimals
+    elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+    if [ "$WRITE_MIB" -gt 0 ]; then
+        head -c $((WRITE_MIB * 1048576)) /dev/urandom >"$WORK/write.bin"
+        say "write: cp of a ${WRITE_MIB} MiB file (until committed at close)"
+        t0=$(now)
+        cp "$WORK/write.bin" "$MNT/write.bin"
+        WRITE_SECS=$(elapsed "$t0")
+        got=$(stat -c %s "$MNT/write.bin")
+        [ "$got" = $((WRITE_MIB * 1048576)) ] || die "the written file has $got bytes"
+        rm -f "$WORK/write.bin"
+    fi
+    if [ "$SMALL_FILES" -gt 0 ]; then
+        mkdir -p "$WORK/small"
+        for ((i = 0; i < SMALL_FILES; i++)); do
+            head -c 4096 /dev/urandom >"$WORK/small/f$i"
+        done
+        say "small files: cp -r of $SMALL_FILES files of 4 KiB, then rm -r"
+        t0=$(now)
+        cp -r "$WORK/small" "$MNT/small"
+        SMALL_SECS=$(elapsed "$t0")
+        n=$(find "$MNT/small" -type f | wc -l)
+        [ "$n" = "$SMALL_FILES" ] || die "the mount shows $n of the $SMALL_FILES small files"
+        t0=$(now)
+        rm -r "$MNT/small"
+        RM_SECS=$(elapsed "$t0")
+    fi
+
     say "unmounting"
     fusermount3 -u "$MNT"
     stop_pid "$MOUNT_PID"
@@ -201,7 +241,7 @@ MISSED=0
 row() { printf '| %-34s | %12s | %12s | %-22s | %-6s |\n' "$@"; }
 
 echo
-echo "blobmount sequential read, ${SIZE_MIB} MiB blob, Azurite in memory on loopback, $(nproc) cores"
+echo "blobmount read (${SIZE_MIB} MiB blob) and write, Azurite in memory on loopback, $(nproc) cores, $(basename "$BIN") $("$BIN" --version 2>/dev/null | head -1)"
 row "measurement" "time (s)" "MiB/s" "target" "result"
 row "----------------------------------" "------------" "------------" "----------------------" "------"
 row "curl GET, 1st (baseline)" "$CURL1" "$(mib_per_s "$SIZE" "$CURL1")" "" ""
@@ -223,6 +263,13 @@ if [ -n "$COLD" ]; then
     else
         v_rss=ok
         row "daemon peak RSS (VmHWM), MiB" "" "$hwm_mib" "(cache budget unknown)" ""
+    fi
+    if [ -n "$WRITE_SECS" ]; then
+        row "blobmount write (cp ${WRITE_MIB} MiB)" "$WRITE_SECS" "$(mib_per_s $((WRITE_MIB * 1048576)) "$WRITE_SECS")" "" ""
+    fi
+    if [ -n "$SMALL_SECS" ]; then
+        row "cp -r of $SMALL_FILES x 4 KiB (files/s)" "$SMALL_SECS" "$(awk -v n="$SMALL_FILES" -v s="$SMALL_SECS" 'BEGIN { printf "%.1f", n / s }')" "" ""
+        row "rm -r of them (files/s)" "$RM_SECS" "$(awk -v n="$SMALL_FILES" -v s="$RM_SECS" 'BEGIN { printf "%.1f", n / s }')" "" ""
     fi
     for v in "$v_cold" "$v_warm" "$v_rss"; do
         [ "$v" = ok ] || MISSED=1

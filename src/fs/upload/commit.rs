@@ -17,6 +17,16 @@ use super::plan::{self, Known, Step};
 use super::staging::{Attempt, Base, Block, Staging};
 use crate::blob::{BlobError, Committed, ErrorKind, WriteOptions};
 
+/// An upload the commit waits for.
+struct Pending {
+    /// The block whose state it settles.
+    index: u64,
+    id: String,
+    upload: JoinHandle<Result<(), BlobError>>,
+    /// Sent from the local copy (which can send it again), or copied by the service.
+    from_local: bool,
+}
+
 impl Staging {
     /// Uploads what is left and commits the new version with one Put Block List (an empty
     /// file: one Put Blob), conditional on the version writing started from.
@@ -78,6 +88,8 @@ impl Staging {
         Ok(None)
     }
 
+    /// One attempt: the empty file's Put Blob, or the plan (what each block needs), its
+    /// uploads, and the Put Block List of its ids, each conditional on the version expected.
     async fn commit_once(&mut self) -> Result<Committed, BlobError> {
         let opts = WriteOptions {
             if_match: self.expect.as_deref().map(str::to_string),
@@ -99,23 +111,25 @@ impl Staging {
             }
         }
         let base_len = self.base.as_ref().map(|b| b.len);
-        let steps =
-            plan::commit(
-                &self.grid,
-                self.size,
-                base_len,
-                &self.committed_ids,
-                |i| match self.blocks.get(&i) {
-                    Some(Block::Uploading(id, _)) => Known::Uploading(id.clone()),
-                    Some(Block::Staged(id)) => Known::Staged(id.clone()),
-                    Some(Block::Dirty(_)) => unreachable!("all dirty blocks were just sent"),
-                    None => Known::Untouched,
-                },
-            );
+        let known = |i| match self.blocks.get(&i) {
+            Some(Block::Uploading(id, _)) => Known::Uploading(id.clone()),
+            Some(Block::Staged(id)) => Known::Staged(id.clone()),
+            Some(Block::Dirty(_)) => unreachable!("all dirty blocks were just sent"),
+            None => Known::Untouched,
+        };
+        let steps = plan::commit(&self.grid, self.size, base_len, &self.committed_ids, known);
+        let (ids, pending) = self.start(steps);
+        self.settle(pending).await?;
+        self.attempt = Some(Attempt::Blocks(ids.clone()));
+        let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
+        self.committed(c.clone(), ids);
+        Ok(c)
+    }
+
+    /// Starts what the plan's steps send (Put Block, Put Block From URL); the block ids of the
+    /// new version, in order, and the uploads to wait for.
+    fn start(&mut self, steps: Vec<Step>) -> (Vec<String>, Vec<Pending>) {
         let mut ids = Vec::with_capacity(steps.len());
-        // Uploads to wait for: (index whose state they settle, id, upload, whether it was
-        // sent from the local copy). Each is recorded as staged once done, so a commit tried
-        // again sends the same ids (and can tell its own earlier success).
         let mut pending = Vec::new();
         for (index, step) in (0u64..).zip(steps) {
             let id = match step {
@@ -124,31 +138,48 @@ impl Staging {
                     let Some(Block::Uploading(_, handle)) = self.blocks.remove(&index) else {
                         unreachable!("the plan awaits uploads under way only");
                     };
-                    pending.push((index, id.clone(), handle, true));
+                    pending.push(Pending {
+                        index,
+                        id: id.clone(),
+                        upload: handle,
+                        from_local: true,
+                    });
                     id
                 }
                 Step::CopyFromBase { start, len } => {
                     let id = self.new_id();
                     let etag = self.base.as_ref().expect("a copy has a base").etag.clone();
-                    pending.push((
+                    pending.push(Pending {
                         index,
-                        id.clone(),
-                        self.copy_block(&id, start, len, etag),
-                        false,
-                    ));
+                        id: id.clone(),
+                        upload: self.copy_block(&id, start, len, etag),
+                        from_local: false,
+                    });
                     id
                 }
                 Step::FromLocal { start, len } => {
                     let id = self.new_id();
-                    pending.push((index, id.clone(), self.send_block(&id, start, len), true));
+                    pending.push(Pending {
+                        index,
+                        id: id.clone(),
+                        upload: self.send_block(&id, start, len),
+                        from_local: true,
+                    });
                     id
                 }
             };
             ids.push(id);
         }
+        (ids, pending)
+    }
+
+    /// Waits for the uploads; each is recorded as staged once done, so a commit tried again
+    /// sends the same ids (and can tell its own earlier success). A failed one whose local
+    /// copy is intact is dirty again (sent at the next commit). The first failure, if any.
+    async fn settle(&mut self, pending: Vec<Pending>) -> Result<(), BlobError> {
         let mut failure = None;
-        for (index, id, handle, from_local) in pending {
-            let result = handle.await.unwrap_or_else(|e| {
+        for p in pending {
+            let result = p.upload.await.unwrap_or_else(|e| {
                 Err(BlobError::new(
                     ErrorKind::Other,
                     "Put Block",
@@ -158,24 +189,21 @@ impl Staging {
             });
             match result {
                 Ok(()) => {
-                    self.blocks.insert(index, Block::Staged(id));
+                    self.blocks.insert(p.index, Block::Staged(p.id));
                 }
                 Err(e) => {
-                    if from_local && self.local.contains(&index) {
+                    if p.from_local && self.local.contains(&p.index) {
                         // The local copy is intact: send it again at the next commit.
-                        self.blocks.insert(index, Block::Dirty(None));
+                        self.blocks.insert(p.index, Block::Dirty(None));
                     }
                     failure.get_or_insert(e);
                 }
             }
         }
-        if let Some(e) = failure {
-            return Err(e);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        self.attempt = Some(Attempt::Blocks(ids.clone()));
-        let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
-        self.committed(c.clone(), ids);
-        Ok(c)
     }
 
     /// Starts Put Block From URL of `len` bytes at `start` of version `etag` of this blob, as
