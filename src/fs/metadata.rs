@@ -120,12 +120,26 @@ impl Metadata {
     /// `name` was removed here from `parent` (whose path is `dir`): gone from the tree and its
     /// directory's listing; the directory may be empty now (see [`Node::emptied`]).
     pub fn removed(&self, parent: u64, dir: &str, name: &str) {
+        self.removed_then(parent, dir, name, |_| {});
+    }
+
+    /// [`Metadata::removed`], and `then` with the listing cache still held (one change seen
+    /// at once: e.g. a removed directory's own listing forgotten with its entry).
+    pub fn removed_then(
+        &self,
+        parent: u64,
+        dir: &str,
+        name: &str,
+        then: impl FnOnce(&mut DirCache),
+    ) {
         {
             let mut inodes = self.inodes();
             inodes.detach(parent, name);
             inodes.emptied(parent);
         }
-        self.listings().remove_entry(dir, name);
+        let mut listings = self.listings();
+        listings.remove_entry(dir, name);
+        then(&mut listings);
     }
 
     /// Records new attributes of an inode and of its entry in the cached listing (if it still

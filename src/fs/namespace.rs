@@ -300,8 +300,8 @@ impl Fs {
         let path = join(&dir, name);
         let writing_inside = self.still_writing_under(&path).await;
         self.remove_empty_dir(&path, writing_inside).await?;
-        self.meta.removed(parent, &dir, name);
-        self.meta.listings().forget_dir(&path);
+        self.meta
+            .removed_then(parent, &dir, name, |listings| listings.forget_dir(&path));
         Ok(())
     }
 
