@@ -16,6 +16,7 @@
 pub mod azurite;
 pub mod detached;
 pub mod fixture;
+pub mod link;
 pub mod model;
 pub mod mount;
 pub mod process;
