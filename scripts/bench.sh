@@ -137,13 +137,16 @@ say "curl GET (2nd)"
 CURL2=$(curl_get)
 
 # --- blobmount ----------------------------------------------------------------------------
+declare -A REQS CPU
 COLD='' WARM='' HWM_KIB='' BUDGET_MIB='' WRITE_SECS='' SMALL_SECS='' RM_SECS=''
 if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     # shellcheck disable=SC2206 # word splitting of the extra options is wanted
     EXTRA=(${BENCH_MOUNT_ARGS:-})
     mkdir -p "$MNT"
     say "mounting on $MNT"
-    "$BIN" mount "$SAS_URL" "$MNT" --foreground --log-level warn "${EXTRA[@]}" \
+    MPORT=$(node -e 'const s = require("net").createServer();
+                     s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+    "$BIN" mount "$SAS_URL" "$MNT" --foreground --log-level warn --metrics-addr "127.0.0.1:$MPORT" "${EXTRA[@]}" \
         </dev/null >"$WORK/blobmount.log" 2>&1 &
     MOUNT_PID=$!
     for ((i = 0; i < 200; i++)); do
@@ -156,18 +159,40 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     done
     is_mounted "$MNT" || { cat "$WORK/blobmount.log" >&2; die "blobmount did not mount within 20 s"; }
 
+    # Requests by operation so far, from the mount's metrics: "op count" lines.
+    requests_now() {
+        curl -sS --noproxy '*' "http://127.0.0.1:$MPORT/metrics" |
+            awk -F'[{}",= ]+' '/^blobmount_requests_total\{/ { for (i = 2; i < NF; i++) if ($i == "op") n[$(i + 1)] += $NF }
+                END { for (o in n) print o, n[o] }' | sort
+    }
+    # The daemon's CPU time so far (user + system), in seconds.
+    cpu_now() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$MOUNT_PID/stat"; }
+    # begin; WORKLOAD; end NAME: records NAME's requests ("op=n …") and daemon CPU seconds.
+    declare -A REQS CPU
+    begin() { requests_now >"$WORK/req.before"; CPU0=$(cpu_now); }
+    end() {
+        requests_now >"$WORK/req.after"
+        REQS[$1]=$(join -a 2 -e 0 -o 0,1.2,2.2 "$WORK/req.before" "$WORK/req.after" |
+            awk '$3 - $2 > 0 { printf "%s%s=%d", (n++ ? " " : ""), $1, $3 - $2 }')
+        CPU[$1]=$(awk -v a="$CPU0" -v b="$(cpu_now)" 'BEGIN { printf "%.2f", b - a }')
+    }
+
     say "cold read: cat $BLOB > /dev/null"
+    begin
     t0=$(now)
     cat "$MNT/$BLOB" >/dev/null
     t1=$(now)
+    end cold
     COLD=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     got=$(stat -c %s "$MNT/$BLOB")
     [ "$got" = "$SIZE" ] || die "the mounted file has $got bytes, wanted $SIZE"
 
     say "warm read: cat $BLOB > /dev/null"
+    begin
     t0=$(now)
     cat "$MNT/$BLOB" >/dev/null
     t1=$(now)
+    end warm
     WARM=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 
     HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MOUNT_PID/status")
@@ -204,9 +229,11 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     if [ "$WRITE_MIB" -gt 0 ]; then
         head -c $((WRITE_MIB * 1048576)) /dev/urandom >"$WORK/write.bin"
         say "write: cp of a ${WRITE_MIB} MiB file (until committed at close)"
+        begin
         t0=$(now)
         cp "$WORK/write.bin" "$MNT/write.bin"
         WRITE_SECS=$(elapsed "$t0")
+        end write
         got=$(stat -c %s "$MNT/write.bin")
         [ "$got" = $((WRITE_MIB * 1048576)) ] || die "the written file has $got bytes"
         rm -f "$WORK/write.bin"
@@ -217,14 +244,18 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
             head -c 4096 /dev/urandom >"$WORK/small/f$i"
         done
         say "small files: cp -r of $SMALL_FILES files of 4 KiB, then rm -r"
+        begin
         t0=$(now)
         cp -r "$WORK/small" "$MNT/small"
         SMALL_SECS=$(elapsed "$t0")
+        end small
         n=$(find "$MNT/small" -type f | wc -l)
         [ "$n" = "$SMALL_FILES" ] || die "the mount shows $n of the $SMALL_FILES small files"
+        begin
         t0=$(now)
         rm -r "$MNT/small"
         RM_SECS=$(elapsed "$t0")
+        end rm
     fi
 
     say "unmounting"
@@ -238,12 +269,20 @@ verdict() { # verdict VALUE OP TARGET -> ok / MISS
     awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? (v >= t) : (v <= t); print (ok ? "ok" : "MISS") }'
 }
 MISSED=0
-row() { printf '| %-34s | %12s | %12s | %-22s | %-6s |\n' "$@"; }
+# row MEASUREMENT TIME RATE TARGET RESULT [WORKLOAD]: WORKLOAD's daemon CPU and requests.
+row() {
+    local cpu='' reqs=''
+    if [ -n "${6:-}" ]; then
+        cpu=${CPU[$6]:-}
+        reqs=${REQS[$6]:-}
+    fi
+    printf '| %-34s | %12s | %12s | %-22s | %-6s | %8s | %s |\n' "$1" "$2" "$3" "$4" "$5" "$cpu" "$reqs"
+}
 
 echo
 echo "blobmount read (${SIZE_MIB} MiB blob) and write, Azurite in memory on loopback, $(nproc) cores, $(basename "$BIN") $("$BIN" --version 2>/dev/null | head -1)"
-row "measurement" "time (s)" "MiB/s" "target" "result"
-row "----------------------------------" "------------" "------------" "----------------------" "------"
+printf '| %-34s | %12s | %12s | %-22s | %-6s | %8s | %s |\n' "measurement" "time (s)" "MiB/s" "target" "result" "CPU (s)" "requests"
+printf '| %-34s | %12s | %12s | %-22s | %-6s | %8s | %s |\n' "----------------------------------" "-----------:" "-----------:" "----------------------" "------" "-------:" "--------"
 row "curl GET, 1st (baseline)" "$CURL1" "$(mib_per_s "$SIZE" "$CURL1")" "" ""
 row "curl GET, 2nd" "$CURL2" "$(mib_per_s "$SIZE" "$CURL2")" "" ""
 if [ -n "$COLD" ]; then
@@ -252,8 +291,8 @@ if [ -n "$COLD" ]; then
     v_cold=$(verdict "$r_cold" ">=" 0.6)
     v_warm=$(verdict "$r_warm" ">=" 1.0)
     hwm_mib=$(awk -v k="$HWM_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
-    row "blobmount cold read (cat)" "$COLD" "$(mib_per_s "$SIZE" "$COLD")" "" ""
-    row "blobmount warm re-read (cat)" "$WARM" "$(mib_per_s "$SIZE" "$WARM")" "" ""
+    row "blobmount cold read (cat)" "$COLD" "$(mib_per_s "$SIZE" "$COLD")" "" "" cold
+    row "blobmount warm re-read (cat)" "$WARM" "$(mib_per_s "$SIZE" "$WARM")" "" "" warm
     row "ratio cold / curl (throughput)" "" "$r_cold" ">= 0.6" "$v_cold"
     row "ratio warm / curl (throughput)" "" "$r_warm" ">= 1.0" "$v_warm"
     if [ -n "$BUDGET_MIB" ]; then
@@ -265,11 +304,11 @@ if [ -n "$COLD" ]; then
         row "daemon peak RSS (VmHWM), MiB" "" "$hwm_mib" "(cache budget unknown)" ""
     fi
     if [ -n "$WRITE_SECS" ]; then
-        row "blobmount write (cp ${WRITE_MIB} MiB)" "$WRITE_SECS" "$(mib_per_s $((WRITE_MIB * 1048576)) "$WRITE_SECS")" "" ""
+        row "blobmount write (cp ${WRITE_MIB} MiB)" "$WRITE_SECS" "$(mib_per_s $((WRITE_MIB * 1048576)) "$WRITE_SECS")" "" "" write
     fi
     if [ -n "$SMALL_SECS" ]; then
-        row "cp -r of $SMALL_FILES x 4 KiB (files/s)" "$SMALL_SECS" "$(awk -v n="$SMALL_FILES" -v s="$SMALL_SECS" 'BEGIN { printf "%.1f", n / s }')" "" ""
-        row "rm -r of them (files/s)" "$RM_SECS" "$(awk -v n="$SMALL_FILES" -v s="$RM_SECS" 'BEGIN { printf "%.1f", n / s }')" "" ""
+        row "cp -r of $SMALL_FILES x 4 KiB (files/s)" "$SMALL_SECS" "$(awk -v n="$SMALL_FILES" -v s="$SMALL_SECS" 'BEGIN { printf "%.1f", n / s }')" "" "" small
+        row "rm -r of them (files/s)" "$RM_SECS" "$(awk -v n="$SMALL_FILES" -v s="$RM_SECS" 'BEGIN { printf "%.1f", n / s }')" "" "" rm
     fi
     for v in "$v_cold" "$v_warm" "$v_rss"; do
         [ "$v" = ok ] || MISSED=1
