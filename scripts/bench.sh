@@ -18,6 +18,9 @@
 #                           BENCH_MOUNT_ARGS, else the default shown by `blobmount mount --help`)
 #   BENCH_WRITE_MIB=256     size of the file copied onto the mount (0: no write workloads)
 #   BENCH_SMALL_FILES=300   how many 4 KiB files `cp -r` writes (0: none)
+#   BENCH_LINK="10ms 100M"  put a link emulator (examples/link.rs) between curl/the mount and
+#                           Azurite: that round trip, and that bandwidth per connection (bytes
+#                           per second, 100M = 100 MiB/s); the seeding upload goes direct
 #   BENCH_BIN=PATH          the blobmount binary to measure (default: a release build of
 #                           this tree, built first), e.g. an older build to compare with
 #   BENCH_SKIP_MOUNT=1      stop after the curl baseline (no FUSE needed)
@@ -46,6 +49,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/blobmount-bench.XXXXXX")
 MNT=$WORK/mnt
 AZURITE_PID=
 MOUNT_PID=
+LINK_PID=
 
 is_mounted() {
     awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo
@@ -69,6 +73,7 @@ cleanup() {
         fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
     fi
     stop_pid "$MOUNT_PID"
+    stop_pid "$LINK_PID"
     stop_pid "$AZURITE_PID"
     if is_mounted "$MNT"; then
         say "warning: $MNT is still mounted; leaving $WORK in place"
@@ -121,6 +126,30 @@ say "uploaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s
 # add, create, write, delete for the write workloads).
 SAS_URL=$(node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" --sas racwdl 2)
 BLOB_URL="${SAS_URL%%\?*}/$BLOB?${SAS_URL#*\?}"
+
+# --- the link ---------------------------------------------------------------------------
+LINK=${BENCH_LINK:-}
+LINK_TEXT="on loopback"
+if [ -n "$LINK" ]; then
+    read -r LINK_RTT LINK_RATE <<<"$LINK"
+    say "building the link emulator (cargo build --release --example link)"
+    cargo build --release --quiet --example link
+    "$ROOT/target/release/examples/link" --upstream "127.0.0.1:$PORT" --rtt "$LINK_RTT" \
+        --conn-rate "${LINK_RATE:-100M}" </dev/null >"$WORK/link.out" 2>&1 &
+    LINK_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^listening on' "$WORK/link.out" 2>/dev/null && break
+        kill -0 "$LINK_PID" 2>/dev/null || { cat "$WORK/link.out" >&2; die "the link exited"; }
+        sleep 0.1
+    done
+    LPORT=$(awk '/^listening on/ { n = split($3, a, ":"); print a[n] }' "$WORK/link.out")
+    [ -n "$LPORT" ] || die "the link did not start"
+    # Everything measured goes through the link (the SAS signs no host or port).
+    SAS_URL=${SAS_URL/127.0.0.1:$PORT\//127.0.0.1:$LPORT\/}
+    BLOB_URL=${BLOB_URL/127.0.0.1:$PORT\//127.0.0.1:$LPORT\/}
+    LINK_TEXT="through a link of ${LINK_RTT} round trip, ${LINK_RATE:-100M}/s per connection"
+    say "link on 127.0.0.1:$LPORT: $LINK_TEXT"
+fi
 
 # --- curl baseline --------------------------------------------------------------------
 curl_get() {
@@ -262,6 +291,7 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     fusermount3 -u "$MNT"
     stop_pid "$MOUNT_PID"
     MOUNT_PID=
+LINK_PID=
 fi
 
 # --- the table ----------------------------------------------------------------------------
@@ -280,7 +310,7 @@ row() {
 }
 
 echo
-echo "blobmount read (${SIZE_MIB} MiB blob) and write, Azurite in memory on loopback, $(nproc) cores, $(basename "$BIN") $("$BIN" --version 2>/dev/null | head -1)"
+echo "blobmount read (${SIZE_MIB} MiB blob) and write, Azurite in memory $LINK_TEXT, $(nproc) cores, $(basename "$BIN") $("$BIN" --version 2>/dev/null | head -1)"
 printf '| %-34s | %12s | %12s | %-22s | %-6s | %8s | %s |\n' "measurement" "time (s)" "MiB/s" "target" "result" "CPU (s)" "requests"
 printf '| %-34s | %12s | %12s | %-22s | %-6s | %8s | %s |\n' "----------------------------------" "-----------:" "-----------:" "----------------------" "------" "-------:" "--------"
 row "curl GET, 1st (baseline)" "$CURL1" "$(mib_per_s "$SIZE" "$CURL1")" "" ""
@@ -315,6 +345,13 @@ if [ -n "$COLD" ]; then
     done
 else
     row "blobmount cold / warm / RSS" "skipped" "" "" ""
+fi
+if [ -n "$LINK_PID" ]; then
+    stop_pid "$LINK_PID"
+    LINK_PID=
+    # What went through the link: connections opened, and the most open at once.
+    read -r _ conns _ peak _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
+    row "link: connections opened / most at once" "" "$conns / $peak" "" ""
 fi
 echo
 

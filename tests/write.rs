@@ -195,9 +195,15 @@ fn a_file_being_written_is_visible_and_readable_before_close() {
 fn a_failed_commit_makes_close_and_fsync_fail() {
     let f = Fixture::writable("fail");
     let m = f.mount(&[]);
+    // Every commit of f.txt fails: its Put Blob (a file of one block) or Put Block List.
     f.proxy.fail_next(
         100,
-        |r| r.method == "PUT" && r.query_param("comp").as_deref() == Some("blocklist"),
+        |r| {
+            let comp = r.query_param("comp");
+            r.method == "PUT"
+                && r.path.ends_with("/f.txt")
+                && (comp.is_none() || comp.as_deref() == Some("blocklist"))
+        },
         Fault::status(409, "SomethingWentWrong"),
     );
     let mut file = std::fs::File::create(m.path().join("f.txt")).unwrap();

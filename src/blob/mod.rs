@@ -262,16 +262,28 @@ pub fn read_file_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::
     Ok(buf)
 }
 
-/// After a Put Blob with `If-None-Match: *` whose answer was lost, the retry answers 409
-/// `BlobAlreadyExists`: the blob's version if it is exactly what that Put Blob would have made
-/// (same content, same metadata), which means the first attempt went through (or someone wrote
-/// the very same blob, which comes to the same); `None` if it is anything else; an error if it
-/// cannot be told.
+/// After a Put Blob whose answer was lost, the retry answers 409 `BlobAlreadyExists` (with
+/// `If-None-Match: *`) or 412 (with `If-Match`): the blob's version if it is exactly what that
+/// Put Blob would have made (same content, same metadata), which means the first attempt went
+/// through (or someone wrote the very same blob, which comes to the same); `None` if it is
+/// anything else; an error if it cannot be told.
 pub async fn own_put_blob(
     client: &dyn BlobClient,
     name: &str,
     data: &[u8],
     metadata: &HashMap<String, String>,
+) -> Result<Option<Committed>, BlobError> {
+    own_put_blob_if(client, name, data.len() as u64, metadata, |got| got == data).await
+}
+
+/// [`own_put_blob`] for a Put Blob known by its length, its metadata and a test of its bytes
+/// (a digest, when the bytes themselves are no longer at hand).
+pub async fn own_put_blob_if(
+    client: &dyn BlobClient,
+    name: &str,
+    len: u64,
+    metadata: &HashMap<String, String>,
+    same_bytes: impl FnOnce(&[u8]) -> bool,
 ) -> Result<Option<Committed>, BlobError> {
     let p = match client.properties(name).await {
         Ok(p) => p,
@@ -285,18 +297,22 @@ pub async fn own_put_blob(
         .collect();
     let same_metadata =
         p.metadata.len() == ours.len() && p.metadata.iter().all(|(k, v)| ours.get(k) == Some(&v));
-    if p.size != data.len() as u64 || !same_metadata {
+    if p.size != len || !same_metadata {
         return Ok(None);
     }
-    if !data.is_empty() {
+    let got = if len == 0 {
+        Bytes::new()
+    } else {
         match client.get_range(name, 0, p.size, Some(&p.etag)).await {
-            Ok(got) if got == data => {}
-            Ok(_) => return Ok(None),
+            Ok(got) => got,
             Err(e) if matches!(e.kind, ErrorKind::ConditionNotMet | ErrorKind::NotFound) => {
                 return Ok(None)
             }
             Err(e) => return Err(e),
         }
+    };
+    if !same_bytes(&got) {
+        return Ok(None);
     }
     tracing::info!(
         blob = name,

@@ -43,6 +43,14 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The listing of a directory known to be empty now (one this mount just created).
+    pub fn empty() -> Listing {
+        Listing {
+            entries: BTreeMap::new(),
+            fetched: Instant::now(),
+        }
+    }
+
     /// Builds the entries of directory `dir` ("" for the root) from its List Blobs pages.
     /// A directory and a file of the same name: the directory wins. Names that cannot be a
     /// path are returned in `hidden`. `dir_mtime` is the time given to pure-prefix directories.

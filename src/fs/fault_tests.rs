@@ -136,11 +136,23 @@ async fn a_commit_whose_answer_was_lost_is_recognised() {
     let attr = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
     let fh = open_for_writing(&fs, attr.ino, true).await;
     fs.write(fh, 0, b"new content").await.unwrap();
-    fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
+    // One block: one Put Blob.
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
     assert_eq!(fs.flush(fh).await, Ok(()));
     fs.release(fh).await;
     assert_eq!(fake.names(), vec!["f"]);
     assert_eq!(&fake.blob("f").unwrap().0[..], b"new content");
+    assert_eq!(fake.pending_faults(), 0, "the fault was met");
+    // Several blocks: Put Blocks and one Put Block List.
+    let big = vec![5u8; 3 * fs.config().block_size as usize];
+    let fh = open_for_writing(&fs, attr.ino, true).await;
+    fs.write(fh, 0, &big).await.unwrap();
+    fake.inject_next(Op::PutBlockList, Fault::LoseAnswer);
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["f"]);
+    assert_eq!(&fake.blob("f").unwrap().0[..], &big[..]);
+    assert_eq!(fake.pending_faults(), 0, "the fault was met");
 }
 
 #[tokio::test]
@@ -159,7 +171,7 @@ async fn a_commit_that_fails_for_good_is_saved_locally_at_the_last_close() {
     let fh = create(&fs, "lost?").await;
     fs.write(fh, 0, b"keep me").await.unwrap();
     for _ in 0..2 {
-        fake.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Forbidden);
+        fake.fail_next(Op::PutBlob, crate::blob::ErrorKind::Forbidden);
     }
     assert_eq!(fs.flush(fh).await.map_err(Errno::from), Err(libc::EIO));
     fs.release(fh).await;
@@ -364,6 +376,27 @@ async fn a_commit_after_an_unanswered_one_that_landed_goes_on_top_of_it() {
     let mut want = vec![7u8; 3000];
     want.extend_from_slice(b"more");
     assert_eq!(&fake.blob("b").unwrap().0[..], &want[..]);
+}
+
+#[tokio::test]
+async fn a_small_file_whose_unanswered_put_blob_landed_is_committed_on_top_of_it() {
+    use crate::blob::fake::Fault::LoseAnswerAndGiveUp;
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    // One block: its commit is one Put Blob, which goes through without an answer.
+    let fh = create(&fs, "s").await;
+    fs.write(fh, 0, b"first part").await.unwrap();
+    fake.inject_next(Op::PutBlob, LoseAnswerAndGiveUp);
+    assert_eq!(fs.fsync(fh).await.map_err(Errno::from), Err(libc::EIO));
+    assert_eq!(&fake.blob("s").unwrap().0[..], b"first part", "it landed");
+    // The next commit meets that version (409), recognises it by what it sent (length,
+    // SHA-256, metadata) and replaces it: no conflict copy.
+    fs.write(fh, 10, b", then more").await.unwrap();
+    assert_eq!(fs.flush(fh).await, Ok(()));
+    fs.release(fh).await;
+    assert_eq!(fake.names(), vec!["s"], "no conflict copies");
+    assert_eq!(&fake.blob("s").unwrap().0[..], b"first part, then more");
+    assert_eq!(fake.count(Op::PutBlock), 0, "never sent as blocks");
+    assert_eq!(fake.count(Op::PutBlockList), 0);
 }
 
 #[tokio::test]

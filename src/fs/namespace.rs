@@ -153,7 +153,13 @@ impl Fs {
         let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
         let info = EntryInfo::dir(c.last_modified);
         let ino = self.meta.enter(parent, name, info.clone(), true).ino;
-        self.meta.listings().forget_dir(&path);
+        // Nothing was under the name a moment ago (the lookup before the Put Blob), so the new
+        // directory's listing is known: empty, as if listed then. Lookups of the names created
+        // in it next (`tar x`, `cp -r`) answer from it without a request while it is fresh (the
+        // metadata TTL), and this mount's own changes keep it complete.
+        self.meta
+            .listings()
+            .insert_listing(&path, super::dircache::Listing::empty());
         Ok(self.meta.record(ino, info))
     }
 

@@ -248,7 +248,7 @@ mod tests {
         fs.write(b, 0, b"beta").await.unwrap();
         fs.write(c, 0, b"new c").await.unwrap();
         fs.write(d, 0, b"delta").await.unwrap();
-        client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
+        client.fail_next(Op::PutBlob, crate::blob::ErrorKind::Transient);
         assert_eq!(fs.flush(d).await.map_err(Errno::from), Err(libc::EIO));
         assert_eq!(fs.gauges().files_open_for_writing, 4);
         fs.stop_changes();
@@ -297,9 +297,9 @@ mod tests {
             .unwrap();
         fs.write(a, 0, b"data").await.unwrap();
         // Closed by its program, but not committed yet: the shutdown commits it.
-        client.fail_next(Op::PutBlockList, crate::blob::ErrorKind::Transient);
+        client.fail_next(Op::PutBlob, crate::blob::ErrorKind::Transient);
         assert_eq!(fs.fsync(a).await.map_err(Errno::from), Err(libc::EIO));
-        client.set_delay(Op::PutBlockList, Duration::from_secs(30));
+        client.set_delay(Op::PutBlob, Duration::from_secs(30));
         fs.stop_changes();
         let report = fs
             .commit_all(Instant::now() + Duration::from_millis(200))

@@ -477,6 +477,50 @@ async fn truncate_and_append_edit_existing_blobs() {
 }
 
 #[tokio::test]
+async fn names_looked_up_in_a_directory_just_made_here_cost_no_request() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let d = fs.mkdir(ROOT_INO, OsStr::new("new")).await.unwrap();
+    let ops = [Op::GetBlobProperties, Op::ListBlobs];
+    let before: Vec<u64> = ops.iter().map(|op| fake.count(*op)).collect();
+    // What `tar x` does for each file: look the name up (missing), create, write, close.
+    for name in ["a", "b", "c"] {
+        assert_eq!(lookup(&fs, d.ino, name).await.err(), Some(libc::ENOENT));
+        let (_, fh) = fs
+            .create(d.ino, OsStr::new(name), false, false)
+            .await
+            .unwrap();
+        fs.write(fh, 0, name.as_bytes()).await.unwrap();
+        assert_eq!(fs.flush(fh).await, Ok(()));
+        fs.release(fh).await;
+    }
+    // The files made are found, and listed, from what this mount knows.
+    assert_eq!(lookup(&fs, d.ino, "b").await.unwrap().size, 1);
+    let fh = fs.opendir(d.ino).await.unwrap();
+    let mut names = Vec::new();
+    fs.readdir(fh, 0, false, |_, _, name, _| {
+        names.push(name.to_string());
+        false
+    })
+    .unwrap();
+    fs.releasedir(fh);
+    assert_eq!(names, [".", "..", "a", "b", "c"]);
+    let after: Vec<u64> = ops.iter().map(|op| fake.count(*op)).collect();
+    assert_eq!(before, after, "no HEAD and no listing: {ops:?}");
+    assert_eq!(
+        fake.count(Op::PutBlob),
+        4,
+        "the marker and one Put Blob per file"
+    );
+    // Someone else's blob in it is seen once the listing is older than the TTL.
+    let (fake, fs) = setup_rw(Duration::from_millis(50));
+    let d = fs.mkdir(ROOT_INO, OsStr::new("shared")).await.unwrap();
+    fake.put("shared/theirs", "x");
+    assert_eq!(lookup(&fs, d.ino, "theirs").await.err(), Some(libc::ENOENT));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(lookup(&fs, d.ino, "theirs").await.unwrap().size, 1);
+}
+
+#[tokio::test]
 async fn mkdir_rmdir_unlink() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     let d = fs.mkdir(ROOT_INO, OsStr::new("newdir")).await.unwrap();
@@ -535,7 +579,7 @@ async fn a_failed_commit_is_returned_by_close() {
         .await
         .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
-    fake.fail_next(Op::PutBlockList, ErrorKind::Transient);
+    fake.fail_next(Op::PutBlob, ErrorKind::Transient);
     assert_eq!(fs.flush(fh).await.unwrap_err().to_errno(), libc::EIO);
     assert!(
         fake.blob("f").is_none(),

@@ -1,11 +1,13 @@
 //! The commit (close, fsync): uploads what is left, has the service copy untouched ranges of
 //! the version writing started from (Put Block From URL, or the ids of a previous commit), and
-//! commits with one conditional Put Block List: the blob is the old or the new version. What
-//! to do for each block is the [`plan`]'s; this module carries it out.
+//! commits with one conditional Put Block List: the blob is the old or the new version. A small
+//! file written here (one block) or an empty one is one conditional Put Blob instead. What to
+//! do for each block is the [`plan`]'s; this module carries it out.
 //!
 //! Every request is safe to retry after a lost answer: block ids are unique to the upload, so
-//! a Put Block List (or empty Put Blob) that meets a conflict checks whether the blob already is
-//! exactly what it sent, and a later commit or read recognises an unanswered earlier one.
+//! a Put Block List that meets a conflict checks whether the blob already is exactly those
+//! blocks, a Put Blob whether it is exactly those bytes and metadata, and a later commit or read
+//! recognises an unanswered earlier one the same way.
 
 use std::sync::Arc;
 
@@ -28,8 +30,9 @@ struct Pending {
 }
 
 impl Staging {
-    /// Uploads what is left and commits the new version with one Put Block List (an empty
-    /// file: one Put Blob), conditional on the version writing started from.
+    /// Uploads what is left and commits the new version with one Put Block List (an empty or
+    /// one-block file written here: one Put Blob), conditional on the version writing started
+    /// from.
     pub async fn commit(&mut self) -> Result<Committed, BlobError> {
         let mut result = self.commit_once().await;
         if matches!(&result, Err(e) if e.is_conflict()) && !self.unanswered.is_empty() {
@@ -76,9 +79,23 @@ impl Staging {
         for attempt in self.unanswered.iter().rev() {
             let found = match attempt {
                 Attempt::Blocks(ids) => self.already_committed(&self.blob, ids).await?,
-                Attempt::Empty(metadata) => {
-                    crate::blob::own_put_blob(self.client.as_ref(), &self.blob, b"", metadata)
-                        .await?
+                Attempt::Whole {
+                    len,
+                    sha256,
+                    metadata,
+                } => {
+                    let same = |got: &[u8]| {
+                        use sha2::Digest;
+                        sha2::Sha256::digest(got).as_slice() == sha256.as_slice()
+                    };
+                    crate::blob::own_put_blob_if(
+                        self.client.as_ref(),
+                        &self.blob,
+                        *len,
+                        metadata,
+                        same,
+                    )
+                    .await?
                 }
             };
             if found.is_some() {
@@ -88,7 +105,7 @@ impl Staging {
         Ok(None)
     }
 
-    /// One attempt: the empty file's Put Blob, or the plan (what each block needs), its
+    /// One attempt: the whole file's Put Blob, or the plan (what each block needs), its
     /// uploads, and the Put Block List of its ids, each conditional on the version expected.
     async fn commit_once(&mut self) -> Result<Committed, BlobError> {
         let opts = WriteOptions {
@@ -97,9 +114,12 @@ impl Staging {
             metadata: self.metadata.clone(),
             content_type: None,
         };
-        if self.size == 0 {
-            self.attempt = Some(Attempt::Empty(opts.metadata.clone()));
-            let c = self.put_empty(&self.blob.clone(), &opts).await?;
+        let first_dirty = matches!(self.blocks.get(&0), Some(Block::Dirty(_)));
+        if plan::sent_whole(&self.grid, self.size, first_dirty) {
+            // All of it is in the local copy (an empty file has nothing to read).
+            let data = Bytes::from(self.read_local(0, self.size).await?);
+            self.attempt = Some(Attempt::whole(&data, &opts.metadata));
+            let c = self.put_whole(&self.blob.clone(), data, &opts).await?;
             self.committed(c.clone(), Vec::new());
             return Ok(c);
         }
@@ -280,21 +300,26 @@ impl Staging {
         crate::blob::over_uncommitted(self.client.as_ref(), name, opts).await
     }
 
-    /// Put Blob of an empty file. After a lost answer, a conflict is its own success when the
-    /// blob is empty with exactly this file's metadata (identical to what it would have been).
-    async fn put_empty(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
-        match self.client.put_blob(name, Bytes::new(), opts).await {
+    /// Put Blob of the whole file. After a lost answer, a conflict is its own success when the
+    /// blob has exactly these bytes and this metadata (identical to what it would have been).
+    async fn put_whole(
+        &self,
+        name: &str,
+        data: Bytes,
+        opts: &WriteOptions,
+    ) -> Result<Committed, BlobError> {
+        match self.client.put_blob(name, data.clone(), opts).await {
             Err(e) if e.is_conflict() => {
                 if e.after_lost_answer || !self.unanswered.is_empty() {
                     let client = self.client.as_ref();
-                    match crate::blob::own_put_blob(client, name, b"", &opts.metadata).await {
+                    match crate::blob::own_put_blob(client, name, &data, &opts.metadata).await {
                         Ok(Some(c)) => return Ok(c),
                         Ok(None) => {}
                         Err(check) => return Err(crate::blob::outcome_unknown(&e, &check)),
                     }
                 }
                 for opts in self.instead_of_uncommitted(name, opts, &e).await? {
-                    match self.client.put_blob(name, Bytes::new(), &opts).await {
+                    match self.client.put_blob(name, data.clone(), &opts).await {
                         Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
                         r => return r,
                     }
@@ -350,7 +375,7 @@ impl Staging {
             ..Default::default()
         };
         if self.size == 0 {
-            return Ok((self.put_empty(name, &opts).await?, Vec::new()));
+            return Ok((self.put_whole(name, Bytes::new(), &opts).await?, Vec::new()));
         }
         let base = self.base.clone();
         let local = |i| self.local.contains(&i);

@@ -64,6 +64,15 @@ pub fn commit(
         .collect()
 }
 
+/// Whether the commit sends the file whole, in one Put Blob, instead of blocks and a Put Block
+/// List: an empty file, or a file of one block that was written here and not sent yet (one
+/// request instead of two, and nothing staged to wait for). A block staged or uploading already
+/// is committed by its id (one request too); one left as the old version had it is copied by
+/// the service (no download).
+pub fn sent_whole(grid: &Grid, size: u64, first_block_dirty: bool) -> bool {
+    size == 0 || (grid.count(size) == 1 && first_block_dirty)
+}
+
 /// Whether the commit should ask for the old version's block ids first (to reuse them instead
 /// of having the service copy ranges): none are known yet and some untouched block lies in it.
 pub fn wants_old_ids(
@@ -159,6 +168,18 @@ mod tests {
                 Step::Staged("st".into()),
             ]
         );
+    }
+
+    #[test]
+    fn empty_files_and_small_files_written_here_are_sent_whole() {
+        let grid = Grid::new(BS);
+        assert!(sent_whole(&grid, 0, false));
+        assert!(sent_whole(&grid, 1, true));
+        assert!(sent_whole(&grid, BS, true));
+        // Not written here (only its metadata changed): the service copies its bytes.
+        assert!(!sent_whole(&grid, BS, false));
+        // Two blocks: blocks and a block list (the first may be uploading already).
+        assert!(!sent_whole(&grid, BS + 1, true));
     }
 
     #[test]

@@ -76,8 +76,26 @@ pub struct Staging {
 pub(super) enum Attempt {
     /// Put Block List of these ids (unique to this upload).
     Blocks(Vec<String>),
-    /// Put Blob of an empty file with this metadata.
-    Empty(HashMap<String, String>),
+    /// Put Blob of the whole file (empty, or one block written here): its length, the SHA-256
+    /// of its bytes (not the bytes: an unanswered attempt is remembered for a while) and its
+    /// metadata.
+    Whole {
+        len: u64,
+        sha256: [u8; 32],
+        metadata: HashMap<String, String>,
+    },
+}
+
+impl Attempt {
+    /// The Put Blob of `data` with `metadata`.
+    pub(super) fn whole(data: &[u8], metadata: &HashMap<String, String>) -> Attempt {
+        use sha2::Digest;
+        Attempt::Whole {
+            len: data.len() as u64,
+            sha256: sha2::Sha256::digest(data).into(),
+            metadata: metadata.clone(),
+        }
+    }
 }
 
 /// Where the stagings of one mount come from: its client, write budget, local directory and
@@ -322,7 +340,7 @@ impl Staging {
             .map_err(|e| self.io_error("write", e))
     }
 
-    async fn read_local(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+    pub(super) async fn read_local(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || crate::blob::read_file_range(&file, offset, len))
             .await

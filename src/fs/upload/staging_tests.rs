@@ -427,6 +427,48 @@ async fn a_write_past_the_end_that_waits_for_room_sends_the_old_last_block_whole
 }
 
 #[tokio::test]
+async fn a_file_of_one_block_written_here_is_committed_with_one_put_blob() {
+    let env = Env::new(4);
+    // New: one Put Blob with If-None-Match: *, nothing staged.
+    let mut s = env.staging("small", false).await;
+    s.write(0, b"hello").await.unwrap();
+    s.set_meta("mode", Some("644".into()));
+    s.commit().await.unwrap();
+    assert_eq!(env.content("small"), b"hello");
+    assert_eq!(
+        env.fake
+            .blob("small")
+            .unwrap()
+            .1
+            .get("mode")
+            .map(String::as_str),
+        Some("644")
+    );
+    assert_eq!(env.fake.count(Op::PutBlob), 1);
+    assert_eq!(env.fake.count(Op::PutBlock), 0);
+    assert_eq!(env.fake.count(Op::PutBlockList), 0);
+    // Rewritten: one Put Blob again (If-Match the version just made).
+    s.write(5, b", world").await.unwrap();
+    s.commit().await.unwrap();
+    assert_eq!(env.content("small"), b"hello, world");
+    assert_eq!(env.fake.count(Op::PutBlob), 2);
+    // Only its metadata changed: nothing written, so the service copies the bytes (no
+    // download and upload of them).
+    s.set_meta("mode", Some("600".into()));
+    s.commit().await.unwrap();
+    assert_eq!(env.content("small"), b"hello, world");
+    assert_eq!(env.fake.count(Op::PutBlob), 2);
+    assert_eq!(env.fake.count(Op::PutBlockList), 1);
+    // A file of two blocks: blocks and a block list.
+    let mut big = env.staging("big", false).await;
+    big.write(0, &pattern(BS as usize + 1, 2)).await.unwrap();
+    big.commit().await.unwrap();
+    assert_eq!(env.content("big"), pattern(BS as usize + 1, 2));
+    assert_eq!(env.fake.count(Op::PutBlob), 2);
+    assert_eq!(env.fake.count(Op::PutBlockList), 2);
+}
+
+#[tokio::test]
 async fn after_a_failed_commit_unchanged_blocks_still_read_the_old_version() {
     // Blocks 0 and 1 are copied by the service (staged, never local); the commit fails: the
     // file still reads them from the old version, not as zeros, and a local copy made now
