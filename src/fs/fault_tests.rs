@@ -400,6 +400,41 @@ async fn a_small_file_whose_unanswered_put_blob_landed_is_committed_on_top_of_it
 }
 
 #[tokio::test]
+async fn unlinking_a_new_file_that_a_failed_rename_copied_over_removes_the_copy() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    // "dst" is open for writing here, never committed; "src" is a committed file.
+    let dst = create(&fs, "dst").await;
+    fs.write(dst, 0, b"mine").await.unwrap();
+    let src = create(&fs, "src").await;
+    fs.write(src, 0, b"theirs").await.unwrap();
+    assert_eq!(fs.flush(src).await, Ok(()));
+    fs.release(src).await;
+    // The rename's copy lands on "dst", its delete of "src" fails for good.
+    fake.fail_next(Op::DeleteBlob, crate::blob::ErrorKind::Transient);
+    assert_eq!(rename(&fs, "src", "dst").await, Err(libc::EIO));
+    assert_eq!(
+        &fake.blob("dst").unwrap().0[..],
+        b"theirs",
+        "the copy stayed"
+    );
+    // Unlinking the name removes what it holds, although this file never wrote it.
+    assert_eq!(fs.unlink(ROOT, OsStr::new("dst")).await, Ok(()));
+    assert!(fake.blob("dst").is_none(), "the copy is gone with the name");
+    assert_eq!(
+        fs.lookup(ROOT, OsStr::new("dst"))
+            .await
+            .map_err(Errno::from)
+            .err(),
+        Some(libc::ENOENT)
+    );
+    // The open file still reads what it wrote, and is never committed.
+    assert_eq!(&fs.read(dst, 0, 10).await.unwrap()[..], b"mine");
+    assert_eq!(fs.flush(dst).await, Ok(()));
+    fs.release(dst).await;
+    assert_eq!(fake.names(), vec!["src"]);
+}
+
+#[tokio::test]
 async fn a_file_whose_unanswered_commit_landed_still_reads_what_it_holds() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put("r", vec![1u8; 3000]);

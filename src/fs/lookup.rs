@@ -1,5 +1,5 @@
 //! Names to entries: lookups, attributes and listings, from what the metadata store knows when
-//! it is fresh, else from the service (a HEAD and a one-result listing at once, or a full
+//! it is fresh, else from the service (one small List Blobs of the name as prefix, or a full
 //! listing), recording what was learnt.
 
 use std::ffi::OsStr;
@@ -9,7 +9,11 @@ use super::dircache::{invalid_component, Listing, NAME_MAX};
 use super::error::{fail, FsError};
 use super::inode::{join, Attr, EntryInfo, Kind};
 use super::{namespace, Fs, EMPTIED_GRACE};
-use crate::blob::{self, ErrorKind, ListRequest};
+
+/// Entries asked for by a lookup's listing: the name itself, and room for a few names that
+/// share its prefix and sort before `name/` (small: the answer carries each one's metadata).
+const LOOKUP_PAGE: u32 = 32;
+use crate::blob::{self, ListRequest};
 
 impl Fs {
     /// A complete, fresh listing of directory `dir` ("" for the root).
@@ -74,7 +78,7 @@ impl Fs {
     }
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
-    /// a HEAD of the blob and a one-result listing of `dir/name/`, concurrently.
+    /// one List Blobs of the name as prefix (see [`Fs::list_name`]).
     pub(super) async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, FsError> {
         if self.open_files.unlinked().hides(&join(dir, name)) {
             return Err(FsError::NotFound);
@@ -93,39 +97,66 @@ impl Fs {
         }
         let path = join(dir, name);
         let sub = format!("{path}/");
-        let (head, list) = futures::join!(
-            self.client.properties(&path),
-            self.client.list(ListRequest {
-                prefix: &sub,
-                // Any blob under the prefix makes a directory; no delimiter, so the service
-                // can answer with the first one it finds.
-                delimiter: None,
-                marker: None,
-                max_results: Some(1),
-            })
-        );
-        let list = list.map_err(fail)?;
-        let head = match head {
-            Ok(p) => Some(p),
-            Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(e)),
-        };
-        let marker = head.as_ref().is_some_and(|p| p.is_folder_marker());
-        if (!list.blobs.is_empty() || !list.prefixes.is_empty())
-            && (marker || !self.only_kept_under(&sub).await?)
-        {
-            return Ok(match &head {
+        let (blob, has_children) = self.list_name(&path, &sub).await?;
+        let marker = blob.as_ref().is_some_and(|p| p.is_folder_marker());
+        // A directory and a file of the same name: the directory wins (as in listings).
+        if has_children && (marker || !self.only_kept_under(&sub).await?) {
+            return Ok(match &blob {
                 Some(p) if p.is_folder_marker() => EntryInfo::from_props(p),
                 _ => EntryInfo::dir(self.mount_time),
             });
         }
-        match head {
+        match blob {
             Some(p) => Ok(EntryInfo::from_props(&p)),
             None => {
                 self.meta.listings().insert_negative(dir, name);
                 Err(FsError::NotFound)
             }
         }
+    }
+
+    /// The blob named `path` (a file, or a directory's marker) and whether anything is under
+    /// `sub` (`path/`: a directory), from List Blobs with `path` as prefix and `/` as
+    /// delimiter: the blob itself is listed first (no other name with the prefix sorts before
+    /// it), everything under it is rolled into the prefix `path/`. One small page answers
+    /// both unless many names sharing the prefix sort before `path/` (`path.1`, `path-2`):
+    /// then one more listing, of `path/` itself, says whether anything is under it.
+    async fn list_name(
+        &self,
+        path: &str,
+        sub: &str,
+    ) -> Result<(Option<crate::blob::BlobProps>, bool), FsError> {
+        let page = self
+            .client
+            .list(ListRequest {
+                prefix: path,
+                delimiter: Some("/"),
+                marker: None,
+                max_results: Some(LOOKUP_PAGE),
+            })
+            .await
+            .map_err(fail)?;
+        // Listings are in name order, and `path` < `path/`: an entry past `path/` settles it.
+        // (Only ASCII names are compared: the service's order of other characters is its own.)
+        let beyond = |name: &str| name.is_ascii() && sub.is_ascii() && name > sub;
+        let past =
+            page.blobs.iter().any(|b| beyond(&b.name)) || page.prefixes.iter().any(|p| beyond(p));
+        let mut has_children = page.prefixes.iter().any(|p| p == sub);
+        let blob = page.blobs.into_iter().find(|b| b.name == path);
+        if page.next_marker.is_some() && !past && !has_children {
+            let under = self
+                .client
+                .list(ListRequest {
+                    prefix: sub,
+                    delimiter: None,
+                    marker: None,
+                    max_results: Some(1),
+                })
+                .await
+                .map_err(fail)?;
+            has_children = !under.blobs.is_empty() || !under.prefixes.is_empty();
+        }
+        Ok((blob, has_children))
     }
 
     /// Looks up `name` in directory `parent`; the kernel holds a reference to the result.

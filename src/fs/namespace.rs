@@ -327,15 +327,16 @@ impl Fs {
         let path = join(&dir, name);
         let ino = self.meta.child(parent, name);
         // The version of the blob the open handles read, if the file is open here.
-        // What becomes of the blob: kept for the handles open here (that version), deleted
-        // now, or nothing (a file being written here and never committed has none).
+        // What becomes of the blob: kept for the handles open here (that version), or deleted
+        // now. A file being written here and never committed has no blob of its own, but the
+        // name may hold one it never wrote (a failed rename's copy over it that stayed, or
+        // another machine's): the name goes with whatever it holds (404: there was none).
         enum Blob {
             Keep(u64, String),
             /// Keep the version the blob has now (an earlier commit of the file may have gone
             /// through without an answer).
             KeepCurrent(u64),
             Delete,
-            Nothing,
         }
         let writer = ino.and_then(|i| self.writer(i));
         // Taken after any commit in progress (none can land after this) and held until the
@@ -348,7 +349,7 @@ impl Fs {
             (Some(ino), Some(f)) if f.staging.blob() == path => match f.staging.expected_etag() {
                 _ if f.staging.is_unsure() => Blob::KeepCurrent(ino),
                 Some(etag) => Blob::Keep(ino, etag.to_string()),
-                None => Blob::Nothing,
+                None => Blob::Delete,
             },
             // After a conflict the staging goes on in its sibling: `path` is the other
             // version, which goes now.
@@ -371,7 +372,6 @@ impl Fs {
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(fail(e)),
             },
-            Blob::Nothing => {}
         }
         if let Some(f) = open.as_mut() {
             f.state.unlinked();

@@ -165,7 +165,7 @@ impl Fs {
                     Ok(m) => m,
                     Err(e) => {
                         if let Some(k) = kept {
-                            self.open_files.unlinked().keep(&dst, k.ino, k.etag);
+                            self.give_back_kept(&dst, k).await;
                         }
                         return Err(fail(e));
                     }
@@ -519,9 +519,22 @@ impl Fs {
         };
         let result = self.move_blob(&from, &to, replace, kept.is_some()).await;
         if let (Err(_), Some(k)) = (&result, kept) {
-            self.open_files.unlinked().keep(&to, k.ino, k.etag);
+            self.give_back_kept(&to, k).await;
         }
         result.map(|_| ())
+    }
+
+    /// A move onto `dst` took over the blob kept there for an unlinked file's handles, and
+    /// failed: the blob is kept (hidden) again, unless the move's copy had replaced that
+    /// version before the failure: the name then holds the copy, which is shown (hiding it
+    /// would show it only later, at the unlinked file's last close). When that cannot be told,
+    /// kept: an unlinked file must not come back.
+    async fn give_back_kept(&self, dst: &str, k: super::unlinked::Kept) {
+        match self.client.properties(dst).await {
+            Ok(p) if p.etag != k.etag => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            _ => self.open_files.unlinked().keep(dst, k.ino, k.etag),
+        }
     }
 
     /// Moves every blob of directory `src` (and its marker) under `dst`. On failure, moves

@@ -82,6 +82,45 @@ async fn lookups_find_files_prefix_dirs_and_both_marker_forms() {
 }
 
 #[tokio::test]
+async fn a_lookup_the_cache_cannot_answer_is_one_list_blobs() {
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("file", "1");
+    fake.put("pre/inner", "2");
+    fake.put_with_metadata("marked", "", &[("hdi_isfolder", "true")]);
+    fake.put("both", "file of the same name");
+    fake.put("both/x", "3");
+    fake.put("file.txt", "a sibling sharing the prefix");
+    let cases = [
+        ("file", Some(Kind::File)),
+        ("pre", Some(Kind::Dir)),
+        ("marked", Some(Kind::Dir)),
+        ("both", Some(Kind::Dir)),
+        ("missing", None),
+    ];
+    for (name, kind) in cases {
+        let before = (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties));
+        let got = lookup(&fs, ROOT_INO, name).await;
+        assert_eq!(got.map(|a| a.kind).ok(), kind, "{name}");
+        let after = (fake.count(Op::ListBlobs), fake.count(Op::GetBlobProperties));
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 0),
+            "{name}: one List Blobs"
+        );
+    }
+    // More names sharing the prefix than a page holds, all sorted before `n/`: the listing
+    // goes on to the next page to find the directory.
+    fake.put("n", "file");
+    for i in 0..5001 {
+        fake.put(&format!("n!{i:04}"), "x");
+    }
+    fake.put("n/inner", "x");
+    let before = fake.count(Op::ListBlobs);
+    assert_eq!(lookup(&fs, ROOT_INO, "n").await.unwrap().kind, Kind::Dir);
+    assert_eq!(fake.count(Op::ListBlobs) - before, 2);
+}
+
+#[tokio::test]
 async fn negative_lookups_are_cached_and_complete_listings_answer_without_requests() {
     let (fake, fs) = setup(Duration::from_secs(60));
     fake.put("a", "1");

@@ -359,6 +359,10 @@ impl Fs {
                             "not committed: the blob was changed by someone else since this file was opened ({e}); \
                              their version was kept, and this file's data was saved as {sibling:?} (where further writes to it go)"
                         );
+                        // A cached listing of its directory knows neither the sibling nor
+                        // their version: asked again.
+                        let dir = sibling.rsplit_once('/').map_or("", |(d, _)| d);
+                        self.meta.listings().forget_dir(dir);
                         f.state.conflicted(sibling);
                     }
                     Err(e2) => {

@@ -70,8 +70,12 @@ pub fn commit(
 /// is committed by its id (one request too); one left as the old version had it is copied by
 /// the service (no download).
 pub fn sent_whole(grid: &Grid, size: u64, first_block_dirty: bool) -> bool {
-    size == 0 || (grid.count(size) == 1 && first_block_dirty)
+    size == 0 || (grid.count(size) == 1 && first_block_dirty && size <= WHOLE_MAX)
 }
+
+/// The largest file sent whole: it is read into memory for its Put Blob (and read back after a
+/// lost answer), so large blocks (`--block-size` up to 4000 MiB) go as blocks instead.
+pub const WHOLE_MAX: u64 = 8 << 20;
 
 /// Whether the commit should ask for the old version's block ids first (to reuse them instead
 /// of having the service copy ranges): none are known yet and some untouched block lies in it.
@@ -180,6 +184,10 @@ mod tests {
         assert!(!sent_whole(&grid, BS, false));
         // Two blocks: blocks and a block list (the first may be uploading already).
         assert!(!sent_whole(&grid, BS + 1, true));
+        // One large block: as a block, not read into memory whole.
+        let large = Grid::new(64 << 20);
+        assert!(sent_whole(&large, WHOLE_MAX, true));
+        assert!(!sent_whole(&large, WHOLE_MAX + 1, true));
     }
 
     #[test]
