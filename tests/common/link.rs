@@ -57,6 +57,10 @@ pub struct Link {
 /// Bytes read at once from a socket: the unit the link delays and paces.
 const CHUNK: usize = 64 * 1024;
 
+/// Time a paced direction may catch up after a late timer wake-up (a burst of at most this
+/// much at full speed after idling).
+const PACING_CREDIT: Duration = Duration::from_millis(3);
+
 impl Link {
     /// Starts a link on `listen` (port 0: a free one) to `upstream`, on a thread of its own.
     pub fn start(
@@ -176,9 +180,11 @@ async fn pipe(
             buf.truncate(n);
             let now = Instant::now();
             if let Some(rate) = cfg.bytes_per_sec {
-                // Deadlines, not sleeps of a duration: the average rate stays exact although
-                // the timer is coarser than one chunk's time.
-                sent_at = sent_at.max(now) + Duration::from_secs_f64(n as f64 / rate as f64);
+                // Deadlines, not sleeps of a duration, and a little credit kept when a wake-up
+                // comes late: the average rate stays exact although the timer (1 ms) is
+                // coarser than one chunk's time. An idle link restarts from now.
+                sent_at = sent_at.max(now - PACING_CREDIT)
+                    + Duration::from_secs_f64(n as f64 / rate as f64);
                 tokio::time::sleep_until(sent_at).await;
             } else {
                 sent_at = now;
