@@ -49,7 +49,12 @@ fn link(delay_ms: u64, bytes_per_sec: Option<u64>) -> Link {
 /// Sends `data` through the link to the echo server and reads everything back until the
 /// server's half-close (which must come, after all the bytes).
 fn round_trip(link: &Link, data: &[u8]) -> Vec<u8> {
-    let mut conn = TcpStream::connect(link.addr()).unwrap();
+    round_trip_to(link.addr(), data)
+}
+
+/// [`round_trip`] to an address (for several connections at once, from threads).
+fn round_trip_to(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut writer = conn.try_clone().unwrap();
@@ -123,19 +128,7 @@ fn one_connection_is_held_to_its_bandwidth_and_connections_do_not_share_it() {
         .map(|_| {
             let addr = link.addr();
             let data = data.clone();
-            std::thread::spawn(move || {
-                let mut conn = TcpStream::connect(addr).unwrap();
-                let mut writer = conn.try_clone().unwrap();
-                let d = data.clone();
-                let w = std::thread::spawn(move || {
-                    writer.write_all(&d).unwrap();
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut back = Vec::new();
-                conn.read_to_end(&mut back).unwrap();
-                w.join().unwrap();
-                back == data
-            })
+            std::thread::spawn(move || round_trip_to(addr, &data) == data)
         })
         .collect();
     for h in handles {
