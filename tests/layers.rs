@@ -102,9 +102,17 @@ fn top_level_modules_have_no_import_circles() {
         deps.get("fs").is_some_and(|d| d.contains("blob")),
         "the reader finds dependencies: {deps:?}"
     );
+    assert_no_circle(&deps, "src");
+}
+
+/// Fails with the first circle found in `deps` (of the modules in `place`).
+fn assert_no_circle(deps: &BTreeMap<String, BTreeSet<String>>, place: &str) {
     for module in deps.keys() {
-        if let Some(c) = circle(&deps, module, module, &mut vec![module.clone()]) {
-            panic!("import circle: {}\nall: {deps:#?}", c.join(" -> "));
+        if let Some(c) = circle(deps, module, module, &mut vec![module.clone()]) {
+            panic!(
+                "import circle in {place}: {}\nall: {deps:#?}",
+                c.join(" -> ")
+            );
         }
     }
 }
@@ -210,11 +218,7 @@ fn the_parts_of_the_filesystem_core_have_no_import_circles() {
                 || deps.get("commit").is_some_and(|d| d.contains("plan")),
             "the reader finds dependencies in {dir}: {deps:?}"
         );
-        for module in deps.keys() {
-            if let Some(c) = circle(&deps, module, module, &mut vec![module.clone()]) {
-                panic!("import circle in {dir}: {}\nall: {deps:#?}", c.join(" -> "));
-            }
-        }
+        assert_no_circle(&deps, dir);
     }
 }
 
