@@ -6,8 +6,9 @@
 //! - [`staging`]: one file's local copy and its blocks (dirty, uploading, staged): write, read
 //!   back, truncate, upload blocks the writer has moved past.
 //! - [`plan`]: what a commit does for each block, decided without requests (pure, tested alone).
-//! - [`commit`]: carries the plan out and commits with one conditional Put Block List;
-//!   recognises its own earlier success after a lost answer; conflict and partial siblings.
+//! - [`commit`]: carries the plan out and commits with one conditional Put Block List (a small
+//!   file written here: one Put Blob); recognises its own earlier success after a lost answer;
+//!   conflict and partial siblings.
 //!
 //! It knows nothing of inodes, handles or errno: the filesystem core (`fs::write`) drives it.
 

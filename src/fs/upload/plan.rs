@@ -3,7 +3,8 @@
 //! commit ([`super::commit`]) carries it out.
 //!
 //! A blob's committed blocks tile it in order, so the plan is one step per block of the grid,
-//! block 0 first; the ids of the steps, in that order, are the Put Block List.
+//! block 0 first; the ids of the steps, in that order, are the Put Block List. Before that,
+//! [`sent_whole`] says whether the file goes whole in one Put Blob instead (small files).
 
 use super::grid::Grid;
 
