@@ -291,7 +291,6 @@ if [ "${BENCH_SKIP_MOUNT:-0}" != 1 ]; then
     fusermount3 -u "$MNT"
     stop_pid "$MOUNT_PID"
     MOUNT_PID=
-LINK_PID=
 fi
 
 # --- the table ----------------------------------------------------------------------------
