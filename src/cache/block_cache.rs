@@ -240,6 +240,18 @@ impl BlockCache {
     /// can ask for enough to be worth a request). Demand runs may evict; so may readahead, but
     /// it never waits.
     pub fn begin_run(self: &Arc<Self>, blocks: &[(BlockKey, u64)], min_len: usize) -> Begin {
+        self.begin_run_capped(blocks, min_len, usize::MAX)
+    }
+
+    /// [`begin_run`](Self::begin_run), but the run takes at most `max_len` blocks even when
+    /// more are free: a window cut in several runs is fetched over several connections at once.
+    /// `min_len` still counts every free block, so a window is not cut below it.
+    pub fn begin_run_capped(
+        self: &Arc<Self>,
+        blocks: &[(BlockKey, u64)],
+        min_len: usize,
+        max_len: usize,
+    ) -> Begin {
         let mut s = self.lock();
         let Some(first) = blocks.iter().position(|(k, _)| s.is_free(k)) else {
             return Begin::Nothing;
@@ -261,6 +273,9 @@ impl BlockCache {
             self.stats.readahead_skipped.fetch_add(1, Ordering::Relaxed);
             return Begin::Nothing;
         }
+        let n = n.min(max_len.max(1));
+        let end = first + n;
+        let reserved: u64 = blocks[first..end].iter().map(|(_, len)| len).sum();
         let mut spare = Vec::new();
         while s.cached_bytes + s.reserved_bytes + reserved > self.budget {
             let (_, b) = s.lru.pop_lru().expect("cached bytes are in the LRU");

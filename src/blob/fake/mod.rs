@@ -68,6 +68,9 @@ struct State {
     /// Requests so far by operation and blob (for random faults).
     seen: HashMap<(Op, String), u64>,
     delays: HashMap<Op, Duration>,
+    /// Requests inside their delay now, and the most there ever were, by operation.
+    in_flight: HashMap<Op, u64>,
+    peak_in_flight: HashMap<Op, u64>,
     etag_seq: u64,
     /// Bytes served by Get Blob.
     bytes_read: u64,
@@ -201,6 +204,13 @@ impl FakeClient {
     }
 
     /// The next Get Blob body fails (transiently) after `bytes` bytes, as a connection reset would.
+    /// The most requests of `op` that were ever in their delay at once (see
+    /// [`set_delay`](Self::set_delay)): how many the code keeps in flight.
+    pub fn peak_in_flight(&self, op: Op) -> u64 {
+        let s = self.state.lock().unwrap();
+        s.peak_in_flight.get(&op).copied().unwrap_or(0)
+    }
+
     pub fn cut_next_stream_after(&self, bytes: u64) {
         self.state.lock().unwrap().cut_stream_after = Some(bytes);
     }
@@ -240,10 +250,21 @@ impl FakeClient {
                     (true, _) => Fault::LoseAnswerAndGiveUp,
                 })
             });
-            (s.delays.get(&op).copied(), fault)
+            let delay = s.delays.get(&op).copied();
+            if delay.is_some() {
+                let now = {
+                    let n = s.in_flight.entry(op).or_default();
+                    *n += 1;
+                    *n
+                };
+                let peak = s.peak_in_flight.entry(op).or_default();
+                *peak = (*peak).max(now);
+            }
+            (delay, fault)
         };
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+            *self.state.lock().unwrap().in_flight.entry(op).or_default() -= 1;
         }
         if let Some(f) = fault {
             tracing::debug!(op = name, target, "fake: injected {f:?}");
