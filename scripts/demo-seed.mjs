@@ -7,6 +7,12 @@
 //                                   (Put Block + Put Block List) from memory (scripts/bench.sh)
 //   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --sas PERMISSIONS HOURS
 //                                   prints a container SAS URL made by the SDK (scripts/bench.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --many PREFIX COUNT
+//                                   COUNT empty blobs PREFIX00000… (a large directory, bench.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --raw-put NAME SIZE_BYTES CONCURRENCY
+//                                   uploads SIZE_BYTES of random data as Put Blocks of 8 MiB,
+//                                   CONCURRENCY at once, then one Put Block List, and prints the
+//                                   seconds it took: the raw baseline of a write (bench.sh)
 //
 // BLOB_ENDPOINT is the account URL, e.g. http://127.0.0.1:10000/devstoreaccount1.
 import { randomBytes } from "node:crypto";
@@ -45,6 +51,45 @@ async function put(name, data, contentType = "application/octet-stream") {
     .getBlockBlobClient(name)
     .uploadData(body, { blobHTTPHeaders: { blobContentType: contentType } });
   console.log(`  ${name} (${body.length} bytes)`);
+}
+
+if (mode === "--many") {
+  const [prefix, countText] = rest;
+  const count = Number(countText);
+  if (!prefix || !Number.isSafeInteger(count) || count < 0) {
+    console.error("--many needs PREFIX and COUNT");
+    process.exit(2);
+  }
+  const width = String(Math.max(count - 1, 0)).length;
+  let next = 0;
+  async function worker() {
+    while (next < count) {
+      const i = next++;
+      await container.getBlockBlobClient(prefix + String(i).padStart(width, "0")).uploadData(Buffer.alloc(0));
+    }
+  }
+  await Promise.all(Array.from({ length: 32 }, worker));
+  console.error(`  ${count} empty blobs ${prefix}*`);
+  process.exit(0);
+}
+
+if (mode === "--raw-put") {
+  const [name, sizeText, concurrencyText] = rest;
+  const size = Number(sizeText);
+  const concurrency = Number(concurrencyText);
+  if (!name || !Number.isSafeInteger(size) || size < 0 || !(concurrency >= 1)) {
+    console.error("--raw-put needs NAME, SIZE_BYTES and CONCURRENCY");
+    process.exit(2);
+  }
+  const data = randomBytes(size);
+  const started = process.hrtime.bigint();
+  await container.getBlockBlobClient(name).uploadData(data, {
+    blockSize: 8 * 1024 * 1024,
+    maxSingleShotSize: 0,
+    concurrency,
+  });
+  console.log((Number(process.hrtime.bigint() - started) / 1e9).toFixed(3));
+  process.exit(0);
 }
 
 if (mode === "--random") {
