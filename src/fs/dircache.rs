@@ -108,7 +108,15 @@ pub struct DirCache {
     ttl: Duration,
     listings: LruCache<String, Arc<Listing>>,
     negatives: LruCache<(String, String), Instant>,
+    /// Directories found too large to list at a lookup, and when (see [`LARGE_FOR`]).
+    large: LruCache<String, Instant>,
+    /// The last lookup that found a name missing, by directory.
+    missed: LruCache<String, Instant>,
 }
+
+/// How long a directory found too large to list at a lookup is taken to be so. Only a choice
+/// of requests rides on it (a listing or a lookup by name), never what a lookup answers.
+const LARGE_FOR: Duration = Duration::from_secs(60);
 
 impl DirCache {
     pub fn new(ttl: Duration, max_listings: usize, max_negatives: usize) -> Self {
@@ -116,7 +124,42 @@ impl DirCache {
             ttl,
             listings: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
             negatives: LruCache::new(NonZeroUsize::new(max_negatives.max(1)).expect("non-zero")),
+            large: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
+            missed: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
         }
+    }
+
+    /// Whether a lookup in `dir` found a name missing within the TTL: names of this directory
+    /// are being probed (`stat` storms, `git`, `tar x`), and one listing would answer them all.
+    pub fn missed_lately(&mut self, dir: &str) -> bool {
+        self.missed
+            .get(dir)
+            .is_some_and(|t| t.elapsed() < self.ttl)
+    }
+
+    /// A lookup in `dir` found `name` missing: remembered for the TTL.
+    pub fn lookup_missed(&mut self, dir: &str, name: &str) {
+        self.insert_negative(dir, name);
+        if !self.ttl.is_zero() {
+            self.missed.put(dir.to_string(), Instant::now());
+        }
+    }
+
+    /// Whether `dir` was found too large to list whole at a lookup, lately.
+    pub fn is_large(&mut self, dir: &str) -> bool {
+        match self.large.get(dir) {
+            Some(t) if t.elapsed() < LARGE_FOR => true,
+            Some(_) => {
+                self.large.pop(dir);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// `dir` has more entries than a lookup lists whole.
+    pub fn mark_large(&mut self, dir: &str) {
+        self.large.put(dir.to_string(), Instant::now());
     }
 
     /// The listing of `dir` if it is fresh.

@@ -9,11 +9,19 @@ use super::dircache::{invalid_component, Listing, NAME_MAX};
 use super::error::{fail, FsError};
 use super::inode::{join, Attr, EntryInfo, Kind};
 use super::{namespace, Fs, EMPTIED_GRACE};
+use crate::blob::{self, ListRequest};
 
 /// Entries asked for by a lookup's listing: the name itself, and room for a few names that
 /// share its prefix and sort before `name/` (small: the answer carries each one's metadata).
 const LOOKUP_PAGE: u32 = 32;
-use crate::blob::{self, ListRequest};
+
+/// A directory of at most this many entries is listed whole at a lookup the cache cannot
+/// answer once another lookup there found a name missing within the TTL: one request answers
+/// this name and every other looked up while the listing is fresh (`git`, `tar x`, `stat`
+/// storms probe many missing names of one directory). A larger one is remembered as such, and
+/// its names are looked up one by one. (Until a name is found missing, lookups ask for their
+/// name only: they stay small in large directories, and see names others add at once.)
+pub(super) const SMALL_DIR: u32 = 1000;
 
 impl Fs {
     /// A complete, fresh listing of directory `dir` ("" for the root).
@@ -21,14 +29,43 @@ impl Fs {
         if let Some(l) = self.meta.listings().listing(dir) {
             return Ok(l);
         }
+        let listing = self.fetch_listing(dir, None).await?;
+        Ok(listing.expect("a listing of every page is complete"))
+    }
+
+    /// Lists directory `dir` from the service and records it. With `at_most`, in one request
+    /// of that many entries, and only if the directory fits (None otherwise).
+    async fn fetch_listing(
+        &self,
+        dir: &str,
+        at_most: Option<u32>,
+    ) -> Result<Option<Arc<Listing>>, FsError> {
         let prefix = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
-        let page = blob::list_all(self.client.as_ref(), &prefix, Some("/"))
-            .await
-            .map_err(fail)?;
+        let page = match at_most {
+            None => blob::list_all(self.client.as_ref(), &prefix, Some("/"))
+                .await
+                .map_err(fail)?,
+            Some(n) => {
+                let page = self
+                    .client
+                    .list(ListRequest {
+                        prefix: &prefix,
+                        delimiter: Some("/"),
+                        marker: None,
+                        max_results: Some(n),
+                    })
+                    .await
+                    .map_err(fail)?;
+                if page.next_marker.is_some() {
+                    return Ok(None);
+                }
+                page
+            }
+        };
         // Subdirectories that may hold nothing but blobs kept for unlinked files.
         let suspects: Vec<String> = {
             let unlinked = self.open_files.unlinked();
@@ -53,7 +90,7 @@ impl Fs {
                 listing.entries.remove(leaf);
             }
         }
-        Ok(self.meta.listings().insert_listing(dir, listing))
+        Ok(Some(self.meta.listings().insert_listing(dir, listing)))
     }
 
     /// Whether everything under `prefix` is blobs kept for unlinked files' open handles (the
@@ -78,7 +115,9 @@ impl Fs {
     }
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
-    /// one List Blobs of the name as prefix (see [`Fs::list_name`]).
+    /// one List Blobs of the name as prefix (see [`Fs::list_name`]), or, once a lookup in the
+    /// directory found a name missing within the TTL, one listing of the whole directory if it
+    /// is small.
     pub(super) async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, FsError> {
         if self.open_files.unlinked().hides(&join(dir, name)) {
             return Err(FsError::NotFound);
@@ -95,6 +134,16 @@ impl Fs {
                 return Err(FsError::NotFound);
             }
         }
+        let whole = {
+            let mut dirs = self.meta.listings();
+            dirs.missed_lately(dir) && !dirs.is_large(dir)
+        };
+        if whole {
+            if let Some(l) = self.fetch_listing(dir, Some(SMALL_DIR)).await? {
+                return l.entries.get(name).cloned().ok_or(FsError::NotFound);
+            }
+            self.meta.listings().mark_large(dir);
+        }
         let path = join(dir, name);
         let sub = format!("{path}/");
         let (blob, has_children) = self.list_name(&path, &sub).await?;
@@ -109,7 +158,7 @@ impl Fs {
         match blob {
             Some(p) => Ok(EntryInfo::from_props(&p)),
             None => {
-                self.meta.listings().insert_negative(dir, name);
+                self.meta.listings().lookup_missed(dir, name);
                 Err(FsError::NotFound)
             }
         }
