@@ -72,6 +72,11 @@ impl Prefetcher {
         &self.cache
     }
 
+    /// Where reads are counted.
+    pub fn metrics(&self) -> &'static Metrics {
+        self.metrics
+    }
+
     /// The read pattern of a new reader: it opens its window as it reads in sequence.
     pub fn new_pattern(&self) -> ReadPattern {
         // Parallel kernel readahead may deliver reads slightly out of order.
@@ -152,6 +157,28 @@ impl Prefetcher {
             remaining -= take;
         }
         Ok(out.freeze())
+    }
+
+    /// Fetches the first block of version `v` of `blob` ahead of any read (a small file a
+    /// program is expected to open next), if it is not cached or in flight and the cache has
+    /// room without waiting; returns whether a request started.
+    pub fn fetch_ahead(&self, blob: &Arc<str>, v: &Version) -> bool {
+        if v.size == 0 {
+            return false;
+        }
+        let src = Source {
+            client: self.client.clone(),
+            blob: blob.clone(),
+            etag: v.etag.clone(),
+            block_size: self.block_size,
+        };
+        match self.cache.begin_run(&self.blocks(blob, v, 0, 0), 1) {
+            Begin::Started(run) => {
+                tokio::spawn(fetch::fill(src, run));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Cache keys and lengths of blocks `from..=to` of version `v` of `blob`.

@@ -103,6 +103,21 @@ impl Listing {
     }
 }
 
+/// How a lookup the cache cannot answer asks the service (see [`DirCache::how_to_ask`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// For the name only.
+    Name,
+    /// For one page of the directory, which answers the name if the directory fits in it.
+    Page,
+    /// For the whole directory.
+    Whole,
+}
+
+/// Names of a large directory, listed whole before, looked up one by one within the TTL before
+/// it is listed whole again.
+pub const RELIST_AFTER: u32 = 16;
+
 /// Fresh listings and negative lookups, both bounded in count.
 pub struct DirCache {
     ttl: Duration,
@@ -112,6 +127,10 @@ pub struct DirCache {
     large: LruCache<String, Instant>,
     /// The last lookup that found a name missing, by directory.
     missed: LruCache<String, Instant>,
+    /// Directories listed whole (their listing may have expired since).
+    listed: LruCache<String, ()>,
+    /// Lookups in a directory that asked the service: since when, and how many.
+    asked: LruCache<String, (Instant, u32)>,
 }
 
 /// How long a directory found too large to list at a lookup is taken to be so. Only a choice
@@ -126,15 +145,22 @@ impl DirCache {
             negatives: LruCache::new(NonZeroUsize::new(max_negatives.max(1)).expect("non-zero")),
             large: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
             missed: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
+            listed: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
+            asked: LruCache::new(NonZeroUsize::new(max_listings.max(1)).expect("non-zero")),
         }
     }
 
     /// Whether a lookup in `dir` found a name missing within the TTL: names of this directory
     /// are being probed (`stat` storms, `git`, `tar x`), and one listing would answer them all.
     pub fn missed_lately(&mut self, dir: &str) -> bool {
-        self.missed
-            .get(dir)
-            .is_some_and(|t| t.elapsed() < self.ttl)
+        self.missed.get(dir).is_some_and(|t| t.elapsed() < self.ttl)
+    }
+
+    /// Whether `dir` was listed whole before: once its listing expired, its names are looked up
+    /// again one after another (`rm -r`, `tar c`, `ls -l` after the TTL), and one listing
+    /// revalidates them all.
+    pub fn was_listed(&mut self, dir: &str) -> bool {
+        self.listed.get(dir).is_some()
     }
 
     /// A lookup in `dir` found `name` missing: remembered for the TTL.
@@ -142,6 +168,40 @@ impl DirCache {
         self.insert_negative(dir, name);
         if !self.ttl.is_zero() {
             self.missed.put(dir.to_string(), Instant::now());
+        }
+    }
+
+    /// How a lookup in `dir` that the cache cannot answer asks the service (and counts it).
+    /// - Its name only, at first: a lone lookup stays small in a directory of any size.
+    /// - One page of `page` entries once names of the directory are being probed (one was
+    ///   found missing within the TTL, or the directory was listed whole before and its names
+    ///   are being looked up again), unless the directory was found larger than that lately.
+    /// - The whole directory, every page, when it is larger but was listed whole before and
+    ///   [`RELIST_AFTER`] of its names were looked up one by one within the TTL: a program is
+    ///   going through all of them again (`ls -l`, `rm -r` after the TTL).
+    pub fn how_to_ask(&mut self, dir: &str) -> Ask {
+        let asked = match self.asked.get_mut(dir) {
+            Some((since, n)) if since.elapsed() < self.ttl => {
+                *n += 1;
+                *n
+            }
+            _ => {
+                self.asked.put(dir.to_string(), (Instant::now(), 1));
+                1
+            }
+        };
+        let listed = self.was_listed(dir);
+        if self.is_large(dir) {
+            if listed && asked >= RELIST_AFTER {
+                self.asked.pop(dir);
+                return Ask::Whole;
+            }
+            return Ask::Name;
+        }
+        if listed || self.missed_lately(dir) {
+            Ask::Page
+        } else {
+            Ask::Name
         }
     }
 
@@ -178,6 +238,7 @@ impl DirCache {
         let l = Arc::new(listing);
         if !self.ttl.is_zero() {
             self.listings.put(dir.to_string(), l.clone());
+            self.listed.put(dir.to_string(), ());
         }
         l
     }

@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use super::dircache::{invalid_component, Listing, NAME_MAX};
+use super::dircache::{invalid_component, Ask, Listing, NAME_MAX};
 use super::error::{fail, FsError};
 use super::inode::{join, Attr, EntryInfo, Kind};
 use super::{namespace, Fs, EMPTIED_GRACE};
@@ -16,11 +16,12 @@ use crate::blob::{self, ListRequest};
 const LOOKUP_PAGE: u32 = 32;
 
 /// A directory of at most this many entries is listed whole at a lookup the cache cannot
-/// answer once another lookup there found a name missing within the TTL: one request answers
-/// this name and every other looked up while the listing is fresh (`git`, `tar x`, `stat`
-/// storms probe many missing names of one directory). A larger one is remembered as such, and
-/// its names are looked up one by one. (Until a name is found missing, lookups ask for their
-/// name only: they stay small in large directories, and see names others add at once.)
+/// answer once another lookup there found a name missing within the TTL, or once it was
+/// listed whole before: one request answers this name and every other looked up while the
+/// listing is fresh (`git`, `tar x`, `stat` storms probe many missing names of one directory;
+/// `rm -r` or `tar c` revalidate every name of a directory whose listing expired). A larger
+/// one is remembered as such, and its names are looked up one by one (until many are: see
+/// [`super::dircache::DirCache::how_to_ask`]). Otherwise lookups ask for their name only.
 pub(super) const SMALL_DIR: u32 = 1000;
 
 impl Fs {
@@ -115,9 +116,8 @@ impl Fs {
     }
 
     /// What `name` in directory `dir` is, from a fresh listing, a negative entry, or the service:
-    /// one List Blobs of the name as prefix (see [`Fs::list_name`]), or, once a lookup in the
-    /// directory found a name missing within the TTL, one listing of the whole directory if it
-    /// is small.
+    /// one List Blobs of the name as prefix (see [`Fs::list_name`]), or one listing of the
+    /// whole directory if it is small and its names are being probed (see [`SMALL_DIR`]).
     pub(super) async fn resolve(&self, dir: &str, name: &str) -> Result<EntryInfo, FsError> {
         if self.open_files.unlinked().hides(&join(dir, name)) {
             return Err(FsError::NotFound);
@@ -134,15 +134,19 @@ impl Fs {
                 return Err(FsError::NotFound);
             }
         }
-        let whole = {
-            let mut dirs = self.meta.listings();
-            dirs.missed_lately(dir) && !dirs.is_large(dir)
-        };
-        if whole {
-            if let Some(l) = self.fetch_listing(dir, Some(SMALL_DIR)).await? {
+        let ask = self.meta.listings().how_to_ask(dir);
+        match ask {
+            Ask::Name => {}
+            Ask::Page => {
+                if let Some(l) = self.fetch_listing(dir, Some(SMALL_DIR)).await? {
+                    return l.entries.get(name).cloned().ok_or(FsError::NotFound);
+                }
+                self.meta.listings().mark_large(dir);
+            }
+            Ask::Whole => {
+                let l = self.listing(dir).await?;
                 return l.entries.get(name).cloned().ok_or(FsError::NotFound);
             }
-            self.meta.listings().mark_large(dir);
         }
         let path = join(dir, name);
         let sub = format!("{path}/");
@@ -221,14 +225,19 @@ impl Fs {
         if dir_info.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
+        // A directory whose own listing is fresh and shows entries exists: confirmed by it.
+        let listed = self
+            .meta
+            .listings()
+            .listing(&join(&dir, name))
+            .is_some_and(|l| !l.entries.is_empty());
         // Known and confirmed within the TTL: no request.
         {
             let mut inodes = self.meta.inodes();
             if let Some(ino) = inodes.child(parent, name) {
-                let fresh = inodes
-                    .get(ino)
-                    .is_some_and(|n| n.is_fresh(self.cfg.metadata_ttl))
-                    || self.writer(ino).is_some();
+                let fresh = inodes.get(ino).is_some_and(|n| {
+                    n.is_fresh(self.cfg.metadata_ttl) || (listed && n.info.kind == Kind::Dir)
+                }) || self.writer(ino).is_some();
                 if fresh {
                     let info = inodes.get(ino).expect("child exists").info.clone();
                     let ino = inodes.upsert(parent, name, info, true);

@@ -8,7 +8,8 @@
 //! - `open_files`: files being written (their staging and lifecycle), blobs kept for files
 //!   unlinked while open;
 //! - [`upload`]: the block grid, the write budget, local copies, the commit plan and commit;
-//! - `gate`: the change gate that closes at shutdown.
+//! - `gate`: the change gate that closes at shutdown;
+//! - `scan`: directory-aware prefetch (which files a program reading a directory opens next).
 //!
 //! The operations are `impl Fs` blocks, one file each: `lookup`, `readdir`, `read`, `write`,
 //! [`namespace`], `rename`, `attributes`, `shutdown`. Every operation is async and takes no
@@ -33,6 +34,7 @@ mod read;
 mod readdir;
 mod recovery;
 mod rename;
+mod scan;
 mod shutdown;
 mod unlinked;
 pub mod upload;
@@ -99,6 +101,8 @@ pub struct Fs {
     client: Arc<dyn BlobClient>,
     /// The read path: block cache and readahead.
     reads: Prefetcher,
+    /// Programs reading a directory's files one after another, to fetch ahead of.
+    scans: scan::Scans,
     cfg: FsConfig,
     mount_time: SystemTime,
     /// What the mount knows of names: inodes, listings, negative lookups.
@@ -145,6 +149,7 @@ impl Fs {
                 cfg.max_prefetch_window(),
                 metrics,
             ),
+            scans: scan::Scans::new(cfg.block_size),
             client,
             meta: metadata::Metadata::new(mount_time, cfg.metadata_ttl),
             cfg,

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::error::{fail, FsError};
 use super::handles::{FileHandle, HandleKind, ReadHandle, Version};
-use super::inode::Kind;
+use super::inode::{join, Kind};
 use super::{Fs, PageCache};
 use crate::blob::{BlobError, ErrorKind};
 use crate::cache::ReadPattern;
@@ -52,12 +52,32 @@ impl Fs {
             size: info.size,
         };
         let handle = ReadHandle::new(Some(version), cache, self.reads.new_pattern());
+        self.fetch_dir_ahead(&path);
         let fh = self.handles.open_file(FileHandle {
             ino,
             blob: path.into(),
             kind: HandleKind::Read(handle),
         });
         Ok((fh, cache))
+    }
+
+    /// Directory-aware prefetch: if opening `path` continues a program's reading of its
+    /// directory in listing order, the next small files are fetched now, several at once, in
+    /// the versions the fresh listing shows (see [`super::scan`]). Starts requests, awaits none.
+    fn fetch_dir_ahead(&self, path: &str) {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let listing = self.meta.listings().listing(dir);
+        for (next, e) in self.scans.opened(dir, name, listing.as_deref()) {
+            let blob: std::sync::Arc<str> = join(dir, &next).into();
+            let Some(etag) = e.etag else { continue };
+            if self.open_files.unlinked().hides(&blob) {
+                continue;
+            }
+            let v = Version { etag, size: e.size };
+            if self.reads.fetch_ahead(&blob, &v) {
+                self.reads.metrics().fetched_ahead();
+            }
+        }
     }
 
     /// Reads from an open file. Every request carries If-Match with the handle's ETag: a handle

@@ -962,7 +962,10 @@ async fn a_program_reading_a_directory_in_order_finds_the_next_files_fetched_ahe
     fake.set_delay(Op::GetBlob, Duration::from_millis(5));
     let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
     // As `cp -r` or `tar c`: list the directory, then read each file in listing order.
-    for (name, _) in names(&fs, d.ino).await {
+    for (name, kind) in names(&fs, d.ino).await {
+        if kind != Kind::File {
+            continue;
+        }
         let a = lookup(&fs, d.ino, &name).await.unwrap();
         let (fh, _) = fs.open(a.ino, OpenMode::default()).await.unwrap();
         let got = read_all(&fs, fh, 4096).await;
@@ -979,4 +982,62 @@ async fn a_program_reading_a_directory_in_order_finds_the_next_files_fetched_ahe
     let peak = fake.peak_in_flight(Op::GetBlob);
     assert!(peak >= 4, "at most {peak} Get Blob in flight");
     assert_eq!(fake.count(Op::GetBlobProperties), 0);
+}
+
+#[tokio::test]
+async fn names_of_a_directory_whose_listing_expired_are_revalidated_by_one_listing() {
+    let ttl = Duration::from_millis(200);
+    let (fake, fs) = setup(ttl);
+    for i in 0..20 {
+        fake.put(&format!("d/f{i:02}"), "x");
+    }
+    let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+    assert_eq!(names(&fs, d.ino).await.len(), 20 + 2);
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+    // As `rm -r` or `tar c` after the TTL: every name looked up again.
+    let before = fake.count(Op::ListBlobs);
+    for i in 0..20 {
+        let a = lookup(&fs, d.ino, &format!("f{i:02}")).await.unwrap();
+        assert_eq!(a.kind, Kind::File);
+    }
+    assert_eq!(fake.count(Op::ListBlobs) - before, 1);
+    assert_eq!(fake.count(Op::GetBlobProperties), 0);
+}
+
+#[tokio::test]
+async fn a_large_directory_whose_names_are_all_looked_up_again_is_listed_again_whole() {
+    let ttl = Duration::from_millis(300);
+    let (fake, fs) = setup(ttl);
+    let n = super::lookup::SMALL_DIR + 1;
+    for i in 0..n {
+        fake.put(&format!("big/f{i:05}"), "");
+    }
+    let big = lookup(&fs, ROOT_INO, "big").await.unwrap();
+    assert_eq!(names(&fs, big.ino).await.len() as u32, n + 2);
+    tokio::time::sleep(ttl + Duration::from_millis(20)).await;
+    // As `ls -l` or `rm -r` once the listing expired.
+    let before = fake.count(Op::ListBlobs);
+    for i in 0..40 {
+        let a = lookup(&fs, big.ino, &format!("f{i:05}")).await.unwrap();
+        assert_eq!(a.kind, Kind::File);
+    }
+    // One page, found too small; names one by one until RELIST_AFTER of them; then the whole
+    // directory, which answers the rest.
+    let relist = super::dircache::RELIST_AFTER as u64;
+    assert_eq!(fake.count(Op::ListBlobs) - before, 1 + (relist - 1) + 1);
+}
+
+#[tokio::test]
+async fn a_directory_whose_own_listing_is_fresh_is_found_without_a_request() {
+    let ttl = Duration::from_millis(300);
+    let (fake, fs) = setup(ttl);
+    fake.put("d/f", "x");
+    let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
+    tokio::time::sleep(ttl / 2).await;
+    names(&fs, d.ino).await;
+    // Past the TTL of d's own lookup, within its listing's.
+    tokio::time::sleep(ttl / 2 + Duration::from_millis(20)).await;
+    let before = fake.count(Op::ListBlobs);
+    assert_eq!(lookup(&fs, ROOT_INO, "d").await.unwrap().ino, d.ino);
+    assert_eq!(fake.count(Op::ListBlobs), before);
 }

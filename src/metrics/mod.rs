@@ -136,6 +136,7 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     cache_hit_bytes: AtomicU64,
     cache_miss_bytes: AtomicU64,
+    files_fetched_ahead: AtomicU64,
 }
 
 static GLOBAL: Metrics = Metrics::new();
@@ -172,6 +173,7 @@ pub struct Snapshot {
     pub cache_misses: u64,
     pub cache_hit_bytes: u64,
     pub cache_miss_bytes: u64,
+    pub files_fetched_ahead: u64,
 }
 
 impl Snapshot {
@@ -210,6 +212,7 @@ impl Metrics {
             cache_misses: AtomicU64::new(0),
             cache_hit_bytes: AtomicU64::new(0),
             cache_miss_bytes: AtomicU64::new(0),
+            files_fetched_ahead: AtomicU64::new(0),
         }
     }
 
@@ -246,6 +249,11 @@ impl Metrics {
         self.cache_miss_bytes.fetch_add(bytes, Relaxed);
     }
 
+    /// A small file was fetched ahead of a program reading its directory in order.
+    pub fn fetched_ahead(&self) {
+        self.files_fetched_ahead.fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let mut requests = Vec::new();
         for op in Op::ALL {
@@ -274,6 +282,7 @@ impl Metrics {
             cache_misses: self.cache_misses.load(Relaxed),
             cache_hit_bytes: self.cache_hit_bytes.load(Relaxed),
             cache_miss_bytes: self.cache_miss_bytes.load(Relaxed),
+            files_fetched_ahead: self.files_fetched_ahead.load(Relaxed),
         }
     }
 }

@@ -68,6 +68,9 @@ fn families(s: &Snapshot, g: &Gauges) -> Vec<Family> {
         single("blobmount_cache_miss_bytes_total", counter,
             "Bytes of reads served from blocks that were not in the block cache.",
             s.cache_miss_bytes),
+        single("blobmount_files_fetched_ahead_total", counter,
+            "Small files fetched ahead of a program reading their directory in listing order.",
+            s.files_fetched_ahead),
         single("blobmount_cache_bytes", gauge,
             "Bytes the block cache holds: cached blocks and blocks being fetched.",
             g.cache_bytes),
@@ -313,7 +316,7 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 16);
         assert!(text.ends_with('\n'));
         assert_eq!(text, render_prometheus(&m, &g), "deterministic");
     }
