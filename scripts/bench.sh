@@ -37,6 +37,9 @@
 #   BENCH_BIN=PATH          the blobmount binary to measure (default: a release build of this
 #                           tree, built first), e.g. an older build to compare with
 #   BENCH_RCLONE=auto       1: install rclone (apt) and measure it; 0: never; auto: if installed
+#   BENCH_FUSE_STUDY=1      also run the read and tree workloads on loopback once per setting of
+#                           the kernel interface (BLOBMOUNT_FUSE_TUNING, src/fuse_tuning.rs)
+#                           and print a second table
 #   BENCH_STRICT=1          exit 1 if a target is missed
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
 set -euo pipefail
@@ -271,8 +274,8 @@ mount_blobmount() { # mount_blobmount SAS_URL
     local extra=(${BENCH_MOUNT_ARGS:-})
     mkdir -p "$MNT"
     MPORT=$(free_port)
-    "$BIN" mount "$1" "$MNT" --foreground --log-level warn --metrics-addr "127.0.0.1:$MPORT" "${extra[@]}" \
-        </dev/null >>"$WORK/blobmount.log" 2>&1 &
+    BLOBMOUNT_FUSE_TUNING=${FUSE_TUNING:-} "$BIN" mount "$1" "$MNT" --foreground --log-level warn \
+        --metrics-addr "127.0.0.1:$MPORT" "${extra[@]}" </dev/null >>"$WORK/blobmount.log" 2>&1 &
     MOUNT_PID=$!
     wait_mounted
 }
@@ -355,7 +358,7 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         done
         wait "${pids[@]}"
         end readers
-        if command -v fio >/dev/null 2>&1; then
+        if [ -z "${NO_FIO:-}" ] && command -v fio >/dev/null 2>&1; then
             say "$LABEL: fio random reads"
             begin
             T[$LABEL,rand4k_rate]=$(fio_rate "$MNT/rnd4k.bin" 4k)
@@ -449,6 +452,28 @@ if [ -n "$LINK" ]; then
     read -r _ CONNS _ PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
 fi
 
+# --- the FUSE options study ---------------------------------------------------------------
+# The same read and tree workloads on loopback (where the kernel interface shows most), once per
+# setting of the kernel interface (src/fuse_tuning.rs), the first being the defaults.
+STUDY=(
+    ""
+    "threads=1"
+    "clone_fd=1"
+    "max_read=128K"
+    "max_background=12"
+    "readdirplus=auto"
+)
+if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
+    saved=$WORKLOADS
+    WORKLOADS=" read tree "
+    for ((v = 0; v < ${#STUDY[@]}; v++)); do
+        FUSE_TUNING=${STUDY[v]}
+        say "FUSE study: ${FUSE_TUNING:-defaults}"
+        NO_FIO=1 workloads "fuse$v" mount_blobmount "$SAS_URL"
+    done
+    FUSE_TUNING= WORKLOADS=$saved
+fi
+
 # --- the table ----------------------------------------------------------------------------
 verdict() { # verdict VALUE OP TARGET -> ok / MISS (a miss is noted in $WORK/missed)
     local v
@@ -534,6 +559,18 @@ if [ -n "$LINK" ]; then
     printf '\nlink: %s connections opened, at most %s open at once\n' "${CONNS:-?}" "${PEAK:-?}"
 fi
 echo
+
+if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
+    echo "FUSE options, on loopback (BLOBMOUNT_FUSE_TUNING; defaults: threads=4 clone_fd=0 max_read=1M max_background=64 readdirplus=always)"
+    printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' setting "cold MiB/s" "4 rdr MiB/s" "tar x (s)" "ls -lR (s)" "tar c (s)" "rm -r (s)"
+    printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' ---------------------- -----------: -----------: ---------: ---------: ---------: ---------:
+    for ((v = 0; v < ${#STUDY[@]}; v++)); do
+        printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' "${STUDY[v]:-defaults}" \
+            "$(rate "$(get "fuse$v,cold")" $big)" "$(rate "$(get "fuse$v,readers")" $((4 * READERS_MIB * MIB)))" \
+            "$(get "fuse$v,tarx")" "$(get "fuse$v,lsR")" "$(get "fuse$v,tarc")" "$(get "fuse$v,rm")"
+    done
+    echo
+fi
 
 if [ -s "$WORK/missed" ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
     exit 1

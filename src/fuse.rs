@@ -17,20 +17,27 @@ use fuser::{
 };
 
 use crate::fs::{Attr, Fs, FsConfig, FsError, Kind, OpenMode, PageCache};
+use crate::fuse_tuning::{Readdirplus, Tuning};
 
-/// Largest read the kernel is asked to send in one request.
-pub const MAX_READ: u32 = 1 << 20;
+/// The block size shown by stat (st_blksize): programs size their reads and writes by it.
+const BLKSIZE: u32 = 1 << 20;
 
 pub struct BlobFuse {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
     ttl: Duration,
+    tuning: Tuning,
 }
 
 impl BlobFuse {
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, tuning: Tuning) -> Self {
         let ttl = fs.config().metadata_ttl;
-        BlobFuse { fs, rt, ttl }
+        BlobFuse {
+            fs,
+            rt,
+            ttl,
+            tuning,
+        }
     }
 }
 
@@ -56,7 +63,7 @@ pub fn file_attr(cfg: &FsConfig, a: &Attr) -> FileAttr {
         gid: cfg.gid,
         rdev: 0,
         // Programs size their I/O by st_blksize: invite large reads.
-        blksize: MAX_READ,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }
@@ -70,7 +77,12 @@ fn errno(e: FsError) -> Errno {
 impl Filesystem for BlobFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // readdirplus always (not "auto"): `ls -l` gets every attribute with the listing.
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+        let readdirplus = match self.tuning.readdirplus {
+            Readdirplus::Always => InitFlags::FUSE_DO_READDIRPLUS,
+            Readdirplus::Auto => InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
+            Readdirplus::Off => InitFlags::empty(),
+        };
+        let wanted = readdirplus
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_AUTO_INVAL_DATA
             | InitFlags::FUSE_ASYNC_READ
@@ -79,10 +91,10 @@ impl Filesystem for BlobFuse {
             tracing::debug!("kernel lacks FUSE capabilities {unsupported:?}");
             let _ = config.add_capabilities(wanted - unsupported);
         }
-        if let Err(max) = config.set_max_readahead(MAX_READ) {
+        if let Err(max) = config.set_max_readahead(self.tuning.max_read) {
             let _ = config.set_max_readahead(max);
         }
-        let _ = config.set_max_background(64);
+        let _ = config.set_max_background(self.tuning.max_background);
         Ok(())
     }
 

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod credential;
 pub mod fs;
 pub mod fuse;
+pub mod fuse_tuning;
 pub mod logging;
 pub mod metrics;
 pub mod mount;

@@ -369,3 +369,67 @@ fn a_second_signal_exits_at_once() {
     recovered(&log, b"cannot be committed");
     assert!(!m.is_mounted());
 }
+
+/// A tmpfs mounted for a test; unmounted in Drop (also on panic).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot mount a tmpfs (root needed)");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn unmount_touches_only_blobmount_mounts_and_says_what_is_not_mounted() {
+    let fx = Fixture::new("unmount-only-ours");
+    fx.put("d/f", b"x");
+    let m = fx.mount(&[]);
+    let unmount = |path: &Path| {
+        Command::new(bin())
+            .arg("unmount")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    // Another filesystem at the path: refused, and left mounted with its files.
+    let tmp = Tmpfs::mount();
+    std::fs::write(tmp.0.path().join("keep"), b"mine").unwrap();
+    let out = unmount(tmp.0.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("is a tmpfs mount, not one of blobmount's"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read(tmp.0.path().join("keep")).unwrap(), b"mine");
+    // Nothing mounted there, or a directory inside a mount: "not mounted", non-zero.
+    let plain = tempfile::tempdir().unwrap();
+    let out = unmount(plain.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("is not mounted"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = unmount(&m.path().join("d"));
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("inside the blobmount mount"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read(m.path().join("d/f")).unwrap(), b"x");
+}

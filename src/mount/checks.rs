@@ -86,7 +86,14 @@ pub fn check_mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, M
             )))
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
-            // Left by a daemon that died (kill -9, crash): nothing serves it any more.
+            // Left by a daemon that died (kill -9, crash): nothing serves it any more. Only
+            // blobmount's own dead mounts are cleaned; another program's is left to it.
+            if let Some(m) = super::mountinfo::mount_at(path).filter(|m| !m.is_ours()) {
+                return Err(MountError::failed(format!(
+                    "mountpoint {shown} is a dead {} mount of another program: unmount it first (fusermount3 -uz {shown})",
+                    m.fstype
+                )));
+            }
             tracing::warn!(
                 "mountpoint {shown} was left mounted by a daemon that is gone (transport endpoint not connected): unmounting it"
             );

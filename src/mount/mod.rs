@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod daemon;
+mod mountinfo;
 mod notify;
 mod shutdown;
 pub mod state;
@@ -20,7 +21,8 @@ use crate::blob::rest::RestClient;
 use crate::blob::retry::RetryPolicy;
 use crate::blob::ContainerUrl;
 use crate::fs::{Fs, FsConfig};
-use crate::fuse::{BlobFuse, MAX_READ};
+use crate::fuse::BlobFuse;
+use crate::fuse_tuning::Tuning;
 use crate::token::refresh::{self, RefreshConfig};
 use crate::token::source;
 use crate::token::Credential;
@@ -154,6 +156,7 @@ impl Readiness {
 /// (0: everything was committed).
 pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountError> {
     checks::check_sizes(&opts)?;
+    let tuning = Tuning::from_env().map_err(MountError::usage)?;
     if let Some(path) = &readiness.log_file {
         crate::logging::check_log_file(path).map_err(|e| {
             MountError::failed(format!("cannot write the log file {}: {e}", path.display()))
@@ -182,8 +185,8 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     let signals = rt
         .block_on(async { Signals::new() })
         .map_err(|e| MountError::failed(format!("cannot install signal handlers: {e}")))?;
-    let adapter = BlobFuse::new(fs.clone(), rt.handle().clone());
-    let config = fuse_config(&opts, &target.container, read_only);
+    let adapter = BlobFuse::new(fs.clone(), rt.handle().clone(), tuning);
+    let config = fuse_config(&opts, &target.container, read_only, &tuning);
     let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
         let hint =
             if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
@@ -385,7 +388,12 @@ fn keep_token_fresh(
 }
 
 /// The kernel mount options.
-fn fuse_config(opts: &MountOptions, container: &ContainerUrl, read_only: bool) -> Config {
+fn fuse_config(
+    opts: &MountOptions,
+    container: &ContainerUrl,
+    read_only: bool,
+    tuning: &Tuning,
+) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(format!(
@@ -408,7 +416,7 @@ fn fuse_config(opts: &MountOptions, container: &ContainerUrl, read_only: bool) -
             MountOption::Exec
         },
         MountOption::DefaultPermissions,
-        MountOption::CUSTOM(format!("max_read={MAX_READ}")),
+        MountOption::CUSTOM(format!("max_read={}", tuning.max_read)),
     ];
     config.acl = if opts.allow_other {
         SessionACL::All
@@ -417,6 +425,7 @@ fn fuse_config(opts: &MountOptions, container: &ContainerUrl, read_only: bool) -
     } else {
         SessionACL::Owner
     };
-    config.n_threads = Some(4);
+    config.n_threads = Some(tuning.threads);
+    config.clone_fd = tuning.clone_fd;
     config
 }

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::checks::{is_mount_point, lazy_unmount};
+use super::checks::lazy_unmount;
+use super::mountinfo;
 use super::state::{has_exited, StateFiles};
 use super::MountError;
 
@@ -59,24 +60,39 @@ fn outcome_result(mountpoint: &Path, (code, message): (i32, String)) -> Result<(
     }
 }
 
-/// No daemon of ours serves it: a dead mount is cleaned; a mount of another program is
-/// unmounted with fusermount3; nothing mounted is success (the daemon may have stopped by
-/// itself, as after a `umount`: then its outcome is the answer).
+/// No daemon of ours serves it. Only a mount of blobmount (filesystem type `fuse.blobmount`)
+/// is ever touched: a dead one is cleaned, a live one (its daemon's state file gone) unmounted
+/// with fusermount3; any other mount at the path is refused, untouched. A path with nothing
+/// mounted on it is "not mounted" (an error), unless our daemon of that path just stopped by
+/// itself (as after a `umount`): then its outcome is the answer.
 fn unmount_without_daemon(mountpoint: &Path, state: &StateFiles) -> Result<(), MountError> {
     let shown = mountpoint.display();
-    match std::fs::metadata(mountpoint) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
-            lazy_unmount(mountpoint);
-            return Ok(());
-        }
+    let dead = match std::fs::metadata(mountpoint) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => true,
         Err(e) => return Err(MountError::failed(format!("cannot use {shown}: {e}"))),
-        Ok(_) if !is_mount_point(mountpoint) => {
-            return match state.take_outcome() {
-                Some(outcome) => outcome_result(mountpoint, outcome),
-                None => Ok(()),
-            };
-        }
-        Ok(_) => {}
+        Ok(_) => false,
+    };
+    let Some(mount) = mountinfo::mount_at(mountpoint) else {
+        return match state.take_outcome() {
+            Some(outcome) => outcome_result(mountpoint, outcome),
+            None => Err(MountError::failed(format!(
+                "{shown} is not mounted{}",
+                match mountinfo::ours_around(mountpoint) {
+                    Some(m) => format!(" (it is inside the blobmount mount {m})"),
+                    None => String::new(),
+                }
+            ))),
+        };
+    };
+    if !mount.is_ours() {
+        return Err(MountError::failed(format!(
+            "{shown} is a {} mount, not one of blobmount's: left as it is (use umount for it)",
+            mount.fstype
+        )));
+    }
+    if dead {
+        lazy_unmount(mountpoint);
+        return Ok(());
     }
     let out = std::process::Command::new("fusermount3")
         .arg("-u")
