@@ -41,6 +41,7 @@
 #                           the kernel interface (BLOBMOUNT_FUSE_TUNING, src/fuse_tuning.rs)
 #                           and print a second table
 #   BENCH_STRICT=1          exit 1 if a target is missed
+#   BENCH_LOG_LEVEL=warn    the mounts' --log-level; BENCH_KEEP=1 keeps the work directory (logs)
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
 set -euo pipefail
 
@@ -91,22 +92,33 @@ stop_pid() {
 }
 
 unmount_it() {
+    local i
     if is_mounted "$MNT"; then
         fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
     fi
     stop_pid "$MOUNT_PID"
     MOUNT_PID=
+    # rclone's mount can outlive its process for a moment: the next mount needs the directory.
+    for ((i = 0; i < 100; i++)); do
+        is_mounted "$MNT" || return 0
+        sleep 0.1
+    done
+    umount -l "$MNT" 2>/dev/null || true
 }
 
 cleanup() {
     set +e
+    if [ -z "${TABLE_DONE:-}" ] && [ -s "$WORK/results" ]; then
+        echo "bench: the run stopped early; what it measured (label,workload seconds cpu requests):"
+        cat "$WORK/results"
+    fi
     unmount_it
     stop_pid "$LINK_PID"
     stop_pid "$AZURITE_PID"
     if is_mounted "$MNT"; then
         say "warning: $MNT is still mounted; leaving $WORK in place"
     else
-        rm -rf "$WORK"
+        [ -n "${BENCH_KEEP:-}" ] || rm -rf "$WORK"
     fi
 }
 trap cleanup EXIT
@@ -265,6 +277,7 @@ raw_baselines() { # raw_baselines LABEL SAS_URL
         ep=${ep%/*}
         T[$label,rawput]=$(node scripts/demo-seed.mjs "$ep" "$CONTAINER" --raw-put raw.bin $((WRITE_MIB * MIB)) 8)
     fi
+    for k in rtt curl curl8 rawput; do echo "$label,$k ${T[$label,$k]:-}" >>"$WORK/results"; done
 }
 
 # --- one mount, all workloads ---------------------------------------------------------
@@ -273,14 +286,16 @@ mount_blobmount() { # mount_blobmount SAS_URL
     # shellcheck disable=SC2206 # word splitting of the extra options is wanted
     local extra=(${BENCH_MOUNT_ARGS:-})
     mkdir -p "$MNT"
+    ! is_mounted "$MNT" || die "$MNT is still mounted"
     MPORT=$(free_port)
-    BLOBMOUNT_FUSE_TUNING=${FUSE_TUNING:-} "$BIN" mount "$1" "$MNT" --foreground --log-level warn \
+    BLOBMOUNT_FUSE_TUNING=${FUSE_TUNING:-} "$BIN" mount "$1" "$MNT" --foreground --log-level "${BENCH_LOG_LEVEL:-warn}" \
         --metrics-addr "127.0.0.1:$MPORT" "${extra[@]}" </dev/null >>"$WORK/blobmount.log" 2>&1 &
     MOUNT_PID=$!
     wait_mounted
 }
 mount_rclone() { # mount_rclone SAS_URL
     mkdir -p "$MNT"
+    ! is_mounted "$MNT" || die "$MNT is still mounted"
     MPORT=
     RCLONE_CONFIG=$WORK/rclone.conf rclone mount "bench:$CONTAINER" "$MNT" --azureblob-sas-url "$1" \
         --vfs-cache-mode writes --cache-dir "$WORK/rclone-cache" --dir-cache-time 1s \
@@ -289,6 +304,7 @@ mount_rclone() { # mount_rclone SAS_URL
     wait_mounted
 }
 wait_mounted() {
+    local i
     for ((i = 0; i < 200; i++)); do
         is_mounted "$MNT" && return 0
         kill -0 "$MOUNT_PID" 2>/dev/null || break
@@ -301,7 +317,7 @@ wait_mounted() {
 # Requests by operation so far, from the mount's metrics: "op count" lines.
 requests_now() {
     [ -n "$MPORT" ] || return 0
-    curl -sS --noproxy '*' "http://127.0.0.1:$MPORT/metrics" |
+    { curl -sS --noproxy '*' "http://127.0.0.1:$MPORT/metrics" || true; } |
         awk -F'[{}",= ]+' '/^blobmount_requests_total\{/ { for (i = 2; i < NF; i++) if ($i == "op") n[$(i + 1)] += $NF }
             END { for (o in n) print o, n[o] }' | sort
 }
@@ -315,6 +331,7 @@ end() { # end NAME: records the workload's time, requests ("op=n …") and daemo
     REQS[$LABEL,$1]=$(join -a 2 -e 0 -o 0,1.2,2.2 "$WORK/req.before" "$WORK/req.after" |
         awk '$3 - $2 > 0 { printf "%s%s=%d", (n++ ? " " : ""), $1, $3 - $2 }')
     CPU[$LABEL,$1]=$(calc 'b - a' a="$CPU0" b="$(cpu_now)")
+    echo "$LABEL,$1 ${T[$LABEL,$1]} ${CPU[$LABEL,$1]} ${REQS[$LABEL,$1]}" >>"$WORK/results"
 }
 # rclone uploads after close: before its mount goes, wait until the service has every file.
 wait_uploaded() { # wait_uploaded SAS_URL PREFIX COUNT
@@ -366,6 +383,7 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
             begin
             T[$LABEL,rand256k_rate]=$(fio_rate "$MNT/rnd256k.bin" 256k)
             end rand256k
+            echo "$LABEL,fio MiB/s 4K ${T[$LABEL,rand4k_rate]} 256K ${T[$LABEL,rand256k_rate]}" >>"$WORK/results"
         fi
         unmount_it
     fi
@@ -377,6 +395,9 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         end write
         [ -n "$MPORT" ] || wait_uploaded "$url" "write-$LABEL.bin" 1
         [ "$(stat -c %s "$MNT/write-$LABEL.bin")" = $((WRITE_MIB * MIB)) ] || die "the written file has the wrong size"
+        # Azurite keeps everything in memory: what was written (and the raw baseline's
+        # upload) goes, so the service is not slower for the workloads after.
+        rm -f "$MNT/write-$LABEL.bin" "$MNT/raw.bin"
         unmount_it
     fi
     if wants names; then
@@ -439,19 +460,6 @@ if [ "$LOOPBACK" = 1 ] || [ -z "$LINK" ]; then
     raw_baselines loop "$SAS_URL"
     workloads loop mount_blobmount "$SAS_URL"
 fi
-if [ -n "$LINK" ]; then
-    raw_baselines link "$LINK_URL"
-    workloads link mount_blobmount "$LINK_URL"
-    if [ "$RCLONE" != 0 ] && command -v rclone >/dev/null 2>&1; then
-        : >"$WORK/rclone.conf"
-        printf '[bench]\ntype = azureblob\n' >"$WORK/rclone.conf"
-        workloads rclone mount_rclone "$LINK_URL"
-    fi
-    stop_pid "$LINK_PID"
-    LINK_PID=
-    read -r _ CONNS _ PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
-fi
-
 # --- the FUSE options study ---------------------------------------------------------------
 # The same read and tree workloads on loopback (where the kernel interface shows most), once per
 # setting of the kernel interface (src/fuse_tuning.rs), the first being the defaults.
@@ -474,7 +482,21 @@ if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
     FUSE_TUNING= WORKLOADS=$saved
 fi
 
+if [ -n "$LINK" ]; then
+    raw_baselines link "$LINK_URL"
+    workloads link mount_blobmount "$LINK_URL"
+    if [ "$RCLONE" != 0 ] && command -v rclone >/dev/null 2>&1; then
+        : >"$WORK/rclone.conf"
+        printf '[bench]\ntype = azureblob\n' >"$WORK/rclone.conf"
+        workloads rclone mount_rclone "$LINK_URL"
+    fi
+    stop_pid "$LINK_PID"
+    LINK_PID=
+    read -r _ CONNS _ PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
+fi
+
 # --- the table ----------------------------------------------------------------------------
+TABLE_DONE=1
 verdict() { # verdict VALUE OP TARGET -> ok / MISS (a miss is noted in $WORK/missed)
     local v
     [ -n "$1" ] || return 0

@@ -51,17 +51,22 @@ impl Fs {
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
         // prefix) has nowhere to keep them: accepted, not kept.
+        let mut read = None;
         if info.kind == Kind::Dir {
             match self.client.properties(&path).await {
-                Ok(p) if p.is_folder_marker() => {}
+                Ok(p) if p.is_folder_marker() => read = Some(p),
                 Ok(_) => return self.attr_of(ino),
                 Err(e) if e.kind == ErrorKind::NotFound => return self.attr_of(ino),
                 Err(e) => return Err(fail(e)),
             }
         }
-        // Read-modify-write of the metadata, conditional on the version read.
+        // Read-modify-write of the metadata, conditional on the version read (the marker's
+        // properties just read serve the first round).
         for _ in 0..3 {
-            let p = self.client.properties(&path).await.map_err(fail)?;
+            let p = match read.take() {
+                Some(p) => p,
+                None => self.client.properties(&path).await.map_err(fail)?,
+            };
             let mut metadata = p.metadata.clone();
             for (k, v) in &changes {
                 metadata.insert(k.to_string(), v.clone());

@@ -1041,3 +1041,28 @@ async fn a_directory_whose_own_listing_is_fresh_is_found_without_a_request() {
     assert_eq!(lookup(&fs, ROOT_INO, "d").await.unwrap().ino, d.ino);
     assert_eq!(fake.count(Op::ListBlobs), before);
 }
+
+#[tokio::test]
+async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put_with_metadata("other", "", &[("hdi_isfolder", "true"), ("owner", "tool")]);
+    let d = fs.mkdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+    let o = lookup(&fs, ROOT_INO, "other").await.unwrap();
+    for ino in [d.ino, o.ino] {
+        let before = (
+            fake.count(Op::GetBlobProperties),
+            fake.count(Op::SetBlobMetadata),
+        );
+        let a = fs.set_attrs(ino, Some(0o700), None).await.unwrap();
+        assert_eq!(a.mode, Some(0o700));
+        assert_eq!(
+            (
+                fake.count(Op::GetBlobProperties) - before.0,
+                fake.count(Op::SetBlobMetadata) - before.1
+            ),
+            (1, 1)
+        );
+    }
+    // Metadata other tools wrote is kept.
+    assert_eq!(fake.blob("other").unwrap().1["owner"], "tool");
+}

@@ -86,6 +86,23 @@ async fn a_sequential_write_uploads_as_it_goes_and_commits_once() {
 }
 
 #[tokio::test]
+async fn a_sequential_writer_keeps_several_put_blocks_in_flight() {
+    let env = Env::new(8);
+    // Each Put Block takes a round trip: a writer that waited for each would have one in flight.
+    env.fake.set_delay(Op::PutBlock, Duration::from_millis(20));
+    let data = pattern(16 * BS as usize, 3);
+    let mut s = env.staging("par.bin", false).await;
+    for chunk in data.chunks(BS as usize / 4) {
+        let off = chunk.as_ptr() as usize - data.as_ptr() as usize;
+        s.write(off as u64, chunk).await.unwrap();
+    }
+    s.commit().await.unwrap();
+    assert_eq!(env.content("par.bin"), data);
+    let peak = env.fake.peak_in_flight(Op::PutBlock);
+    assert!(peak >= 4, "at most {peak} Put Block in flight");
+}
+
+#[tokio::test]
 async fn random_writes_read_back_before_the_commit() {
     let env = Env::new(8);
     let mut s = env.staging("r.bin", false).await;
