@@ -234,6 +234,22 @@ mod tests {
         (fake, p, "f".into(), v)
     }
 
+    /// Reads all of `v` as one sequential reader does, `chunk` bytes at a time.
+    async fn read_in_sequence(p: &Prefetcher, blob: &Arc<str>, v: &Version, chunk: u32) -> Vec<u8> {
+        let pattern = Mutex::new(p.new_pattern());
+        let mut got = Vec::new();
+        loop {
+            let b = p
+                .read(blob, v, Some(&pattern), got.len() as u64, chunk)
+                .await
+                .unwrap();
+            if b.is_empty() {
+                return got;
+            }
+            got.extend_from_slice(&b);
+        }
+    }
+
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -242,19 +258,7 @@ mod tests {
     async fn a_sequential_reader_gets_its_bytes_in_few_large_requests() {
         let want = data(40 * BS as usize + 5);
         let (fake, p, blob, v) = setup(&want);
-        let pattern = Mutex::new(p.new_pattern());
-        let mut got = Vec::new();
-        loop {
-            let b = p
-                .read(&blob, &v, Some(&pattern), got.len() as u64, 700)
-                .await
-                .unwrap();
-            if b.is_empty() {
-                break;
-            }
-            got.extend_from_slice(&b);
-        }
-        assert_eq!(got, want);
+        assert_eq!(read_in_sequence(&p, &blob, &v, 700).await, want);
         // The window opens 1, 2, 4, 8 blocks and is topped up by half of it (4 blocks): about
         // one request per 4 blocks, never one per block.
         let gets = fake.count(Op::GetBlob);
@@ -273,19 +277,7 @@ mod tests {
         // Runs of 2 blocks: a window of 8 blocks is 4 requests at once.
         let p = p.with_run_blocks(2);
         fake.set_delay(Op::GetBlob, std::time::Duration::from_millis(5));
-        let pattern = Mutex::new(p.new_pattern());
-        let mut got = Vec::new();
-        loop {
-            let b = p
-                .read(&blob, &v, Some(&pattern), got.len() as u64, 512)
-                .await
-                .unwrap();
-            if b.is_empty() {
-                break;
-            }
-            got.extend_from_slice(&b);
-        }
-        assert_eq!(got, want);
+        assert_eq!(read_in_sequence(&p, &blob, &v, 512).await, want);
         assert_eq!(fake.bytes_read(), want.len() as u64, "each byte once");
         let peak = fake.peak_in_flight(Op::GetBlob);
         assert!(peak >= 3, "at most {peak} requests in flight");

@@ -60,7 +60,7 @@ fn outcome_result(mountpoint: &Path, (code, message): (i32, String)) -> Result<(
     }
 }
 
-/// No daemon of ours serves it. Only a mount of blobmount (filesystem type `fuse.blobmount`)
+/// No daemon of ours serves it. Only a mount of blobmount (see [`mountinfo::MountEntry::is_ours`])
 /// is ever touched: a dead one is cleaned, a live one (its daemon's state file gone) unmounted
 /// with fusermount3; any other mount at the path is refused, untouched. A path with nothing
 /// mounted on it is "not mounted" (an error), unless our daemon of that path just stopped by
