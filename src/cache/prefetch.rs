@@ -109,12 +109,7 @@ impl Prefetcher {
             None => 0,
         };
         let window_end = (last + ahead).min(block_count(v.size, bs) - 1);
-        let src = Source {
-            client: self.client.clone(),
-            blob: blob.clone(),
-            etag: v.etag.clone(),
-            block_size: bs,
-        };
+        let src = self.source(blob, v);
         let needed = self.blocks(blob, v, first, last);
         // Hit or miss: whether each block was cached before this read started any fetch.
         let cached: Vec<bool> = needed.iter().map(|(k, _)| self.cache.contains(k)).collect();
@@ -166,19 +161,7 @@ impl Prefetcher {
         if v.size == 0 {
             return false;
         }
-        let src = Source {
-            client: self.client.clone(),
-            blob: blob.clone(),
-            etag: v.etag.clone(),
-            block_size: self.block_size,
-        };
-        match self.cache.begin_run(&self.blocks(blob, v, 0, 0), 1) {
-            Begin::Started(run) => {
-                tokio::spawn(fetch::fill(src, run));
-                true
-            }
-            _ => false,
-        }
+        self.start_run(&self.source(blob, v), &self.blocks(blob, v, 0, 0), 1)
     }
 
     /// Cache keys and lengths of blocks `from..=to` of version `v` of `blob`.
@@ -198,14 +181,26 @@ impl Prefetcher {
     /// Starts fetching the free blocks of `blocks` (if at least `min_len` of them are free in a
     /// row) in runs of at most `run_blocks`, each filled by its own streaming request, all at
     /// once: the first run holds the first blocks, so the reader waits for no other.
-    fn start_run(&self, src: &Source, blocks: &[(BlockKey, u64)], min_len: usize) {
-        let mut min_len = min_len;
+    /// Returns whether any request started.
+    fn start_run(&self, src: &Source, blocks: &[(BlockKey, u64)], min_len: usize) -> bool {
+        let mut started = false;
         while let Begin::Started(run) =
             self.cache
-                .begin_run_capped(blocks, min_len, self.run_blocks)
+                .begin_run_capped(blocks, if started { 1 } else { min_len }, self.run_blocks)
         {
             tokio::spawn(fetch::fill(src.clone(), run));
-            min_len = 1;
+            started = true;
+        }
+        started
+    }
+
+    /// What a fetch of version `v` of `blob` reads from.
+    fn source(&self, blob: &Arc<str>, v: &Version) -> Source {
+        Source {
+            client: self.client.clone(),
+            blob: blob.clone(),
+            etag: v.etag.clone(),
+            block_size: self.block_size,
         }
     }
 }
