@@ -9,10 +9,17 @@
 //!   and waiters join it. The fetch does not depend on any one waiter staying.
 //! - Demand reads evict least-recently-used blocks and, if the budget is taken by blocks in
 //!   flight, wait for room; readahead never waits: it is skipped when there is no room.
+//! - Readahead never evicts a block fetched ahead that no reader has had yet: with several
+//!   readers at once, one reader's readahead would otherwise throw away what another's
+//!   fetched, and both fetch it again. Such blocks give way to readahead only once they have
+//!   waited [`UNREAD_TTL`] (their reader went away); a demand read may evict them, the block
+//!   fetched furthest ahead first. Readahead also leaves an eighth of the budget to the blocks
+//!   readers had last, which are the blocks they are in the middle of.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -32,16 +39,71 @@ pub struct BlockKey {
 /// A block being fetched, shared by everyone waiting for it.
 pub type Pending = Shared<BoxFuture<'static, Result<Bytes, BlobError>>>;
 
+/// How long a block fetched ahead and not read yet is kept from readahead's eviction. A
+/// sequential reader reaches the end of its window in seconds; a block unread for longer is
+/// most likely of a reader that stopped.
+pub const UNREAD_TTL: Duration = Duration::from_secs(30);
+
+/// Whether a run's blocks are read as soon as they come in (a demand read) or fetched ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Now,
+    Ahead,
+}
+
 struct State {
-    lru: LruCache<BlockKey, Bytes>,
+    /// Blocks a reader has had, least recently used first: the first to be evicted.
+    read: LruCache<BlockKey, Bytes>,
+    /// Blocks fetched ahead that no reader has had yet, in the order they came in, with when.
+    unread: LruCache<BlockKey, (Bytes, Instant)>,
+    /// Bytes of both kinds of cached blocks, and of the unread ones alone.
     cached_bytes: u64,
+    unread_bytes: u64,
     reserved_bytes: u64,
-    inflight: HashMap<BlockKey, Pending>,
+    inflight: HashMap<BlockKey, Inflight>,
+}
+
+/// A block being fetched: its waiters' future, and whether a reader waits for it (it is read
+/// on arrival, not left unread).
+struct Inflight {
+    pending: Pending,
+    wanted: bool,
 }
 
 impl State {
     fn is_free(&self, key: &BlockKey) -> bool {
-        !self.lru.contains(key) && !self.inflight.contains_key(key)
+        !self.read.contains(key) && !self.unread.contains(key) && !self.inflight.contains_key(key)
+    }
+
+    /// How many blocks of `blocks` from `first` are free in a row and fit in `room` bytes, and
+    /// whether the room (not a busy block or the end) cut them short.
+    fn free_run(&self, blocks: &[(BlockKey, u64)], first: usize, room: u64) -> (usize, bool) {
+        let mut end = first;
+        let mut reserved = 0;
+        while end < blocks.len() && self.is_free(&blocks[end].0) {
+            if reserved + blocks[end].1 > room {
+                return (end - first, true);
+            }
+            reserved += blocks[end].1;
+            end += 1;
+        }
+        (end - first, false)
+    }
+
+    /// Evicts unread blocks that waited longer than `ttl`; returns whether any went.
+    fn drop_stale_unread(&mut self, ttl: Duration, stats: &CacheStats) -> bool {
+        let mut any = false;
+        while let Some((_, (_, at))) = self.unread.peek_lru() {
+            if at.elapsed() < ttl {
+                break;
+            }
+            let (_, (b, _)) = self.unread.pop_lru().expect("peeked");
+            self.unread_bytes -= b.len() as u64;
+            self.cached_bytes -= b.len() as u64;
+            stats.unread_evicted.fetch_add(1, Ordering::Relaxed);
+            any = true;
+        }
+        any
     }
 }
 
@@ -56,6 +118,8 @@ pub struct CacheStats {
     pub run_blocks: AtomicU64,
     pub readahead_skipped: AtomicU64,
     pub evictions: AtomicU64,
+    /// Blocks fetched ahead and evicted before any reader had them (fetched for nothing).
+    pub unread_evicted: AtomicU64,
     /// Evicted blocks whose memory was reused for a new block.
     pub recycled: AtomicU64,
 }
@@ -65,7 +129,7 @@ impl CacheStats {
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "hits {} misses {} shared {} runs {} (blocks {}) readahead skipped {} evictions {} recycled {}",
+            "hits {} misses {} shared {} runs {} (blocks {}) readahead skipped {} evictions {} (unread {}) recycled {}",
             g(&self.hits),
             g(&self.misses),
             g(&self.shared_waits),
@@ -73,6 +137,7 @@ impl CacheStats {
             g(&self.run_blocks),
             g(&self.readahead_skipped),
             g(&self.evictions),
+            g(&self.unread_evicted),
             g(&self.recycled)
         )
     }
@@ -80,6 +145,8 @@ impl CacheStats {
 
 pub struct BlockCache {
     budget: u64,
+    /// [`UNREAD_TTL`], shorter in tests.
+    unread_ttl: Duration,
     state: Mutex<State>,
     freed: Notify,
     pub stats: CacheStats,
@@ -182,11 +249,19 @@ impl Drop for Run {
 
 impl BlockCache {
     pub fn new(budget: u64) -> Arc<Self> {
+        Self::with_unread_ttl(budget, UNREAD_TTL)
+    }
+
+    /// A cache whose unread blocks give way to readahead after `ttl`.
+    pub fn with_unread_ttl(budget: u64, ttl: Duration) -> Arc<Self> {
         Arc::new(BlockCache {
             budget,
+            unread_ttl: ttl,
             state: Mutex::new(State {
-                lru: LruCache::unbounded(),
+                read: LruCache::unbounded(),
+                unread: LruCache::unbounded(),
                 cached_bytes: 0,
+                unread_bytes: 0,
                 reserved_bytes: 0,
                 inflight: HashMap::new(),
             }),
@@ -207,7 +282,8 @@ impl BlockCache {
 
     /// Whether the block is cached (without touching its recency).
     pub fn contains(&self, key: &BlockKey) -> bool {
-        self.lock().lru.contains(key)
+        let s = self.lock();
+        s.read.contains(key) || s.unread.contains(key)
     }
 
     /// Whether the block is neither cached nor in flight.
@@ -215,19 +291,36 @@ impl BlockCache {
         self.lock().is_free(key)
     }
 
+    /// A sequential reader has read past the block: it goes first when room is needed (a
+    /// stream read once must not push out what other readers are in the middle of).
+    pub fn passed(&self, key: &BlockKey) {
+        self.lock().read.demote(key);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The block if cached (marking it recently used), or its fetch if in flight.
+    /// The block if cached (marking it recently used, and read), or its fetch if in flight
+    /// (marking it wanted).
     fn lookup(&self, key: &BlockKey) -> Option<Pending> {
         let mut s = self.lock();
-        if let Some(b) = s.lru.get(key) {
+        let hit = match s.read.get(key) {
+            Some(b) => Some(b.clone()),
+            None => s.unread.pop(key).map(|(b, _)| {
+                s.unread_bytes -= b.len() as u64;
+                s.read.put(key.clone(), b.clone());
+                b
+            }),
+        };
+        if let Some(b) = hit {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            let b = b.clone();
             return Some(futures::future::ready(Ok(b)).boxed().shared());
         }
-        let f = s.inflight.get(key).cloned();
+        let f = s.inflight.get_mut(key).map(|f| {
+            f.wanted = true;
+            f.pending.clone()
+        });
         if f.is_some() {
             self.stats.shared_waits.fetch_add(1, Ordering::Relaxed);
         }
@@ -237,35 +330,42 @@ impl BlockCache {
     /// Reserves and puts in flight a run of consecutive blocks from `blocks`: it starts at the
     /// first free block (neither cached nor in flight) and extends while blocks are free and
     /// fit in the budget. A run shorter than `min_len` is not started (readahead waits until it
-    /// can ask for enough to be worth a request). Demand runs may evict; so may readahead, but
-    /// it never waits.
+    /// can ask for enough to be worth a request). The run is a demand read's: it may evict any
+    /// cached block.
     pub fn begin_run(self: &Arc<Self>, blocks: &[(BlockKey, u64)], min_len: usize) -> Begin {
-        self.begin_run_capped(blocks, min_len, usize::MAX)
+        self.begin_run_capped(blocks, min_len, usize::MAX, Want::Now)
     }
 
     /// [`begin_run`](Self::begin_run), but the run takes at most `max_len` blocks even when
     /// more are free: a window cut in several runs is fetched over several connections at once.
-    /// `min_len` still counts every free block, so a window is not cut below it.
+    /// `min_len` still counts every free block, so a window is not cut below it. A run fetched
+    /// [`Want::Ahead`] evicts only blocks a reader has had (or unread ones older than the
+    /// cache's unread TTL), and its blocks stay unread until a reader has them.
     pub fn begin_run_capped(
         self: &Arc<Self>,
         blocks: &[(BlockKey, u64)],
         min_len: usize,
         max_len: usize,
+        want: Want,
     ) -> Begin {
         let mut s = self.lock();
         let Some(first) = blocks.iter().position(|(k, _)| s.is_free(k)) else {
             return Begin::Nothing;
         };
-        // How many consecutive free blocks fit, counting cached blocks as evictable; decided
-        // before evicting anything, so a run that will not start costs no cached data.
-        let room = self.budget - s.reserved_bytes;
-        let mut end = first;
-        let mut reserved = 0;
-        while end < blocks.len() && s.is_free(&blocks[end].0) && reserved + blocks[end].1 <= room {
-            reserved += blocks[end].1;
-            end += 1;
+        // How many consecutive free blocks fit, counting the blocks it may evict as room;
+        // decided before evicting anything, so a run that will not start costs no cached data.
+        // Readahead leaves the last eighth of the budget to blocks readers have had: the most
+        // recently read ones are the blocks readers are in the middle of.
+        let room = |s: &State| match want {
+            Want::Now => self.budget - s.reserved_bytes,
+            Want::Ahead => {
+                (self.budget - self.budget / 8).saturating_sub(s.reserved_bytes + s.unread_bytes)
+            }
+        };
+        let (mut n, short) = s.free_run(blocks, first, room(&s));
+        if short && want == Want::Ahead && s.drop_stale_unread(self.unread_ttl, &self.stats) {
+            n = s.free_run(blocks, first, room(&s)).0;
         }
-        let n = end - first;
         if n == 0 {
             return Begin::NoRoom;
         }
@@ -278,7 +378,17 @@ impl BlockCache {
         let reserved: u64 = blocks[first..end].iter().map(|(_, len)| len).sum();
         let mut spare = Vec::new();
         while s.cached_bytes + s.reserved_bytes + reserved > self.budget {
-            let (_, b) = s.lru.pop_lru().expect("cached bytes are in the LRU");
+            let b = match s.read.pop_lru() {
+                Some((_, b)) => b,
+                None => {
+                    // Only a demand run gets here (readahead's room leaves unread blocks out).
+                    // The block fetched furthest ahead goes: its reader needs it last.
+                    let (_, (b, _)) = s.unread.pop_mru().expect("cached bytes are in an LRU");
+                    s.unread_bytes -= b.len() as u64;
+                    self.stats.unread_evicted.fetch_add(1, Ordering::Relaxed);
+                    b
+                }
+            };
             s.cached_bytes -= b.len() as u64;
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             // Unique (no reader holds it): its memory serves a new block.
@@ -303,7 +413,8 @@ impl BlockCache {
                 })
                 .boxed()
                 .shared();
-            s.inflight.insert(key.clone(), pending);
+            let wanted = want == Want::Now;
+            s.inflight.insert(key.clone(), Inflight { pending, wanted });
             slots.push_back(Slot {
                 key: key.clone(),
                 size: *size,
@@ -339,7 +450,7 @@ impl BlockCache {
             match self.begin_run(&[(key.clone(), size)], 1) {
                 Begin::Started(run) => {
                     self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    let pending = self.lock().inflight.get(key).cloned();
+                    let pending = self.lock().inflight.get(key).map(|f| f.pending.clone());
                     fetch(run);
                     if let Some(p) = pending {
                         return p.await;
@@ -354,13 +465,18 @@ impl BlockCache {
     /// A block of a run is done: release its reservation, cache it, wake those waiting for room.
     fn finish(&self, key: &BlockKey, reserved: u64, result: &Result<Bytes, BlobError>) {
         let mut s = self.lock();
-        s.inflight.remove(key);
+        let wanted = s.inflight.remove(key).is_some_and(|f| f.wanted);
         s.reserved_bytes -= reserved;
         if let Ok(b) = result {
             let len = b.len() as u64;
             if len <= reserved {
                 s.cached_bytes += len;
-                s.lru.put(key.clone(), b.clone());
+                if wanted {
+                    s.read.put(key.clone(), b.clone());
+                } else {
+                    s.unread_bytes += len;
+                    s.unread.put(key.clone(), (b.clone(), Instant::now()));
+                }
             }
         }
         debug_assert!(s.cached_bytes + s.reserved_bytes <= self.budget);
@@ -533,6 +649,49 @@ mod tests {
         drop(run);
     }
 
+    /// Fills blocks `0..n` of `blob` ahead of any reader.
+    fn fetch_ahead(c: &Arc<BlockCache>, blob: &str, n: u64) -> Begin {
+        let keys: Vec<_> = (0..n).map(|i| (key(blob, "e", i), 100)).collect();
+        let begin = c.begin_run_capped(&keys, 1, usize::MAX, Want::Ahead);
+        if let Begin::Started(mut run) = begin {
+            while run.next_size().is_some() {
+                run.complete_next(data(100, 1));
+            }
+            return Begin::Nothing;
+        }
+        begin
+    }
+
+    #[tokio::test]
+    async fn readahead_keeps_unread_blocks_until_they_are_stale_and_demand_takes_the_furthest() {
+        let c = BlockCache::new(400);
+        assert!(matches!(fetch_ahead(&c, "a", 3), Begin::Nothing));
+        assert_eq!(c.used(), 300, "readahead fills 7/8 of the budget at most");
+        assert!(
+            matches!(fetch_ahead(&c, "b", 1), Begin::NoRoom),
+            "another reader's readahead does not evict blocks nobody has read"
+        );
+        let demand: Vec<_> = (0..2).map(|i| (key("b", "e", i), 100)).collect();
+        let Begin::Started(run) = c.begin_run(&demand, 1) else {
+            panic!("a demand read finds room")
+        };
+        drop(run);
+        assert!(c.contains(&key("a", "e", 0)) && c.contains(&key("a", "e", 1)));
+        assert!(
+            !c.contains(&key("a", "e", 2)),
+            "a demand read evicts the block fetched furthest ahead"
+        );
+        assert_eq!(c.stats.unread_evicted.load(Ordering::Relaxed), 1);
+
+        let c = BlockCache::with_unread_ttl(400, Duration::ZERO);
+        fetch_ahead(&c, "a", 3);
+        assert!(
+            matches!(fetch_ahead(&c, "b", 1), Begin::Nothing),
+            "unread blocks past their TTL give way"
+        );
+        assert!(!c.contains(&key("a", "e", 0)) && c.contains(&key("b", "e", 0)));
+    }
+
     #[tokio::test]
     async fn errors_reach_waiters_and_are_not_cached() {
         let c = BlockCache::new(1000);
@@ -568,7 +727,10 @@ mod properties {
             len: usize,
             size: u64,
             min_len: usize,
+            ahead: bool,
         },
+        /// A reader has block `index` of blob `blob`, if it is cached.
+        Read { blob: u8, index: u64 },
         /// Completes the next block of the run at this position (if any).
         Complete(usize),
         /// Fails the run at this position.
@@ -579,9 +741,10 @@ mod properties {
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            3 => (0u8..3, 0u64..12, 1usize..6, 1u64..400, 1usize..4).prop_map(
-                |(blob, first, len, size, min_len)| Step::Begin { blob, first, len, size, min_len }
+            3 => (0u8..3, 0u64..12, 1usize..6, 1u64..400, 1usize..4, any::<bool>()).prop_map(
+                |(blob, first, len, size, min_len, ahead)| Step::Begin { blob, first, len, size, min_len, ahead }
             ),
+            1 => (0u8..3, 0u64..12).prop_map(|(blob, index)| Step::Read { blob, index }),
             4 => (0usize..8).prop_map(Step::Complete),
             1 => (0usize..8).prop_map(Step::Fail),
             1 => (0usize..8).prop_map(Step::Drop),
@@ -590,20 +753,35 @@ mod properties {
 
     proptest! {
         /// Whatever runs start, complete, fail or are abandoned, the bytes cached and reserved
-        /// never exceed the budget, and once no run is left nothing stays reserved.
+        /// never exceed the budget, readahead never evicts a block no reader has had, and once
+        /// no run is left nothing stays reserved.
         #[test]
         fn the_budget_is_never_exceeded(budget in 100u64..2000, steps in proptest::collection::vec(step(), 1..60)) {
             let c = BlockCache::new(budget);
             let mut runs: Vec<Run> = Vec::new();
             for s in steps {
                 match s {
-                    Step::Begin { blob, first, len, size, min_len } => {
+                    Step::Begin { blob, first, len, size, min_len, ahead } => {
                         let blocks: Vec<(BlockKey, u64)> = (first..first + len as u64)
                             .map(|i| (BlockKey { blob: format!("b{blob}").into(), etag: "e".into(), index: i }, size))
                             .collect();
-                        if let Begin::Started(run) = c.begin_run(&blocks, min_len) {
+                        let want = if ahead { Want::Ahead } else { Want::Now };
+                        let unread: Vec<BlockKey> = c.lock().unread.iter().map(|(k, _)| k.clone()).collect();
+                        if let Begin::Started(run) = c.begin_run_capped(&blocks, min_len, usize::MAX, want) {
                             prop_assert!(run.len() >= min_len);
                             runs.push(run);
+                        }
+                        if ahead {
+                            for k in &unread {
+                                prop_assert!(c.contains(k), "readahead evicted unread {k:?}");
+                            }
+                        }
+                    }
+                    Step::Read { blob, index } => {
+                        let key = BlockKey { blob: format!("b{blob}").into(), etag: "e".into(), index };
+                        if c.contains(&key) {
+                            prop_assert!(c.lookup(&key).is_some());
+                            prop_assert!(c.lock().read.contains(&key), "a block had is read");
                         }
                     }
                     Step::Complete(i) if !runs.is_empty() => {
@@ -628,7 +806,10 @@ mod properties {
             let s = c.lock();
             prop_assert_eq!(s.reserved_bytes, 0);
             prop_assert!(s.inflight.is_empty());
-            prop_assert_eq!(s.cached_bytes, s.lru.iter().map(|(_, b)| b.len() as u64).sum::<u64>());
+            let unread: u64 = s.unread.iter().map(|(_, (b, _))| b.len() as u64).sum();
+            let read: u64 = s.read.iter().map(|(_, b)| b.len() as u64).sum();
+            prop_assert_eq!(s.unread_bytes, unread);
+            prop_assert_eq!(s.cached_bytes, read + unread);
         }
     }
 }

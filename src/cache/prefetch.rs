@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::future::try_join_all;
 
+use super::block_cache::Want;
 use super::fetch::{self, Source};
 use super::{block_count, block_range, block_span, Begin, BlockCache, BlockKey, ReadPattern};
 use crate::blob::{BlobClient, BlobError};
@@ -113,17 +114,24 @@ impl Prefetcher {
         let needed = self.blocks(blob, v, first, last);
         // Hit or miss: whether each block was cached before this read started any fetch.
         let cached: Vec<bool> = needed.iter().map(|(k, _)| self.cache.contains(k)).collect();
-        // A needed block missing: one request for it and the readahead window behind it.
-        if needed.iter().any(|(k, _)| self.cache.is_free(k)) {
-            self.start_run(&src, &self.blocks(blob, v, first, window_end), 1);
+        // A needed block missing: one request for what this read needs, read on arrival (it
+        // may evict anything), and the readahead window behind it at once.
+        let missed = needed.iter().any(|(k, _)| self.cache.is_free(k));
+        if missed {
+            self.start_run(&src, &needed, 1, Want::Now);
         }
         // Readahead: top the window up once half of it, or a whole run, is free, so requests
-        // stay large and several stay in flight.
+        // stay large and several stay in flight. It evicts only blocks readers have had.
         if window_end > last {
-            let min_len = (ahead.div_ceil(2) as usize)
-                .min(self.run_blocks)
-                .min((window_end - last) as usize);
-            self.start_run(&src, &self.blocks(blob, v, last + 1, window_end), min_len);
+            let min_len = if missed {
+                1
+            } else {
+                (ahead.div_ceil(2) as usize)
+                    .min(self.run_blocks)
+                    .min((window_end - last) as usize)
+            };
+            let window = self.blocks(blob, v, last + 1, window_end);
+            self.start_run(&src, &window, min_len, Want::Ahead);
         }
         let blocks = try_join_all(needed.iter().map(|(key, len)| {
             self.cache.get(key, *len, |run| {
@@ -131,7 +139,10 @@ impl Prefetcher {
             })
         }))
         .await?;
-        for (index, hit) in (first..=last).zip(cached) {
+        for ((index, hit), (key, _)) in (first..=last).zip(cached).zip(&needed) {
+            if ahead > 0 && offset + len >= (index + 1) * bs {
+                self.cache.passed(key);
+            }
             let served = (offset + len).min((index + 1) * bs) - offset.max(index * bs);
             if hit {
                 self.metrics.cache_hit(served);
@@ -161,7 +172,8 @@ impl Prefetcher {
         if v.size == 0 {
             return false;
         }
-        self.start_run(&self.source(blob, v), &self.blocks(blob, v, 0, 0), 1)
+        let first = self.blocks(blob, v, 0, 0);
+        self.start_run(&self.source(blob, v), &first, 1, Want::Ahead)
     }
 
     /// Cache keys and lengths of blocks `from..=to` of version `v` of `blob`.
@@ -182,12 +194,20 @@ impl Prefetcher {
     /// row) in runs of at most `run_blocks`, each filled by its own streaming request, all at
     /// once: the first run holds the first blocks, so the reader waits for no other.
     /// Returns whether any request started.
-    fn start_run(&self, src: &Source, blocks: &[(BlockKey, u64)], min_len: usize) -> bool {
+    fn start_run(
+        &self,
+        src: &Source,
+        blocks: &[(BlockKey, u64)],
+        min_len: usize,
+        want: Want,
+    ) -> bool {
         let mut started = false;
-        while let Begin::Started(run) =
-            self.cache
-                .begin_run_capped(blocks, if started { 1 } else { min_len }, self.run_blocks)
-        {
+        loop {
+            let min_len = if started { 1 } else { min_len };
+            let begin = self
+                .cache
+                .begin_run_capped(blocks, min_len, self.run_blocks, want);
+            let Begin::Started(run) = begin else { break };
             tokio::spawn(fetch::fill(src.clone(), run));
             started = true;
         }
@@ -281,6 +301,42 @@ mod tests {
             (32..=40).contains(&gets),
             "{gets} requests for 64 blocks in runs of 2"
         );
+    }
+
+    #[tokio::test]
+    async fn readers_at_once_whose_windows_exceed_the_budget_fetch_each_byte_once() {
+        let fake = Arc::new(FakeClient::new());
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        // Four readers with windows of 8 blocks want 36 blocks of room; the cache has 32.
+        let p = Prefetcher::new(fake.clone(), 32 * BS, BS, 8, metrics).with_run_blocks(2);
+        fake.set_delay(Op::GetBlob, std::time::Duration::from_millis(2));
+        let mut files = Vec::new();
+        for n in 0..4u8 {
+            let name = format!("f{n}");
+            let want: Vec<u8> = data(48 * BS as usize).iter().map(|b| b ^ n).collect();
+            fake.put(&name, want.clone());
+            let etag = fake.properties(&name).await.unwrap().etag;
+            let v = Version {
+                etag: etag.into(),
+                size: want.len() as u64,
+            };
+            files.push((Arc::<str>::from(name), v, want));
+        }
+        let reads = files
+            .iter()
+            .map(|(blob, v, _)| read_in_sequence(&p, blob, v, 512));
+        let got = futures::future::join_all(reads).await;
+        for ((_, _, want), got) in files.iter().zip(got) {
+            assert!(got == *want, "a reader got other bytes than its file's");
+        }
+        // One reader's readahead must not evict the blocks another fetched and has not read.
+        let stats = p.cache().stats.summary();
+        assert_eq!(
+            fake.bytes_read(),
+            4 * 48 * BS,
+            "each byte fetched once: {stats}"
+        );
+        assert!(p.cache().used() <= 32 * BS);
     }
 
     #[tokio::test]
