@@ -470,13 +470,17 @@ STUDY=(
     "max_read=128K"
     "max_background=12"
     "readdirplus=auto"
+    "" # the defaults again: how far two runs of one setting differ
 )
+study_label() { # study_label INDEX
+    if [ -n "${STUDY[$1]}" ]; then echo "${STUDY[$1]}"; elif [ "$1" = 0 ]; then echo defaults; else echo "defaults, again"; fi
+}
 if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
     saved=$WORKLOADS
     WORKLOADS=" read tree "
     for ((v = 0; v < ${#STUDY[@]}; v++)); do
         FUSE_TUNING=${STUDY[v]}
-        say "FUSE study: ${FUSE_TUNING:-defaults}"
+        say "FUSE study: $(study_label "$v")"
         NO_FIO=1 workloads "fuse$v" mount_blobmount "$SAS_URL"
     done
     FUSE_TUNING= WORKLOADS=$saved
@@ -587,7 +591,7 @@ if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
     printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' setting "cold MiB/s" "4 rdr MiB/s" "tar x (s)" "ls -lR (s)" "tar c (s)" "rm -r (s)"
     printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' ---------------------- -----------: -----------: ---------: ---------: ---------: ---------:
     for ((v = 0; v < ${#STUDY[@]}; v++)); do
-        printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' "${STUDY[v]:-defaults}" \
+        printf '| %-22s | %12s | %12s | %10s | %10s | %10s | %10s |\n' "$(study_label "$v")" \
             "$(rate "$(get "fuse$v,cold")" $big)" "$(rate "$(get "fuse$v,readers")" $((4 * READERS_MIB * MIB)))" \
             "$(get "fuse$v,tarx")" "$(get "fuse$v,lsR")" "$(get "fuse$v,tarc")" "$(get "fuse$v,rm")"
     done

@@ -51,7 +51,7 @@ impl Fs {
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
         // prefix) has nowhere to keep them: accepted, not kept.
-        let mut read = None;
+        let mut read = known_props(&path, &info);
         if info.kind == Kind::Dir {
             match self.client.properties(&path).await {
                 Ok(p) if p.is_folder_marker() => read = Some(p),
@@ -60,8 +60,10 @@ impl Fs {
                 Err(e) => return Err(fail(e)),
             }
         }
-        // Read-modify-write of the metadata, conditional on the version read (the marker's
-        // properties just read serve the first round).
+        // Read-modify-write of the metadata, conditional on the version read. The first round
+        // may use what is known already (the marker's properties just read, or a file's
+        // metadata from its listing or this mount's commit): If-Match makes it rewrite only
+        // that version's metadata, and a stale one costs a 412 and a fresh read.
         for _ in 0..3 {
             let p = match read.take() {
                 Some(p) => p,
@@ -124,4 +126,17 @@ impl Fs {
             .await
             .map_err(fail)
     }
+}
+
+/// The properties of a file blob as far as chmod needs them, when its version and all of its
+/// metadata are known.
+fn known_props(path: &str, info: &EntryInfo) -> Option<BlobProps> {
+    let (etag, metadata) = (info.etag.as_ref()?, info.metadata.as_ref()?);
+    Some(BlobProps {
+        name: path.to_string(),
+        size: info.size,
+        etag: etag.to_string(),
+        last_modified: info.mtime,
+        metadata: (**metadata).clone(),
+    })
 }

@@ -32,6 +32,10 @@ pub struct EntryInfo {
     pub etag: Option<Arc<str>>,
     /// Permission bits kept in the blob's metadata (`chmod`), if any.
     pub mode: Option<u16>,
+    /// All of the blob's metadata in the version `etag` names, when a listing, a HEAD or this
+    /// mount's own commit told it: chmod and utimes rewrite it under If-Match without reading
+    /// it first. None for directories and when unknown.
+    pub metadata: Option<Arc<HashMap<String, String>>>,
 }
 
 impl EntryInfo {
@@ -42,6 +46,7 @@ impl EntryInfo {
             mtime,
             etag: None,
             mode: None,
+            metadata: None,
         }
     }
 
@@ -52,6 +57,7 @@ impl EntryInfo {
             mtime,
             etag,
             mode: None,
+            metadata: None,
         }
     }
 
@@ -85,6 +91,7 @@ impl EntryInfo {
             mtime: meta_mtime.unwrap_or(p.last_modified),
             etag: (kind != Kind::Dir).then(|| p.etag.as_str().into()),
             mode,
+            metadata: (kind != Kind::Dir).then(|| Arc::new(p.metadata.clone())),
         }
     }
 }
@@ -326,6 +333,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
             mode: None,
+            metadata: None,
         }
     }
 

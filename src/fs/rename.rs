@@ -216,6 +216,8 @@ impl Fs {
                         } else if n.page_cache.is_some() {
                             n.page_cache = None;
                         }
+                        // The copy's metadata is not read back: chmod reads it first.
+                        n.info.metadata = None;
                         if self.writer(ino).is_none() {
                             n.info.size = m.copy.size;
                             n.info.etag = Some(etag);
@@ -234,6 +236,7 @@ impl Fs {
             // The entry is the copy: its version, not the source's.
             info.etag = Some(m.copy.etag.as_str().into());
             info.size = m.copy.size;
+            info.metadata = None;
         }
         let mut dirs = self.meta.listings();
         dirs.remove_entry(src_dir, name);

@@ -1066,3 +1066,51 @@ async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
     // Metadata other tools wrote is kept.
     assert_eq!(fake.blob("other").unwrap().1["owner"], "tool");
 }
+
+#[tokio::test]
+async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_metadata() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put_with_metadata("listed", "x", &[("owner", "tool")]);
+    // A file this mount committed, and one it listed: their metadata is known.
+    let (c, fh) = fs
+        .create(ROOT_INO, OsStr::new("new"), false, false)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"data").await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    names(&fs, ROOT_INO).await;
+    let l = lookup(&fs, ROOT_INO, "listed").await.unwrap();
+    for ino in [c.ino, l.ino, l.ino] {
+        let before = (
+            fake.count(Op::GetBlobProperties),
+            fake.count(Op::SetBlobMetadata),
+        );
+        let a = fs.set_attrs(ino, Some(0o640), None).await.unwrap();
+        assert_eq!(a.mode, Some(0o640));
+        assert_eq!(
+            (
+                fake.count(Op::GetBlobProperties) - before.0,
+                fake.count(Op::SetBlobMetadata) - before.1
+            ),
+            (0, 1),
+            "chmod without reading the metadata first"
+        );
+    }
+    assert_eq!(fake.blob("new").unwrap().1["mode"], "0640");
+    let meta = fake.blob("listed").unwrap().1;
+    assert_eq!(
+        (meta["owner"].as_str(), meta["mode"].as_str()),
+        ("tool", "0640")
+    );
+    // Changed elsewhere since: If-Match fails, the metadata is read again, nothing is lost.
+    fake.put_with_metadata("listed", "yy", &[("owner", "other")]);
+    let a = fs.set_attrs(l.ino, Some(0o600), None).await.unwrap();
+    assert_eq!((a.mode, a.size), (Some(0o600), 2));
+    let (data, meta, _) = fake.blob("listed").unwrap();
+    assert_eq!(&data[..], b"yy");
+    assert_eq!(
+        (meta["owner"].as_str(), meta["mode"].as_str()),
+        ("other", "0600")
+    );
+}
