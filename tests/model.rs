@@ -61,6 +61,7 @@ impl CoreDriver {
             block_size: 1024,
             cache_size: 64 * 1024,
             read_only: false,
+            prefetch_files: blobmount::fs::PREFETCH_FILES,
             write_buffer: 16 * 1024,
             staging_dir: staging.path().to_path_buf(),
             credential: None,

@@ -49,6 +49,7 @@ mod tests {
             block_size: BS,
             cache_size: 64 * BS,
             read_only: false,
+            prefetch_files: crate::fs::PREFETCH_FILES,
             write_buffer: 8 * BS,
             staging_dir: std::env::temp_dir(),
             credential,

@@ -69,6 +69,9 @@ pub enum PageCache {
 /// How long a directory that this mount emptied is still found (see [`inode::Node::emptied`]).
 const EMPTIED_GRACE: Duration = Duration::from_secs(60);
 
+/// Small files fetched ahead of a directory's reader by default (`--prefetch-files`).
+pub const PREFETCH_FILES: usize = scan::AHEAD;
+
 /// Settings of the filesystem core.
 #[derive(Debug, Clone)]
 pub struct FsConfig {
@@ -81,6 +84,8 @@ pub struct FsConfig {
     pub block_size: u64,
     pub cache_size: u64,
     pub read_only: bool,
+    /// Small files fetched ahead of a program reading a directory's files in order (0: none).
+    pub prefetch_files: usize,
     /// Bytes written but not yet uploaded, for the whole mount (backpressure above it).
     pub write_buffer: u64,
     /// Where the local copies of files being written live (unlinked temp files).
@@ -149,7 +154,7 @@ impl Fs {
                 cfg.max_prefetch_window(),
                 metrics,
             ),
-            scans: scan::Scans::new(cfg.block_size),
+            scans: scan::Scans::new(cfg.block_size, cfg.prefetch_files),
             client,
             meta: metadata::Metadata::new(mount_time, cfg.metadata_ttl),
             cfg,

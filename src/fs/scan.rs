@@ -4,8 +4,8 @@
 //!
 //! Each directory has a [`Scan`]: the last file opened for reading there. An open of one of the
 //! next files after it, in listing order, continues the scan; any other open starts over.
-//! From the second file of a scan on, the next [`AHEAD`] small files are fetched, several at
-//! once, so the program finds each in the cache. Only fresh listings are used, and only files
+//! From the second file of a scan on, the next few small files ([`AHEAD`] by default,
+//! `--prefetch-files`) are fetched, several at once, so the program finds each in the cache. Only fresh listings are used, and only files
 //! of at most `max_size` bytes (one block): a scan that stops wastes little.
 
 use std::num::NonZeroUsize;
@@ -16,7 +16,8 @@ use lru::LruCache;
 use super::dircache::Listing;
 use super::inode::{EntryInfo, Kind};
 
-/// How many files a scan fetches ahead of the program.
+/// How many files a scan fetches ahead of the program by default; also how far ahead in the
+/// listing an open still continues a scan (a program may skip a few files).
 pub const AHEAD: usize = 8;
 
 /// Directories whose scans are tracked at once.
@@ -33,14 +34,17 @@ struct Scan {
 pub struct Scans {
     dirs: Mutex<LruCache<String, Scan>>,
     max_size: u64,
+    /// Files fetched ahead of a scan (0: none, and no scan is tracked).
+    ahead: usize,
 }
 
 impl Scans {
-    /// Scans that fetch ahead files of at most `max_size` bytes.
-    pub fn new(max_size: u64) -> Self {
+    /// Scans that fetch `ahead` files of at most `max_size` bytes ahead of a program.
+    pub fn new(max_size: u64, ahead: usize) -> Self {
         Scans {
             dirs: Mutex::new(LruCache::new(NonZeroUsize::new(DIRS).expect("non-zero"))),
             max_size,
+            ahead,
         }
     }
 
@@ -53,6 +57,9 @@ impl Scans {
         name: &str,
         listing: Option<&Listing>,
     ) -> Vec<(String, EntryInfo)> {
+        if self.ahead == 0 {
+            return Vec::new();
+        }
         let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(listing) = listing else {
             dirs.pop(dir);
@@ -77,7 +84,7 @@ impl Scans {
         }
         self.files_after(listing, name)
             .filter(|(_, e)| e.size > 0 && e.size <= self.max_size && e.etag.is_some())
-            .take(AHEAD)
+            .take(self.ahead)
             .map(|(n, e)| (n.clone(), e.clone()))
             .collect()
     }
@@ -133,7 +140,7 @@ mod tests {
         spec.push(("f06b", 0)); // empty: nothing to fetch
         spec.push(("f07b", 1 << 30)); // too large
         let l = listing(&spec);
-        let s = Scans::new(1 << 20);
+        let s = Scans::new(1 << 20, AHEAD);
         assert!(
             s.opened("d", "f00", Some(&l)).is_empty(),
             "one file is no scan"
@@ -157,5 +164,12 @@ mod tests {
         s.opened("d", "f17", Some(&l));
         s.opened("d", "f18", Some(&l));
         assert_eq!(names(&s.opened("d", "f19", Some(&l))), Vec::<&str>::new());
+        // --prefetch-files: how many; 0 fetches nothing.
+        let two = Scans::new(1 << 20, 2);
+        two.opened("d", "f00", Some(&l));
+        assert_eq!(names(&two.opened("d", "f01", Some(&l))), ["f02", "f03"]);
+        let off = Scans::new(1 << 20, 0);
+        off.opened("d", "f00", Some(&l));
+        assert!(off.opened("d", "f01", Some(&l)).is_empty());
     }
 }

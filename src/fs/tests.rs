@@ -18,6 +18,7 @@ fn config(ttl: Duration) -> FsConfig {
         block_size: BS,
         cache_size: 64 * BS,
         read_only: true,
+        prefetch_files: crate::fs::PREFETCH_FILES,
         write_buffer: 8 * BS,
         staging_dir: std::env::temp_dir(),
         credential: None,

@@ -48,6 +48,8 @@ pub struct MountOptions {
     pub cache_size: u64,
     pub block_size: u64,
     pub metadata_ttl: Duration,
+    /// Small files fetched ahead of a program reading a directory in order (0: none).
+    pub prefetch_files: usize,
     pub write_buffer: u64,
     pub staging_dir: PathBuf,
     pub sas_file: Option<PathBuf>,
@@ -325,6 +327,7 @@ fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError>
             block_size: opts.block_size,
             cache_size: opts.cache_size,
             read_only: checked.read_only,
+            prefetch_files: opts.prefetch_files,
             write_buffer: opts.write_buffer,
             staging_dir: opts.staging_dir.clone(),
             credential: Some(checked.credential.clone()),

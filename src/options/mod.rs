@@ -72,6 +72,10 @@ pub struct Settings {
     /// never) [default: 1s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub metadata_ttl: Option<Duration>,
+    /// How many small files of a directory to fetch ahead of a program reading them one after
+    /// another in listing order (cp -r, tar c, grep -r); 0 turns it off [default: 8].
+    #[arg(long, value_name = "N")]
+    pub prefetch_files: Option<usize>,
     /// Memory for data written but not yet uploaded, for the whole mount: writers wait when it
     /// is full (e.g. 256M) [default: 256M].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
@@ -137,7 +141,7 @@ impl Settings {
         over!(upper, lower;
             config, foreground, read_only, uid, gid, umask, file_mode, dir_mode, allow_other,
             allow_root, allow_non_empty, noexec, cache_size, block_size, metadata_ttl,
-            write_buffer, staging_dir, sas_file, sas_command, sas_command_timeout,
+            prefetch_files, write_buffer, staging_dir, sas_file, sas_command, sas_command_timeout,
             refresh_before, refresh_interval, request_timeout, shutdown_timeout, metrics_addr,
             log_level, log_file)
     }

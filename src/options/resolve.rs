@@ -132,6 +132,7 @@ fn options(
         cache_size: s.cache_size.unwrap_or(256 << 20),
         block_size: s.block_size.unwrap_or(4 << 20),
         metadata_ttl: s.metadata_ttl.unwrap_or(Duration::from_secs(1)),
+        prefetch_files: s.prefetch_files.unwrap_or(crate::fs::PREFETCH_FILES),
         write_buffer: s.write_buffer.unwrap_or(256 << 20),
         staging_dir: s
             .staging_dir

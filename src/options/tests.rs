@@ -11,7 +11,7 @@ fn sample(name: &str) -> &'static str {
         "config" => "/etc/blobmount/other.toml",
         "foreground" | "read-only" | "allow-other" | "allow-root" | "allow-non-empty"
         | "noexec" => "true",
-        "uid" | "gid" => "42",
+        "uid" | "gid" | "prefetch-files" => "42",
         "umask" | "file-mode" | "dir-mode" => "0700",
         "cache-size" | "block-size" | "write-buffer" => "8M",
         "metadata-ttl"
