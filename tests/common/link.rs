@@ -179,17 +179,20 @@ async fn pipe(
             };
             buf.truncate(n);
             let now = Instant::now();
-            if let Some(rate) = cfg.bytes_per_sec {
+            let departs = if let Some(rate) = cfg.bytes_per_sec {
                 // Deadlines, not sleeps of a duration, and a little credit kept when a wake-up
                 // comes late: the average rate stays exact although the timer (1 ms) is
                 // coarser than one chunk's time. An idle link restarts from now.
                 sent_at = sent_at.max(now - PACING_CREDIT)
                     + Duration::from_secs_f64(n as f64 / rate as f64);
                 tokio::time::sleep_until(sent_at).await;
+                // The credit speeds pacing only: bytes never leave before they were read, or
+                // a small request after an idle spell would arrive up to the credit early.
+                sent_at.max(now)
             } else {
-                sent_at = now;
-            }
-            if tx.send((sent_at + cfg.one_way_delay, buf)).await.is_err() {
+                now
+            };
+            if tx.send((departs + cfg.one_way_delay, buf)).await.is_err() {
                 break;
             }
         }
