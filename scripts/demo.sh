@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Try blobmount locally, against the Azurite emulator (nothing leaves this machine):
 #
-#   scripts/demo.sh [start] [MOUNTPOINT]   install what is missing, build, start Azurite, seed a
-#                                          "demo" container, mount it read-only (default
-#                                          mount point: $DEMO_DIR/mnt)
+#   scripts/demo.sh [start] [--read-only] [MOUNTPOINT]
+#                                          install what is missing, build, start Azurite, seed a
+#                                          "demo" container and mount it, writable unless
+#                                          --read-only (default mount point: $DEMO_DIR/mnt)
 #   scripts/demo.sh status                 what is running
 #   scripts/demo.sh stop                   unmount, stop blobmount and Azurite
 #
-# State lives in DEMO_DIR=${XDG_RUNTIME_DIR:-/tmp}/blobmount-demo: pid files, logs, the port.
-# Azurite keeps its data in memory: stopping it forgets the demo container.
+# State lives in DEMO_DIR=${XDG_RUNTIME_DIR:-/tmp}/blobmount-demo: pid files, logs, the port,
+# the SAS (demo.sas, private). Azurite keeps its data in memory: stopping it forgets the demo
+# container.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,7 +70,7 @@ cmd_stop() {
     fi
     stop_pid "$DEMO_DIR/blobmount.pid" 10 blobmount
     stop_pid "$DEMO_DIR/azurite.pid" 10 Azurite
-    rm -f "$DEMO_DIR/mountpoint" "$DEMO_DIR/port"
+    rm -f "$DEMO_DIR/mountpoint" "$DEMO_DIR/port" "$DEMO_DIR/demo.sas"
 }
 
 cmd_status() {
@@ -111,6 +113,11 @@ on_start_exit() {
 }
 
 cmd_start() {
+    local read_only=0
+    if [ "${1:-}" = --read-only ]; then
+        read_only=1
+        shift
+    fi
     local mp=${1:-$DEMO_DIR/mnt}
     mkdir -p "$DEMO_DIR"
     if live_pid "$DEMO_DIR/azurite.pid" >/dev/null || live_pid "$DEMO_DIR/blobmount.pid" >/dev/null; then
@@ -118,8 +125,8 @@ cmd_start() {
     fi
 
     bash scripts/install-test-deps.sh
-    say "building (cargo build --release)"
-    cargo build --release --quiet
+    say "building blobmount (cargo build --release: about 5 minutes the first time)"
+    cargo build --release
     [ -x "$BIN" ] || die "$BIN missing after the build"
 
     local port
@@ -144,16 +151,24 @@ cmd_start() {
     local endpoint=http://127.0.0.1:$port/$ACCOUNT
     node scripts/demo-seed.mjs "$endpoint" demo
 
-    local sas_url
-    sas_url=$("$BIN" sas generate --account "$ACCOUNT" --key "$KEY" --container demo \
-        --permissions rl --expiry 8h --endpoint "$endpoint")
-    [[ $sas_url == http://* ]] || die "blobmount sas generate printed no SAS URL"
+    # The SAS is a password: in a private file, not on a command line (ps shows those).
+    local perms=racwdl mode_text=writable sas_file=$DEMO_DIR/demo.sas
+    if [ "$read_only" = 1 ]; then
+        perms=rl
+        mode_text=read-only
+    fi
+    (
+        umask 077
+        "$BIN" sas generate --account "$ACCOUNT" --key "$KEY" --container demo \
+            --permissions "$perms" --expiry 8h >"$sas_file"
+    )
+    grep -q 'sig=' "$sas_file" || die "blobmount sas generate printed no token"
 
     mkdir -p "$mp"
     mp=$(cd "$mp" && pwd -P)
     echo "$mp" >"$DEMO_DIR/mountpoint"
     say "mounting on $mp (log: $DEMO_DIR/blobmount.log)"
-    "$BIN" mount "$sas_url" "$mp" --foreground --read-only \
+    "$BIN" mount "$endpoint/demo" "$mp" --sas-file "$sas_file" --foreground \
         </dev/null >"$DEMO_DIR/blobmount.log" 2>&1 &
     echo $! >"$DEMO_DIR/blobmount.pid"
     local i pid
@@ -174,7 +189,7 @@ cmd_start() {
 
     cat <<EOF
 
-The demo container is mounted read-only on:
+The demo container is mounted $mode_text on:
 
     $mp
 
@@ -182,9 +197,19 @@ Try:
     ls -lR '$mp'
     cat '$mp/README.txt'
     sha256sum '$mp/big/random-20MiB.bin'
+$(if [ "$read_only" = 0 ]; then printf '%s\n' \
+    "    cp -r /etc/ssl '$mp/' && ls -l '$mp/ssl'        (written to the container when cp returns)" \
+    "    echo hello > '$mp/hello.txt'; mv '$mp/hello.txt' '$mp/hi.txt'"; fi)
 
-blobmount runs in the foreground as pid $pid (log: $DEMO_DIR/blobmount.log);
-Azurite as pid $(cat "$DEMO_DIR/azurite.pid") on $endpoint.
+The command line tool is $BIN; to call it as blobmount:
+
+    export PATH="$ROOT/target/release:\$PATH"
+    blobmount status                        every mount, its token's time left, pending writes
+    blobmount sas inspect "\$(cat $sas_file)"  what the demo's SAS allows, until when
+    blobmount --help
+
+blobmount runs in the foreground as pid $pid (log: $DEMO_DIR/blobmount.log), with the SAS
+in $sas_file; Azurite as pid $(cat "$DEMO_DIR/azurite.pid") on $endpoint.
 Stop both and unmount with:
 
     scripts/demo.sh stop
@@ -198,13 +223,13 @@ start)
     ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
--h | --help | help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
 *)
-    # scripts/demo.sh MOUNTPOINT
-    if [ "$#" -eq 1 ] && [[ "$1" != -* ]]; then
-        cmd_start "$1"
+    # scripts/demo.sh [--read-only] [MOUNTPOINT]
+    if [ "$1" = --read-only ] || { [ "$#" -eq 1 ] && [[ "$1" != -* ]]; }; then
+        cmd_start "$@"
     else
-        die "usage: scripts/demo.sh [start [MOUNTPOINT] | status | stop]"
+        die "usage: scripts/demo.sh [start] [--read-only] [MOUNTPOINT] | status | stop"
     fi
     ;;
 esac

@@ -33,6 +33,10 @@ enum Command {
     Mount(Box<MountArgs>),
     /// Commit open files and unmount: signals the mount's daemon and waits until it has exited.
     Unmount(UnmountArgs),
+    /// Show every blobmount mount: where, which container, its daemon, token time left, files
+    /// being written.
+    #[command(visible_alias = "list")]
+    Status,
     /// Inspect or generate SAS tokens.
     Sas {
         #[command(subcommand)]
@@ -56,15 +60,36 @@ struct MountArgs {
     source: String,
     /// Existing, empty directory to mount on (a named mount may give it in the config file).
     mountpoint: Option<PathBuf>,
+    /// mount(8)-style options, as in fstab and rclone: -o allow_other,ro,cache_size=1G (every
+    /// option below is accepted as name=value; the options given by name win).
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    options: Vec<String>,
     #[command(flatten)]
     settings: Settings,
 }
 
+impl MountArgs {
+    /// The options given by name, over those given with -o.
+    fn all_settings(&self) -> Result<Settings, String> {
+        let long: Vec<String> = self
+            .options
+            .iter()
+            .flat_map(|list| helper::long_args(list))
+            .collect();
+        let o = Settings::from_long_args(&long, "-o options")?;
+        Ok(self.settings.clone().over(o))
+    }
+}
+
 #[derive(Args, Debug)]
 struct UnmountArgs {
-    /// The mountpoint (a path: with a `/`, e.g. ./data), or the NAME of a [mount.NAME] in the
-    /// config file.
-    target: String,
+    /// The mountpoint (a path: with a `/`, e.g. ./data, or an existing directory), or the NAME
+    /// of a [mount.NAME] in the config file.
+    #[arg(required_unless_present = "all")]
+    target: Option<String>,
+    /// Unmount every blobmount mount (one after another; the exit code is the worst).
+    #[arg(long, conflicts_with = "target")]
+    all: bool,
     /// Config file for a NAME [default: /etc/blobmount/config.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -96,11 +121,22 @@ fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) 
     let mut readiness = Readiness {
         pipe: None,
         log_file: resolved.log_file,
+        notice: None,
     };
     if !resolved.foreground {
         opts.make_paths_absolute();
         if let Some(f) = &mut readiness.log_file {
             *f = std::path::absolute(&*f).unwrap_or_else(|_| f.clone());
+        }
+        if readiness.log_file.is_none() && !logging::syslog_available() {
+            // Syslog would swallow every message: a file, and the terminal says where.
+            let path = mount::state::fallback_log(&opts.mountpoint);
+            readiness.notice = Some(format!(
+                "no syslog on this machine ({} is missing): the log goes to {}",
+                logging::SYSLOG_SOCKET,
+                path.display()
+            ));
+            readiness.log_file = Some(path);
         }
         // The parent waits here for the daemon's answer, and exits with it.
         match daemon::fork() {
@@ -123,8 +159,13 @@ fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) 
 }
 
 fn run_unmount(args: UnmountArgs) -> i32 {
-    let target = PathBuf::from(&args.target);
-    let mountpoint = if args.target.contains('/') {
+    let Some(name) = args.target.as_deref() else {
+        return unmount_all(args.timeout);
+    };
+    let target = PathBuf::from(name);
+    // A directory of that name is meant before a config name (`blobmount unmount data` in
+    // the directory holding `data`).
+    let mountpoint = if name.contains('/') || target.is_dir() {
         target
     } else {
         let path = args
@@ -132,15 +173,9 @@ fn run_unmount(args: UnmountArgs) -> i32 {
             .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
         match config::load(&path).and_then(|c| {
             c.mounts
-                .get(&args.target)
+                .get(name)
                 .and_then(|m| m.mountpoint.clone())
-                .ok_or_else(|| {
-                    format!(
-                        "no mountpoint for [mount.{}] in {}",
-                        args.target,
-                        path.display()
-                    )
-                })
+                .ok_or_else(|| format!("no mountpoint for [mount.{}] in {}", name, path.display()))
         }) {
             Ok(p) => p,
             Err(e) => {
@@ -156,6 +191,91 @@ fn run_unmount(args: UnmountArgs) -> i32 {
             e.code
         }
     }
+}
+
+/// `unmount --all`: every blobmount mount, the last mounted first (a mount inside another
+/// goes before it).
+fn unmount_all(timeout: Option<Duration>) -> i32 {
+    let mounts = mount::mountinfo::ours();
+    if mounts.is_empty() {
+        println!("no blobmount mounts");
+        return 0;
+    }
+    let mut code = 0;
+    for m in mounts.iter().rev() {
+        match unmount::run(std::path::Path::new(&m.mount_point), timeout) {
+            Ok(()) => println!("unmounted {}", m.mount_point),
+            Err(e) => {
+                eprintln!("blobmount: {}", e.message);
+                code = code.max(e.code);
+            }
+        }
+    }
+    code
+}
+
+/// `blobmount status`: one line per mount.
+fn run_status() -> i32 {
+    mount::state::clean_stale();
+    let mounts = mount::mountinfo::ours();
+    if mounts.is_empty() {
+        println!("no blobmount mounts");
+        return 0;
+    }
+    let rows: Vec<[String; 4]> = mounts
+        .iter()
+        .map(|m| {
+            let path = std::path::Path::new(&m.mount_point);
+            let state = mount::state::StateFiles::new(path);
+            let container = m
+                .source
+                .strip_prefix(mount::mountinfo::SOURCE_PREFIX)
+                .unwrap_or(&m.source)
+                .to_string();
+            let (pid, status) = match state.daemon() {
+                Some(pid) => (
+                    pid.to_string(),
+                    match state.status() {
+                        Some((line, age)) if age > Duration::from_secs(30) => {
+                            format!("{line} (as of {}s ago)", age.as_secs())
+                        }
+                        Some((line, _)) => line,
+                        None => "mounted".to_string(),
+                    },
+                ),
+                None => match std::fs::metadata(path) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => (
+                        "-".to_string(),
+                        "its daemon is gone: `blobmount unmount` cleans it".to_string(),
+                    ),
+                    // Mounted by another user, or without a state file.
+                    _ => (
+                        "?".to_string(),
+                        "mounted (no status: another user's?)".to_string(),
+                    ),
+                },
+            };
+            [m.mount_point.clone(), container, pid, status]
+        })
+        .collect();
+    let header = [
+        "MOUNTPOINT".to_string(),
+        "CONTAINER".to_string(),
+        "PID".to_string(),
+        "STATUS".to_string(),
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for r in [&header].into_iter().chain(&rows) {
+        println!("{:w0$}  {:w1$}  {:>w2$}  {}", r[0], r[1], r[2], r[3]);
+    }
+    0
 }
 
 fn print_man(dir: Option<PathBuf>) -> std::io::Result<()> {
@@ -184,7 +304,15 @@ fn is_helper_form(args: &[String]) -> bool {
         .map(|c| c.get_name().to_string())
         .chain(["help".to_string()])
         .collect();
-    !first.starts_with('-') && !commands.contains(first) && args.len() > 2
+    if first.starts_with('-') || commands.contains(first) || args.len() <= 2 {
+        return false;
+    }
+    // `blobmount umount /mnt`, `blobmount mnt URL DIR`: a misspelt command, not a SOURCE
+    // (mount(8) always passes -o, and a SOURCE is a URL or a config name).
+    let misspelt = !first.contains([':', '/'])
+        && !args.iter().any(|a| a.starts_with("-o"))
+        && crate::options::nearest_within(first, &commands, 2).is_some();
+    !misspelt
 }
 
 /// Entry point of the binary; returns the exit code.
@@ -209,8 +337,15 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Mount(m) => run_mount(&m.source, m.mountpoint, m.settings),
+        Command::Mount(m) => match m.all_settings() {
+            Ok(s) => run_mount(&m.source, m.mountpoint, s),
+            Err(e) => {
+                eprintln!("blobmount: {e}");
+                2
+            }
+        },
         Command::Unmount(u) => run_unmount(u),
+        Command::Status => run_status(),
         Command::Sas { cmd } => match crate::sas::cli::run(cmd) {
             Ok(()) => 0,
             Err(e) => {
@@ -312,6 +447,51 @@ mod tests {
     }
 
     #[test]
+    fn mount_takes_dash_o_and_dash_f_as_other_fuse_tools_do() {
+        let parse = |a: &[&str]| {
+            let cli = Cli::try_parse_from(args(a)).unwrap();
+            let Command::Mount(m) = cli.command else {
+                panic!("not mount")
+            };
+            m.all_settings()
+        };
+        let s = parse(&[
+            "blobmount",
+            "mount",
+            "u",
+            "/m",
+            "-o",
+            "allow_other,ro",
+            "-f",
+            "-o",
+            "cache_size=1G,metadata-ttl=5s",
+            "--cache-size=2G",
+        ])
+        .unwrap();
+        assert_eq!(s.allow_other, Some(true));
+        assert_eq!(s.read_only, Some(true));
+        assert_eq!(s.foreground, Some(true));
+        assert_eq!(s.metadata_ttl, Some(Duration::from_secs(5)));
+        assert_eq!(s.cache_size, Some(2 << 30), "the option given by name wins");
+        let e = parse(&[
+            "blobmount",
+            "mount",
+            "u",
+            "/m",
+            "-o",
+            "cache_sise=1G,allow_otter",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("cache-sise: did you mean cache-size?")
+                && e.contains("allow-otter: did you mean allow-other?"),
+            "{e}"
+        );
+        let e = parse(&["blobmount", "mount", "u", "/m", "-o", "frobnicate"]).unwrap_err();
+        assert_eq!(e, "unknown option in -o options: frobnicate");
+    }
+
+    #[test]
     fn helper_form_is_recognised() {
         assert!(is_helper_form(&args(&[
             "blobmount",
@@ -343,6 +523,23 @@ mod tests {
             "x"
         ])));
         assert!(!is_helper_form(&args(&["blobmount", "--version"])));
+        // Misspelt commands are left to clap, which suggests the right one.
+        assert!(!is_helper_form(&args(&["blobmount", "umount", "/mnt"])));
+        assert!(!is_helper_form(&args(&[
+            "blobmount",
+            "mnt",
+            "https://a/b/c",
+            "/mnt"
+        ])));
+        assert!(is_helper_form(&args(&[
+            "blobmount",
+            "mnt",
+            "/mnt",
+            "-o",
+            "rw"
+        ])));
+        let e = Cli::try_parse_from(["blobmount", "umount", "/mnt"]).unwrap_err();
+        assert!(e.to_string().contains("unmount"), "{e}");
         assert!(!is_helper_form(&args(&["blobmount", "mout"])));
     }
 

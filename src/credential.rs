@@ -35,7 +35,7 @@ impl Secret {
         let parsed = SasToken::parse(&query).ok();
         Secret {
             expiry: parsed.as_ref().and_then(SasToken::expiry),
-            permissions: parsed.as_ref().map(SasToken::permissions),
+            permissions: parsed.as_ref().and_then(SasToken::stated_permissions),
             query,
         }
     }

@@ -17,6 +17,11 @@ enum Sink {
 
 static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
 
+/// Libraries at warn, but fuser's session at error: its one warning is "Failed to umount
+/// filesystem: Invalid argument" when the session ends after an outside `umount`, which the
+/// mount's own shutdown already handled and reported.
+const QUIET: &str = "warn,fuser::session=error";
+
 /// Sets up logging to stderr. `--log-level` sets blobmount's own level and keeps libraries at
 /// warn (their debug output is not ours to vouch for); RUST_LOG directives are added to it, or
 /// used alone without `--log-level`. `detaching`: the log will go elsewhere later, so no
@@ -27,10 +32,10 @@ pub fn init(level: Option<&str>, detaching: bool) {
         Some(l) => {
             // RUST_LOG directives, when given, come on top (e.g. RUST_LOG=fuser=debug).
             let extra = std::env::var("RUST_LOG").unwrap_or_default();
-            EnvFilter::new(format!("warn,blobmount={l},{extra}").trim_end_matches(','))
+            EnvFilter::new(format!("{QUIET},blobmount={l},{extra}").trim_end_matches(','))
         }
         None => EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("warn,blobmount=info")),
+            .unwrap_or_else(|_| EnvFilter::new(format!("{QUIET},blobmount=info"))),
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -44,6 +49,14 @@ pub fn init(level: Option<&str>, detaching: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// The socket syslog listens on.
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Whether this machine has syslog (many containers do not: messages sent there are lost).
+pub fn syslog_available() -> bool {
+    Path::new(SYSLOG_SOCKET).exists()
 }
 
 /// From now on, the log goes to `file` (appended to), or to syslog without one.

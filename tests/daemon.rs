@@ -433,3 +433,158 @@ fn unmount_touches_only_blobmount_mounts_and_says_what_is_not_mounted() {
     );
     assert_eq!(std::fs::read(m.path().join("d/f")).unwrap(), b"x");
 }
+
+#[test]
+fn a_daemon_on_a_machine_without_syslog_logs_to_a_file_and_says_where() {
+    if blobmount::logging::syslog_available() {
+        eprintln!("skipped: this machine has syslog (/dev/log)");
+        return;
+    }
+    let fx = Fixture::writable("daemon-no-syslog");
+    fx.put("a.txt", b"a");
+    let mut d = Detached::new();
+    let log = blobmount::mount::state::fallback_log(d.path());
+    let _ = std::fs::remove_file(&log);
+    // The token in a file: nothing else to say on the terminal than where the log goes.
+    let url = fx.url();
+    let (plain, token) = url.split_once('?').unwrap();
+    let sas = d.file("token.sas");
+    std::fs::write(&sas, token).unwrap();
+    std::fs::set_permissions(&sas, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = d.run(
+        Command::new(bin())
+            .arg("mount")
+            .arg(plain)
+            .arg(d.path())
+            .arg("--sas-file")
+            .arg(&sas),
+    );
+    assert!(out.status.success(), "mount failed: {}", stderr_of(&out));
+    let said = stderr_of(&out);
+    assert!(
+        said.contains("no syslog on this machine")
+            && said.contains(&format!("the log goes to {}", log.display())),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"a");
+    let out = Command::new(bin())
+        .arg("unmount")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unmount failed: {}", stderr_of(&out));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.contains("mounted "), "the daemon's log: {text:?}");
+    let sig = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(!text.contains(&sig), "the log holds the SAS");
+}
+
+/// Runs `script` with sh in a mount namespace of its own, with a private /run/blobmount: its
+/// mounts and state files are invisible outside, and its `unmount --all` cannot reach another
+/// test's mounts (their copies in the namespace have no state files; unmounting a copy there
+/// leaves the original alone). The daemons it started are killed when it ends, whatever
+/// happened.
+fn in_own_namespace(script: &str, dir: &Path, url: &str) -> std::process::Output {
+    let wrapped = format!(
+        "mkdir -p {state} && mount --make-rprivate / && mount -t tmpfs -o mode=0700 tmpfs {state} || exit 97\n\
+         trap 'for f in {state}/*.pid; do [ -e \"$f\" ] && kill -9 $(cut -d\" \" -f1 \"$f\"); done' EXIT\n\
+         {script}",
+        state = blobmount::mount::state::dir().display()
+    );
+    Command::new("unshare")
+        .args(["--mount", "sh", "-c", &wrapped])
+        .current_dir(dir)
+        .env("B", bin())
+        .env("URL", url)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn status_lists_the_mounts_and_unmount_all_stops_them_saying_which_was_busy() {
+    let fx = Fixture::writable("status-all");
+    fx.put("f", b"x");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a")).unwrap();
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    let script = r#"
+        "$B" mount "$URL" "$PWD/a" --log-file "$PWD/a.log" || exit 10
+        "$B" mount "$URL" "$PWD/b" --log-file "$PWD/b.log" || exit 11
+        sleep 0.5
+        echo "== status"; "$B" status
+        (cd b && exec sleep 30) & busy=$!
+        sleep 0.3
+        echo "== unmount"; "$B" unmount --all; echo "rc=$?"
+        kill $busy
+        echo "== after"; "$B" list | grep "$PWD" || echo "none of ours"
+    "#;
+    let out = in_own_namespace(script, dir.path(), &fx.url());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(97), "no mount namespace: {err}");
+    assert!(out.status.success(), "{text}\n{err}");
+    let section = |name: &str| {
+        text.split(&format!("== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n== ").next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let status = section("status");
+    for m in ["a", "b"] {
+        let path = dir.path().join(m);
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", path.display())))
+            .unwrap_or_else(|| panic!("no line for {}: {status}", path.display()));
+        assert!(
+            line.contains(&format!("devstoreaccount1/{}", fx.container))
+                && line.contains("mounted; SAS valid for"),
+            "{line}"
+        );
+    }
+    assert!(status.starts_with("MOUNTPOINT"), "{status}");
+    let unmount = section("unmount");
+    assert!(unmount.contains("rc=0"), "{unmount}\n{err}");
+    for m in ["a", "b"] {
+        let path = dir.path().join(m);
+        assert!(
+            unmount.contains(&format!("unmounted {}", path.display())),
+            "{unmount}"
+        );
+    }
+    assert!(
+        err.contains(&format!(
+            "{}: {}",
+            dir.path().join("b").display(),
+            "the mount was busy"
+        )),
+        "the busy mount's detach is not reported: {err}"
+    );
+    assert!(section("after").contains("none of ours"), "{text}");
+}
+
+#[test]
+fn unmount_takes_a_directory_named_without_a_slash_as_a_path() {
+    let fx = Fixture::new("unmount-relative");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let script = r#"
+        "$B" mount "$URL" data --log-file "$PWD/d.log" || exit 10
+        "$B" unmount data; echo "rc=$?"
+        grep -c " $PWD/data " /proc/self/mountinfo || true
+    "#;
+    let out = in_own_namespace(script, dir.path(), &fx.url());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", stderr_of(&out));
+    assert!(text.starts_with("rc=0\n0"), "{text}\n{}", stderr_of(&out));
+}

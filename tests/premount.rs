@@ -333,8 +333,12 @@ fn malformed_token_garbled_version_is_refused() {
     let (_, rest) = after.split_once('&').expect("sv is not the last parameter");
     let url = format!("{before}sv=not-a-version&{rest}");
     let f = Mount::expect_failure(&url, &[]);
-    let line = assert_one_line(&f, &["malformed SAS token"], &secrets(&url));
+    let line = assert_one_line(&f, &["unsupported SAS version"], &secrets(&url));
     assert!(line.contains("version"), "{line}");
+    assert!(
+        !line.contains("SAS token: invalid"),
+        "nested prefixes: {line}"
+    );
 }
 
 #[test]
@@ -349,8 +353,22 @@ fn malformed_token_without_sig_is_refused() {
         .collect();
     let url = format!("{base}?{}", query.join("&"));
     let f = Mount::expect_failure(&url, &[]);
-    let line = assert_one_line(&f, &["malformed SAS token"], &secret);
+    let line = assert_one_line(&f, &["invalid SAS token: missing `sig`"], &secret);
     assert!(line.contains("sig"), "{line}");
+    assert_eq!(line.matches("SAS").count(), 1, "one prefix: {line}");
+}
+
+#[test]
+fn a_url_the_shell_cut_at_its_first_ampersand_is_explained() {
+    let fx = Fixture::new("cut-url");
+    let good = fx.url("rl");
+    let secret = secrets(&good);
+    let (cut, _) = good
+        .split_once('&')
+        .expect("the token has several parameters");
+    let f = Mount::expect_failure(cut, &[]);
+    let line = assert_one_line(&f, &["invalid SAS token", "quote it"], &secret);
+    assert!(line.contains("first `&`"), "{line}");
 }
 
 #[test]

@@ -177,7 +177,7 @@ fn a_replaced_sas_file_is_read_and_bad_contents_are_refused() {
     let expired = generate(&f.proxy.account_url(), &f.container, "racwdl", "1s");
     std::thread::sleep(Duration::from_secs(2));
     for (bad, why) in [
-        ("not a token at all", "not a valid SAS token"),
+        ("not a token at all", "invalid SAS token"),
         (other.as_str(), "not the mounted"),
         (expired.as_str(), "expired"),
     ] {
@@ -242,7 +242,7 @@ fn a_failing_hanging_or_lying_command_is_refused_while_the_mount_serves() {
     for (step, why) in [
         (1, "failed"),
         (2, "did not finish within 2s"),
-        (3, "not a valid SAS token"),
+        (3, "invalid SAS token"),
         (4, "not the mounted"),
     ] {
         m.signal(libc::SIGHUP);

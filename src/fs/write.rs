@@ -19,6 +19,11 @@ use super::open_files::{OpenFile, WriteFile};
 use super::upload::Staging;
 use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
 
+/// A commit quieter than this is not reported in the log; a longer one every
+/// [`COMMIT_PROGRESS_EVERY`].
+const COMMIT_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+const COMMIT_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenMode {
@@ -325,6 +330,41 @@ impl Fs {
         result.map(|()| data.len() as u32)
     }
 
+    /// Awaits a commit of `blob` (`size` bytes), saying in the log when it takes long: a `cp`
+    /// waiting in close for its upload looks hung otherwise.
+    async fn with_progress<T>(
+        &self,
+        blob: &str,
+        size: u64,
+        commit: impl std::future::Future<Output = T>,
+    ) -> T {
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(start + COMMIT_QUIET, COMMIT_PROGRESS_EVERY);
+        tokio::pin!(commit);
+        let mut told = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut commit => break r,
+                _ = tick.tick() => {
+                    told = true;
+                    tracing::info!(
+                        "committing {blob} ({}): {} not uploaded yet (all files), {}s so far",
+                        crate::size::format_size(size),
+                        crate::size::format_size(self.staging.budget.in_use()),
+                        start.elapsed().as_secs()
+                    );
+                }
+            }
+        };
+        if told {
+            tracing::info!(
+                "committing {blob}: done after {}s",
+                start.elapsed().as_secs()
+            );
+        }
+        result
+    }
+
     /// Commits the file's staging (flush on close, fsync). Errors are logged and returned.
     pub(super) async fn commit(&self, ino: u64, w: &WriteFile) -> Result<(), FsError> {
         let mut f = w.open.lock().await;
@@ -339,7 +379,9 @@ impl Fs {
             return Ok(());
         }
         let blob = f.staging.blob().to_string();
-        match f.staging.commit().await {
+        let size = f.staging.size();
+        let result = self.with_progress(&blob, size, f.staging.commit()).await;
+        match result {
             Ok(c) => {
                 f.state.committed();
                 tracing::debug!(blob, size = f.staging.size(), "committed");

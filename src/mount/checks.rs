@@ -51,8 +51,23 @@ pub fn check_target(
             )))
         }
     };
-    let token = source::parse_text(&text, &container)
-        .map_err(|e| MountError::usage(format!("malformed SAS token: {e}")))?;
+    let token = source::parse_text(&text, &container).map_err(|e| {
+        let e = if e.starts_with("invalid ") || e.starts_with("unsupported ") {
+            e
+        } else {
+            format!("invalid SAS token: {e}")
+        };
+        // `blobmount mount https://…?sv=…&sig=… DIR` unquoted: the shell ran the URL up to
+        // the first `&` as a background command, and the mount got only `sv=…`.
+        if token_text.is_none() && !text.contains('&') {
+            MountError::usage(format!(
+                "{e}: the URL was cut at its first `&` (the shell took it for a background command): quote it, e.g. blobmount mount '{}?sv=…&sig=…' DIR",
+                container.display()
+            ))
+        } else {
+            MountError::usage(e)
+        }
+    })?;
     if let Some(problem) = token.validity_problem(now) {
         // "expired at …" or "not valid until …"
         let verb = if problem.starts_with("expired") {
@@ -65,9 +80,10 @@ pub fn check_target(
         )));
     }
     source::check_scope(&token, false).map_err(MountError::usage)?;
-    let p = token.permissions();
-    // Put Block needs `w`: without it nothing can be written.
-    let writable = p.write();
+    // Put Block needs `w`: without it nothing can be written. A stored access policy's
+    // permissions are unknown here: the mount is writable, and the service refuses (EACCES)
+    // what the policy does not allow.
+    let writable = token.stated_permissions().is_none_or(|p| p.write());
     Ok(Target {
         container,
         token,
@@ -189,8 +205,29 @@ pub async fn check_container(target: &Target, client: &dyn BlobClient) -> Result
         })
         .await
         .map(|_| ())
-        .map_err(|e| MountError::failed(explain_check_failure(target, &e)))
+        .map_err(|e| MountError::failed(explain_check_failure(target, &e)))?;
+    if let (None, Some(policy)) = (target.token.stated_permissions(), target.token.policy_id()) {
+        // The listing showed `l`; reading a name that is not there shows `r`: 404 when the
+        // policy allows reading, 403 when it does not.
+        match client.properties(READ_PROBE).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) if e.kind == ErrorKind::Forbidden => {
+                return Err(MountError::failed(format!(
+                    "the stored access policy {policy:?} of this SAS does not allow reading (r): mounting needs r and l"
+                )))
+            }
+            Err(e) => return Err(MountError::failed(explain_check_failure(target, &e))),
+        }
+        tracing::info!(
+            "the SAS takes its permissions from the stored access policy {policy:?}: listing and reading work; what it does not allow is refused by the service (EACCES)"
+        );
+    }
+    Ok(())
 }
+
+/// A name probed to learn whether a stored access policy allows reading (it need not exist).
+const READ_PROBE: &str = ".blobmount-read-probe";
 
 pub(super) fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
     const MIB: u64 = 1 << 20;
@@ -214,6 +251,24 @@ pub(super) fn check_sizes(opts: &MountOptions) -> Result<(), MountError> {
         )));
     }
     Ok(())
+}
+
+/// The FUSE device, named in the error when it cannot be opened (fuser would only say
+/// "Permission denied").
+pub fn check_dev_fuse() -> Result<(), MountError> {
+    const DEV: &str = "/dev/fuse";
+    match std::fs::OpenOptions::new().read(true).write(true).open(DEV) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(MountError::failed(format!(
+            "{DEV} does not exist: load the fuse module (modprobe fuse), or in a container pass the device (docker run --device /dev/fuse --cap-add SYS_ADMIN)"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(MountError::failed(format!(
+                "cannot open {DEV}: {e} (it should be mode 0666; in a container pass --device /dev/fuse)"
+            )))
+        }
+        Err(e) => Err(MountError::failed(format!("cannot open {DEV}: {e}"))),
+    }
 }
 
 /// Detaches a busy mount: it disappears now and is cleaned up when its last user leaves.
@@ -282,8 +337,10 @@ mod tests {
         assert!(err("http://127.0.0.1:10000/devstoreaccount1/box").contains("no SAS token"));
         assert!(
             err("http://127.0.0.1:10000/devstoreaccount1/box?sv=2020-12-06&sp=rl&sig=abc")
-                .contains("malformed")
+                .starts_with("invalid SAS token: ")
         );
+        let cut = err("http://127.0.0.1:10000/devstoreaccount1/box?sv=2020-12-06");
+        assert!(cut.contains("cut at its first `&`"), "{cut}");
         assert!(err("::nonsense").contains("malformed"));
     }
 

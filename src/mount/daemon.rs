@@ -11,10 +11,13 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub struct ReadyPipe(Option<std::fs::File>);
 
 impl ReadyPipe {
-    /// The mount is up: the waiting command exits 0.
-    pub fn ready(&mut self) {
+    /// The mount is up: the waiting command prints `notice` (if any) and exits 0.
+    pub fn ready(&mut self, notice: Option<&str>) {
         if let Some(mut f) = self.0.take() {
-            let _ = f.write_all(b"ok\n");
+            let _ = match notice {
+                Some(n) => writeln!(f, "ok {}", n.replace('\n', " ")),
+                None => f.write_all(b"ok\n"),
+            };
         }
     }
 
@@ -69,6 +72,10 @@ fn wait_for_answer(mut pipe: std::fs::File, child: libc::pid_t) -> i32 {
     let _ = pipe.read_to_string(&mut answer);
     let answer = answer.trim_end();
     if answer == "ok" {
+        return 0;
+    }
+    if let Some(notice) = answer.strip_prefix("ok ") {
+        eprintln!("blobmount: {notice}");
         return 0;
     }
     if let Some(rest) = answer.strip_prefix("err ") {

@@ -3,7 +3,7 @@
 
 pub mod checks;
 pub mod daemon;
-mod mountinfo;
+pub mod mountinfo;
 mod notify;
 mod shutdown;
 pub mod state;
@@ -125,6 +125,8 @@ pub struct Readiness {
     /// Set in a daemon: the pipe to the waiting command; the log moves to `log_file` or syslog.
     pub pipe: Option<daemon::ReadyPipe>,
     pub log_file: Option<PathBuf>,
+    /// What the waiting command prints once the mount is ready (where the log went).
+    pub notice: Option<String>,
 }
 
 impl Readiness {
@@ -134,7 +136,7 @@ impl Readiness {
                 tracing::warn!("cannot log to the log file: {e}");
             }
             daemon::detach_stdio();
-            pipe.ready();
+            pipe.ready(self.notice.as_deref());
         } else {
             notify::ready(status);
         }
@@ -189,6 +191,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         .map_err(|e| MountError::failed(format!("cannot install signal handlers: {e}")))?;
     let adapter = BlobFuse::new(fs.clone(), rt.handle().clone(), tuning);
     let config = fuse_config(&opts, &target.container, read_only, &tuning);
+    checks::check_dev_fuse()?;
     let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
         let hint =
             if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
@@ -206,6 +209,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         mountpoint.clone(),
         opts.shutdown_timeout,
     ));
+    state::clean_stale();
     shutdown.files.serving(opts.shutdown_timeout);
     readiness.ready(&notify::status_line(&fs, &credential));
     // After the daemon's log has moved to its file or syslog: the first line there.
@@ -215,7 +219,11 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         mountpoint.display(),
         if read_only { "read-only" } else { "read-write" }
     );
-    rt.spawn(notify::keep_status(fs.clone(), credential.clone()));
+    rt.spawn(notify::keep_status(
+        fs.clone(),
+        credential.clone(),
+        shutdown.files.clone(),
+    ));
     rt.spawn(shutdown::on_signals(
         signals,
         shutdown.clone(),

@@ -33,6 +33,12 @@ pub fn mount_at(path: &Path) -> Option<MountEntry> {
     parse(&text).filter(|m| m.mount_point == path).last()
 }
 
+/// Every blobmount mount, in the order they were mounted.
+pub fn ours() -> Vec<MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    parse(&text).filter(MountEntry::is_ours).collect()
+}
+
 /// The mount point of the blobmount mount that `path` is inside of (the deepest), if any.
 pub fn ours_around(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use time::OffsetDateTime;
 
+use super::state::StateFiles;
 use crate::fs::Fs;
 use crate::token::Credential;
 
@@ -63,19 +64,22 @@ pub fn status_line(fs: &Fs, credential: &Credential) -> String {
     format!("mounted; {token}{writing}{dirty}")
 }
 
-/// Keeps STATUS= current (every 30 s).
-pub async fn keep_status(fs: Arc<Fs>, credential: Arc<Credential>) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    tick.tick().await; // the first tick is now: READY=1 has just said it all
-    loop {
+/// Keeps the status line current: in the state file for `blobmount status` (every 5 s), and
+/// systemd's STATUS= (every 30 s) under systemd.
+pub async fn keep_status(fs: Arc<Fs>, credential: Arc<Credential>, files: StateFiles) {
+    let systemd = std::env::var_os("NOTIFY_SOCKET").is_some();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    for n in 0u64.. {
         tick.tick().await;
         if fs.is_stopping() {
             return;
         }
-        send(&[NotifyState::Status(&status_line(&fs, &credential))]);
+        let line = status_line(&fs, &credential);
+        files.write_status(&line);
+        // The first tick is now: READY=1 has just said it all.
+        if systemd && n > 0 && n % 6 == 0 {
+            send(&[NotifyState::Status(&line)]);
+        }
     }
 }
 

@@ -57,7 +57,15 @@ impl Shutdown {
 
     /// Says how it ended (log, state file) and gives the exit code.
     pub fn finish(&self, report: &CommitReport) -> i32 {
-        let (code, message) = outcome(report);
+        self.finish_noting(report, None)
+    }
+
+    /// [`finish`](Self::finish), with a note added to the outcome (see [`DETACHED_BUSY`]).
+    pub fn finish_noting(&self, report: &CommitReport, note: Option<&str>) -> i32 {
+        let (code, mut message) = outcome(report);
+        if let Some(note) = note {
+            message = format!("{message}; {note}");
+        }
         if code == 0 {
             tracing::info!("{}: {message}", self.mountpoint.display());
         } else {
@@ -67,6 +75,13 @@ impl Shutdown {
         code
     }
 }
+
+/// The note of an outcome whose mount was busy: `blobmount unmount` shows it, so that the
+/// programs inside losing their directory ("Transport endpoint is not connected") is no
+/// surprise.
+pub const DETACHED_BUSY: &str =
+    "the mount was busy (a program has a file or its current directory in it): \
+     detached; programs still inside get \"Transport endpoint is not connected\"";
 
 /// The exit code and the one-line outcome of a shutdown.
 fn outcome(report: &CommitReport) -> (i32, String) {
@@ -126,11 +141,15 @@ pub async fn on_signals(
             std::process::exit(shutdown.finish(&report).max(1));
         }
     };
-    if let Err(e) = unmounter.unmount() {
-        tracing::info!("the mount is busy ({e}): detaching it; it goes when its last user leaves");
-        lazy_unmount(&shutdown.mountpoint);
-    }
-    std::process::exit(shutdown.finish(&report));
+    let busy = match unmounter.unmount() {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::debug!("unmount: {e}");
+            lazy_unmount(&shutdown.mountpoint);
+            true
+        }
+    };
+    std::process::exit(shutdown.finish_noting(&report, busy.then_some(DETACHED_BUSY)));
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGUSR1, caught from the moment this is created.

@@ -1,5 +1,6 @@
 //! Small files that let `blobmount unmount` find the daemon of a mountpoint and learn how it
-//! ended: `PID` while it serves, then `CODE MESSAGE` once it has exited. They live in
+//! ended: `PID` while it serves, then `CODE MESSAGE` once it has exited; and its status line
+//! (token time left, files being written) for `blobmount status`, renewed while it serves. They live in
 //! /run/blobmount (root), $XDG_RUNTIME_DIR/blobmount, or /tmp/blobmount-UID, named after the
 //! mountpoint.
 
@@ -20,11 +21,51 @@ pub fn dir() -> PathBuf {
     }
 }
 
+/// Where a daemon of `mountpoint` logs when the machine has no syslog and no --log-file was
+/// given: beside its state files (the directory is made if missing).
+pub fn fallback_log(mountpoint: &Path) -> PathBuf {
+    let dir = dir();
+    let _ = create_private_dir(&dir);
+    let key = utf8_percent_encode(&mountpoint.to_string_lossy(), NON_ALPHANUMERIC).to_string();
+    dir.join(format!("{key}.log"))
+}
+
 /// The state files of one mountpoint (an absolute path).
 #[derive(Debug, Clone)]
 pub struct StateFiles {
     pid: PathBuf,
     exit: PathBuf,
+    status: PathBuf,
+}
+
+/// How long an outcome nobody asked for is kept (`blobmount unmount` reads it within its wait).
+const OUTCOME_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the outcomes older than [`OUTCOME_KEPT`] (a daemon unmounted from outside leaves
+/// one that nobody reads), and status lines of daemons that are gone.
+pub fn clean_stale() {
+    clean_stale_in(&dir());
+}
+
+fn clean_stale_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > OUTCOME_KEPT));
+        let stale = match path.extension().and_then(|x| x.to_str()) {
+            Some("exit") => old,
+            Some("status") => !path.with_extension("pid").exists(),
+            _ => false,
+        };
+        if stale {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 impl StateFiles {
@@ -37,6 +78,7 @@ impl StateFiles {
         StateFiles {
             pid: dir.join(format!("{key}.pid")),
             exit: dir.join(format!("{key}.exit")),
+            status: dir.join(format!("{key}.status")),
         }
     }
 
@@ -73,6 +115,32 @@ impl StateFiles {
             tracing::warn!("cannot write {}: {e}", self.exit.display());
         }
         let _ = std::fs::remove_file(&self.pid);
+        let _ = std::fs::remove_file(&self.status);
+    }
+
+    /// Records the daemon's status line (see `notify::status_line`).
+    pub fn write_status(&self, line: &str) {
+        // Written whole under a temporary name, then renamed: a reader never sees half a line.
+        let tmp = self.status.with_extension("status-new");
+        let dir_ok = self
+            .status
+            .parent()
+            .is_none_or(|d| create_private_dir(d).is_ok());
+        if dir_ok && write_private(&tmp, &format!("{line}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.status);
+        }
+    }
+
+    /// The daemon's last status line, and how old it is.
+    pub fn status(&self) -> Option<(String, std::time::Duration)> {
+        let text = std::fs::read_to_string(&self.status).ok()?;
+        let age = std::fs::metadata(&self.status)
+            .ok()?
+            .modified()
+            .ok()?
+            .elapsed()
+            .unwrap_or_default();
+        Some((text.trim_end().to_string(), age))
     }
 
     /// The daemon serving the mountpoint, if one is alive: the pid recorded, if that process
@@ -172,6 +240,38 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lines_are_kept_while_serving_and_old_outcomes_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let s = StateFiles::in_dir(&state, Path::new("/mnt/a"));
+        s.serving(std::time::Duration::from_secs(60));
+        s.write_status("mounted; SAS valid for 3h12m");
+        assert_eq!(s.status().unwrap().0, "mounted; SAS valid for 3h12m");
+        clean_stale_in(&state);
+        assert!(
+            s.status().is_some(),
+            "kept while its daemon's pid file is there"
+        );
+        s.finished(0, "ok");
+        assert!(s.status().is_none(), "gone with the daemon");
+        assert!(s.outcome().is_some());
+        // An outcome nobody read, an hour old, goes; a fresh one stays.
+        let old = StateFiles::in_dir(&state, Path::new("/mnt/old"));
+        old.finished(0, "ok");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&old.exit)
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - OUTCOME_KEPT * 2)
+            .unwrap();
+        std::fs::write(state.join("x.status"), "orphan").unwrap();
+        clean_stale_in(&state);
+        assert!(old.outcome().is_none());
+        assert!(s.outcome().is_some());
+        assert!(!state.join("x.status").exists());
+    }
 
     #[test]
     fn round_trip() {

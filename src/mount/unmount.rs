@@ -51,6 +51,13 @@ pub fn run(mountpoint: &Path, wait: Option<Duration>) -> Result<(), MountError> 
 /// The daemon's own outcome, as this command's.
 fn outcome_result(mountpoint: &Path, (code, message): (i32, String)) -> Result<(), MountError> {
     if code == 0 {
+        if message.contains(super::shutdown::DETACHED_BUSY) {
+            eprintln!(
+                "blobmount: {}: {}",
+                mountpoint.display(),
+                super::shutdown::DETACHED_BUSY
+            );
+        }
         Ok(())
     } else {
         Err(MountError {

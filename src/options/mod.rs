@@ -28,8 +28,8 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     /// Stay in the foreground until unmounted, logging to stderr (systemd Type=notify units do
     /// this). Without it, `mount` returns once the filesystem is mounted, and the daemon logs to
-    /// --log-file or syslog.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    /// --log-file or syslog. Also -f.
+    #[arg(short = 'f', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub foreground: Option<bool>,
     /// Mount read-only (also the case when the SAS has no write permission). -o ro / -o rw.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
@@ -114,7 +114,7 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Log level: error, warn, info, debug or trace [default: info, or RUST_LOG].
-    #[arg(long, value_parser = parse_log_level, value_name = "LEVEL")]
+    #[arg(long, value_parser = log_levels(), ignore_case = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Once detached (without --foreground), log to this file instead of syslog.
     #[arg(long, value_name = "FILE")]
@@ -164,10 +164,20 @@ impl Settings {
             .filter(|name| !is_option(name))
             .collect();
         if !unknown.is_empty() {
+            let names = option_names();
+            let hints: Vec<String> = unknown
+                .iter()
+                .filter_map(|u| nearest(u, &names).map(|n| format!("{u}: did you mean {n}?")))
+                .collect();
             return Err(format!(
-                "unknown option{} in {origin}: {}",
+                "unknown option{} in {origin}: {}{}",
                 if unknown.len() > 1 { "s" } else { "" },
-                unknown.join(", ")
+                unknown.join(", "),
+                if hints.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", hints.join("; "))
+                }
             ));
         }
         Layer::try_parse_from(args)
@@ -192,6 +202,40 @@ pub fn option_names() -> Vec<String> {
         .collect()
 }
 
+/// The known name closest to `name`, if it is close enough to be a typo (at most a third of
+/// its letters wrong, and no more than 3).
+pub fn nearest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    nearest_within(name, known, (name.chars().count() / 3).clamp(1, 3))
+}
+
+/// The known name closest to `name` within `limit` edits, if any.
+pub fn nearest_within<'a>(name: &str, known: &'a [String], limit: usize) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 fn is_option(name: &str) -> bool {
     option_names().iter().any(|n| n == name)
 }
@@ -213,15 +257,11 @@ pub fn parse_mode(s: &str) -> Result<u16, String> {
     Ok(v)
 }
 
-fn parse_log_level(s: &str) -> Result<String, String> {
-    let l = s.to_ascii_lowercase();
-    if ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-        Ok(l)
-    } else {
-        Err(format!(
-            "invalid log level {s:?}: use error, warn, info, debug or trace"
-        ))
-    }
+/// The log levels, as possible values: `--help` lists them and shell completions offer them.
+fn log_levels() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["error", "warn", "info", "debug", "trace"])
+        .map(|l| l.to_ascii_lowercase())
 }
 
 #[cfg(test)]

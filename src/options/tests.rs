@@ -183,3 +183,30 @@ fn a_mistyped_sas_url_is_shown_without_its_signature() {
         assert!(!e.message.contains("SECRETSIG"), "{}", e.message);
     }
 }
+
+#[test]
+fn the_readme_option_table_names_every_option_and_no_other() {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("### Options")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").find(|p| p.starts_with("| option")))
+        .expect("README has an option table");
+    let documented: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split('`')
+                .filter_map(|t| t.strip_prefix("--"))
+                .map(|t| t.split(' ').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let options: std::collections::BTreeSet<String> = option_names().into_iter().collect();
+    let missing: Vec<_> = options.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&options).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README's option table lacks {missing:?} and names unknown {unknown:?}"
+    );
+}

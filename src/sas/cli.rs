@@ -50,13 +50,18 @@ pub struct GenerateArgs {
     /// Blob name (e.g. `dir/file.txt`): makes a blob SAS (sr=b) instead of a container SAS.
     #[arg(long, value_name = "NAME")]
     pub blob: Option<String>,
-    /// Permission letters, any order, e.g. `rl` (read, list) or `racwdl`.
-    #[arg(long, value_name = "LETTERS")]
-    pub permissions: String,
+    /// Permission letters, any order, e.g. `rl` (read, list) or `racwdl`. With --identifier,
+    /// may be left to the stored access policy.
+    #[arg(long, value_name = "LETTERS", required_unless_present = "identifier")]
+    pub permissions: Option<String>,
     /// When the SAS expires: an RFC 3339 time (2026-01-31T12:00:00Z) or a duration from
-    /// now (90m, 2h, 7d).
-    #[arg(long, value_name = "TIME_OR_DURATION")]
-    pub expiry: String,
+    /// now (90m, 2h, 7d). With --identifier, may be left to the stored access policy.
+    #[arg(
+        long,
+        value_name = "TIME_OR_DURATION",
+        required_unless_present = "identifier"
+    )]
+    pub expiry: Option<String>,
     /// When the SAS starts to be valid (RFC 3339); default: when it is issued.
     #[arg(long, value_name = "RFC3339")]
     pub start: Option<String>,
@@ -114,11 +119,28 @@ pub fn run(cmd: SasCommand) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let text = match cmd {
         SasCommand::Inspect { token, json } => inspect_output(&token, json, now)?,
-        SasCommand::Generate(args) => generate_output(&args, now)?,
+        SasCommand::Generate(args) => {
+            let text = generate_output(&args, now)?;
+            if let Some(w) = args.expiry.as_deref().and_then(|e| expired_warning(e, now)) {
+                eprintln!("blobmount: warning: {w}");
+            }
+            text
+        }
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").context("writing to stdout")?;
     Ok(())
+}
+
+/// Said when `generate` signs a token whose expiry has passed already (Azure refuses it).
+fn expired_warning(expiry: &str, now: OffsetDateTime) -> Option<String> {
+    let at = parse_expiry(expiry, now).ok()?;
+    (at <= now).then(|| {
+        format!(
+            "the token expired already (--expiry {expiry:?} is {}, before now): Azure will refuse it",
+            at.format(&Rfc3339).unwrap_or_default()
+        )
+    })
 }
 
 /// What `inspect` prints (without the final newline).
@@ -154,7 +176,11 @@ fn parse_when(s: &str) -> Option<OffsetDateTime> {
 
 /// What `generate` prints (without the final newline): the token, or the full URL.
 pub fn generate_output(a: &GenerateArgs, now: OffsetDateTime) -> anyhow::Result<String> {
-    let expiry = parse_expiry(&a.expiry, now)?;
+    let expiry = a
+        .expiry
+        .as_deref()
+        .map(|e| parse_expiry(e, now))
+        .transpose()?;
     let start = match &a.start {
         None => None,
         Some(s) => Some(parse_when(s).ok_or_else(|| {
@@ -165,9 +191,9 @@ pub fn generate_output(a: &GenerateArgs, now: OffsetDateTime) -> anyhow::Result<
         account: a.account.clone(),
         container: a.container.clone(),
         blob: a.blob.clone(),
-        permissions: a.permissions.clone(),
+        permissions: a.permissions.clone().unwrap_or_default(),
         start,
-        expiry: Some(expiry),
+        expiry,
         ip: a.ip.clone(),
         protocol: a.protocol.clone(),
         identifier: a.identifier.clone(),

@@ -217,3 +217,45 @@ fn inspect_human_and_json() {
         "invalid SAS token: parameter `sig` appears more than once"
     );
 }
+
+#[test]
+fn signing_a_token_that_expired_already_warns() {
+    let w = expired_warning("2026-11-01T00:00:00Z", NOW).expect("a warning");
+    assert!(
+        w.contains("expired already") && w.contains("2026-11-01T00:00:00Z"),
+        "{w}"
+    );
+    assert_eq!(expired_warning("2h", NOW), None);
+    assert_eq!(expired_warning("2027-01-01", NOW), None);
+}
+
+#[test]
+fn a_token_of_a_stored_access_policy_needs_neither_permissions_nor_expiry() {
+    let token = generate(&["--container", "box", "--identifier", "readers"]).unwrap();
+    let t = SasToken::parse(&token).unwrap();
+    assert_eq!(t.policy_id(), Some("readers"));
+    assert_eq!((t.get("sp"), t.get("se")), (None, None), "{token:?}");
+    assert_eq!(t.stated_permissions(), None, "the policy says them");
+    // The source accepts it for mounting: its permissions are probed, not refused.
+    let url = crate::blob::ContainerUrl::parse("http://127.0.0.1:10000/devstoreaccount1/box")
+        .unwrap()
+        .0;
+    let accepted = crate::token::source::accept(&token, &url, true, NOW).unwrap();
+    assert_eq!(accepted.policy_id(), Some("readers"));
+    // Permissions given beside the policy are the token's, and checked.
+    let with_sp = generate(&[
+        "--container",
+        "box",
+        "--identifier",
+        "p",
+        "--permissions",
+        "r",
+    ])
+    .unwrap();
+    let e = crate::token::source::accept(&with_sp, &url, false, NOW).unwrap_err();
+    assert!(e.contains("l (list)"), "{e}");
+    // Without a policy, both stay required.
+    let mut all = vec!["blobmount", "generate", "--account", "a", "--key", KEY];
+    all.extend_from_slice(&["--container", "box", "--permissions", "rl"]);
+    assert!(Top::try_parse_from(all).is_err());
+}

@@ -232,6 +232,12 @@ impl SasToken {
     pub fn permissions(&self) -> Permissions {
         self.permissions
     }
+    /// The permissions, when the token says them: None for a token of a stored access policy
+    /// without `sp` (the policy on the container gives them, and only the service knows it).
+    pub fn stated_permissions(&self) -> Option<Permissions> {
+        let from_policy = self.policy_id().is_some() && self.get("sp").is_none_or(str::is_empty);
+        (!from_policy).then_some(self.permissions)
+    }
     /// `si`: the stored access policy.
     pub fn policy_id(&self) -> Option<&str> {
         self.get("si")
