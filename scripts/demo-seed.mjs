@@ -7,6 +7,8 @@
 //                                   (Put Block + Put Block List) from memory (scripts/bench.sh)
 //   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --sas PERMISSIONS HOURS
 //                                   prints a container SAS URL made by the SDK (scripts/bench.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --policy ID PERMISSIONS HOURS
+//                                   sets the container's only stored access policy (tests)
 //   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --many PREFIX COUNT
 //                                   COUNT empty blobs PREFIX00000… (a large directory, bench.sh)
 //   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --raw-put NAME SIZE_BYTES CONCURRENCY
@@ -42,6 +44,25 @@ if (mode === "--sas") {
     expiresOn: new Date(Date.now() + Number(hours) * 3600 * 1000),
   });
   console.log(url);
+  process.exit(0);
+}
+
+if (mode === "--policy") {
+  const [id, permissions, hours = "2"] = rest;
+  if (!id || !permissions) {
+    console.error("--policy needs ID and PERMISSIONS");
+    process.exit(2);
+  }
+  await container.setAccessPolicy(undefined, [
+    {
+      id,
+      accessPolicy: {
+        permissions,
+        startsOn: new Date(Date.now() - 60 * 1000),
+        expiresOn: new Date(Date.now() + Number(hours) * 3600 * 1000),
+      },
+    },
+  ]);
   process.exit(0);
 }
 

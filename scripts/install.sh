@@ -33,9 +33,13 @@ fi
 
 install -D -m 0755 "$bin" "$root$prefix/bin/blobmount"
 
-man="$root$prefix/share/man/man1"
-mkdir -p "$man"
-"$bin" man --dir "$man"
+# Pages of section 1 (the commands) and 5 (blobmount.toml, the config file).
+pages=$(mktemp -d)
+trap 'rm -rf "$pages"' EXIT
+"$bin" man --dir "$pages"
+for page in "$pages"/*.[15]; do
+    install -D -m 0644 "$page" "$root$prefix/share/man/man${page##*.}/$(basename "$page")"
+done
 
 "$bin" completions bash | install -D -m 0644 /dev/stdin "$root$prefix/share/bash-completion/completions/blobmount"
 "$bin" completions zsh | install -D -m 0644 /dev/stdin "$root$prefix/share/zsh/site-functions/_blobmount"

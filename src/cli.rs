@@ -281,11 +281,8 @@ fn run_status() -> i32 {
 fn print_man(dir: Option<PathBuf>) -> std::io::Result<()> {
     let cmd = Cli::command();
     match dir {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            clap_mangen::generate_to(cmd, dir)
-        }
-        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+        Some(dir) => crate::man::write_all(cmd, &dir),
+        None => crate::man::render_main(cmd, &mut std::io::stdout()),
     }
 }
 
@@ -546,11 +543,25 @@ mod tests {
     #[test]
     fn man_page_and_completions_come_from_the_definitions() {
         let mut man = Vec::new();
-        clap_mangen::Man::new(Cli::command())
-            .render(&mut man)
-            .unwrap();
+        crate::man::render_main(Cli::command(), &mut man).unwrap();
         let man = String::from_utf8(man).unwrap();
-        assert!(man.contains("blobmount"), "{man}");
+        for section in [".SH EXAMPLES", ".SH ENVIRONMENT", ".SH FILES", ".SH FSTAB"] {
+            assert!(man.contains(section), "no {section} in blobmount(1)");
+        }
+        // The config page points at mount(1) for the options the file may hold.
+        assert!(crate::man::CONFIG_PAGE.contains("blobmount\\-mount"));
+        let dir = tempfile::tempdir().unwrap();
+        crate::man::write_all(Cli::command(), dir.path()).unwrap();
+        for page in [
+            "blobmount.1",
+            "blobmount-mount.1",
+            "blobmount-status.1",
+            "blobmount.toml.5",
+        ] {
+            assert!(dir.path().join(page).exists(), "no {page}");
+        }
+        let main = std::fs::read_to_string(dir.path().join("blobmount.1")).unwrap();
+        assert!(main.contains(".SH EXAMPLES"));
         let mut bash = Vec::new();
         clap_complete::generate(
             clap_complete::Shell::Bash,

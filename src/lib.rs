@@ -27,6 +27,7 @@ pub mod fs;
 pub mod fuse;
 pub mod fuse_tuning;
 pub mod logging;
+pub mod man;
 pub mod metrics;
 pub mod mount;
 pub mod options;

@@ -81,6 +81,13 @@ fn mount_returns_once_the_mount_is_ready_and_unmount_commits_and_stops_it() {
     assert!(out.status.success(), "mount failed: {}", stderr_of(&out));
     // Ready when the command returned: no waiting here.
     assert!(d.is_mounted(), "not mounted when mount returned");
+    // Shown as what it is (findmnt, df -T), whether root mounted it or fusermount3 did.
+    let entry = blobmount::mount::mountinfo::mount_at(d.path()).expect("in mountinfo");
+    assert_eq!(entry.fstype, "fuse.blobmount", "{entry:?}");
+    assert!(
+        entry.source.starts_with("blobmount:devstoreaccount1/"),
+        "{entry:?}"
+    );
     assert_eq!(
         std::fs::read(d.path().join("hello.txt")).unwrap(),
         b"hello from the daemon"

@@ -45,6 +45,7 @@ fn install_script_puts_everything_in_place_and_the_unit_verifies() {
         "usr/local/bin/blobmount",
         "usr/local/share/man/man1/blobmount.1",
         "usr/local/share/man/man1/blobmount-mount.1",
+        "usr/local/share/man/man5/blobmount.toml.5",
         "usr/local/share/bash-completion/completions/blobmount",
         "usr/local/share/zsh/site-functions/_blobmount",
         "usr/local/share/fish/vendor_completions.d/blobmount.fish",

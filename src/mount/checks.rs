@@ -220,7 +220,7 @@ pub async fn check_container(target: &Target, client: &dyn BlobClient) -> Result
             Err(e) => return Err(MountError::failed(explain_check_failure(target, &e))),
         }
         tracing::info!(
-            "the SAS takes its permissions from the stored access policy {policy:?}: listing and reading work; what it does not allow is refused by the service (EACCES)"
+            "the SAS takes its permissions from the stored access policy {policy:?}: listing and reading work; what it does not allow, the service refuses"
         );
     }
     Ok(())

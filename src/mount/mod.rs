@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod daemon;
+pub mod kernel;
 pub mod mountinfo;
 mod notify;
 mod shutdown;
@@ -192,18 +193,20 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     let adapter = BlobFuse::new(fs.clone(), rt.handle().clone(), tuning);
     let config = fuse_config(&opts, &target.container, read_only, &tuning);
     checks::check_dev_fuse()?;
-    let mut session = fuser::Session::new(adapter, &mountpoint, &config).map_err(|e| {
-        let hint =
-            if e.raw_os_error() == Some(libc::ENOENT) || e.kind() == std::io::ErrorKind::NotFound {
+    let (session, unmounter) = kernel::mount(adapter, &mountpoint, &config, tuning.max_read)
+        .map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::ENOENT)
+                || e.kind() == std::io::ErrorKind::NotFound
+            {
                 " (is fuse3 installed? it provides fusermount3)"
             } else {
                 ""
             };
-        MountError::failed(format!(
-            "cannot mount on {}: {e}{hint}",
-            mountpoint.display()
-        ))
-    })?;
+            MountError::failed(format!(
+                "cannot mount on {}: {e}{hint}",
+                mountpoint.display()
+            ))
+        })?;
     let shutdown = Arc::new(Shutdown::new(
         fs.clone(),
         mountpoint.clone(),
@@ -227,7 +230,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     rt.spawn(shutdown::on_signals(
         signals,
         shutdown.clone(),
-        session.unmount_callable(),
+        unmounter,
         credential,
     ));
     let result = session.run();

@@ -116,7 +116,7 @@ fn outcome(report: &CommitReport) -> (i32, String) {
 pub async fn on_signals(
     mut signals: Signals,
     shutdown: Arc<Shutdown>,
-    mut unmounter: fuser::SessionUnmounter,
+    mut unmounter: super::kernel::Unmounter,
     credential: Arc<Credential>,
 ) {
     let which = signals.wait(&shutdown.fs, &credential).await;
