@@ -130,13 +130,20 @@ fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) 
         }
         if readiness.log_file.is_none() && !logging::syslog_available() {
             // Syslog would swallow every message: a file, and the terminal says where.
-            let path = mount::state::fallback_log(&opts.mountpoint);
-            readiness.notice = Some(format!(
-                "no syslog on this machine ({} is missing): the log goes to {}",
-                logging::SYSLOG_SOCKET,
-                path.display()
-            ));
-            readiness.log_file = Some(path);
+            let missing = format!(
+                "no syslog on this machine ({} is missing)",
+                logging::SYSLOG_SOCKET
+            );
+            readiness.notice = Some(match mount::state::fallback_log(&opts.mountpoint) {
+                Ok(path) => {
+                    let notice = format!("{missing}: the log goes to {}", path.display());
+                    readiness.log_file = Some(path);
+                    notice
+                }
+                Err(e) => format!(
+                    "{missing}, and no private state directory for a log file ({e}): the daemon's log is lost; give --log-file"
+                ),
+            });
         }
         // The parent waits here for the daemon's answer, and exits with it.
         match daemon::fork() {
@@ -298,7 +305,11 @@ fn is_helper_form(args: &[String]) -> bool {
     };
     let commands: Vec<String> = Cli::command()
         .get_subcommands()
-        .map(|c| c.get_name().to_string())
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string())
+                .chain(c.get_all_aliases().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
         .chain(["help".to_string()])
         .collect();
     if first.starts_with('-') || commands.contains(first) || args.len() <= 2 {
@@ -306,9 +317,19 @@ fn is_helper_form(args: &[String]) -> bool {
     }
     // `blobmount umount /mnt`, `blobmount mnt URL DIR`: a misspelt command, not a SOURCE
     // (mount(8) always passes -o, and a SOURCE is a URL or a config name).
+    // Two edits from a long command (mnt, umount), one from a short one (sas, man): a config
+    // name such as "temp" or "ssd" stays a SOURCE.
+    let near = |limit: usize, long: bool| {
+        let known: Vec<String> = commands
+            .iter()
+            .filter(|c| (c.len() >= 5) == long)
+            .cloned()
+            .collect();
+        crate::options::nearest_within(first, &known, limit).is_some()
+    };
     let misspelt = !first.contains([':', '/'])
         && !args.iter().any(|a| a.starts_with("-o"))
-        && crate::options::nearest_within(first, &commands, 2).is_some();
+        && (near(2, true) || near(1, false));
     !misspelt
 }
 
@@ -535,6 +556,10 @@ mod tests {
             "-o",
             "rw"
         ])));
+        // Config names near a short command stay names; aliases are commands.
+        assert!(is_helper_form(&args(&["blobmount", "temp", "/mnt"])));
+        assert!(is_helper_form(&args(&["blobmount", "ssd", "/mnt"])));
+        assert!(!is_helper_form(&args(&["blobmount", "list", "--help"])));
         let e = Cli::try_parse_from(["blobmount", "umount", "/mnt"]).unwrap_err();
         assert!(e.to_string().contains("unmount"), "{e}");
         assert!(!is_helper_form(&args(&["blobmount", "mout"])));

@@ -32,7 +32,13 @@ pub fn init(level: Option<&str>, detaching: bool) {
         Some(l) => {
             // RUST_LOG directives, when given, come on top (e.g. RUST_LOG=fuser=debug).
             let extra = std::env::var("RUST_LOG").unwrap_or_default();
-            EnvFilter::new(format!("{QUIET},blobmount={l},{extra}").trim_end_matches(','))
+            // Directives for fuser itself replace its quieting.
+            let base = if extra.contains("fuser") {
+                "warn"
+            } else {
+                QUIET
+            };
+            EnvFilter::new(format!("{base},blobmount={l},{extra}").trim_end_matches(','))
         }
         None => EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(format!("{QUIET},blobmount=info"))),

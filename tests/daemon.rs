@@ -450,7 +450,7 @@ fn a_daemon_on_a_machine_without_syslog_logs_to_a_file_and_says_where() {
     let fx = Fixture::writable("daemon-no-syslog");
     fx.put("a.txt", b"a");
     let mut d = Detached::new();
-    let log = blobmount::mount::state::fallback_log(d.path());
+    let log = blobmount::mount::state::fallback_log(d.path()).unwrap();
     let _ = std::fs::remove_file(&log);
     // The token in a file: nothing else to say on the terminal than where the log goes.
     let url = fx.url();
@@ -594,4 +594,27 @@ fn unmount_takes_a_directory_named_without_a_slash_as_a_path() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}\n{}", stderr_of(&out));
     assert!(text.starts_with("rc=0\n0"), "{text}\n{}", stderr_of(&out));
+}
+
+#[test]
+fn a_long_commit_says_in_the_log_how_much_is_left_and_when_it_is_done() {
+    let fx = Fixture::writable("commit-progress");
+    let m = fx.mount(&[]);
+    // The upload is quick, its Put Block List slow: close waits 3 s for the commit.
+    fx.proxy.delay(
+        |r| r.query_param("comp").as_deref() == Some("blocklist"),
+        Duration::from_secs(3),
+    );
+    let data = pseudo_random_bytes(12 << 20, 5);
+    std::fs::write(m.path().join("big.bin"), &data).unwrap();
+    assert!(
+        fx.blob("big.bin").as_deref() == Some(&data[..]),
+        "committed when close returned"
+    );
+    let log = m.log();
+    assert!(
+        log.contains("committing big.bin (12 MiB): ") && log.contains(" left, 2s so far"),
+        "{log}"
+    );
+    assert!(log.contains("committing big.bin: done after "), "{log}");
 }

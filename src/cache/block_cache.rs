@@ -101,6 +101,7 @@ impl State {
             self.unread_bytes -= b.len() as u64;
             self.cached_bytes -= b.len() as u64;
             stats.unread_evicted.fetch_add(1, Ordering::Relaxed);
+            stats.evictions.fetch_add(1, Ordering::Relaxed);
             any = true;
         }
         any

@@ -330,12 +330,15 @@ impl Fs {
         result.map(|()| data.len() as u32)
     }
 
-    /// Awaits a commit of `blob` (`size` bytes), saying in the log when it takes long: a `cp`
-    /// waiting in close for its upload looks hung otherwise.
+    /// Awaits a commit of `blob` (`size` bytes, `left` of them not uploaded when it began),
+    /// saying in the log when it takes long: a `cp` waiting in close for its upload looks hung
+    /// otherwise. What is left of this file is at most what it had left, and at most what the
+    /// whole mount has not uploaded (the same when one file is being committed).
     async fn with_progress<T>(
         &self,
         blob: &str,
         size: u64,
+        left: u64,
         commit: impl std::future::Future<Output = T>,
     ) -> T {
         let start = tokio::time::Instant::now();
@@ -348,9 +351,9 @@ impl Fs {
                 _ = tick.tick() => {
                     told = true;
                     tracing::info!(
-                        "committing {blob} ({}): {} not uploaded yet (all files), {}s so far",
+                        "committing {blob} ({}): {} left, {}s so far",
                         crate::size::format_size(size),
-                        crate::size::format_size(self.staging.budget.in_use()),
+                        crate::size::format_size(left.min(self.staging.budget.in_use())),
                         start.elapsed().as_secs()
                     );
                 }
@@ -379,8 +382,10 @@ impl Fs {
             return Ok(());
         }
         let blob = f.staging.blob().to_string();
-        let size = f.staging.size();
-        let result = self.with_progress(&blob, size, f.staging.commit()).await;
+        let (size, left) = (f.staging.size(), f.staging.not_uploaded());
+        let result = self
+            .with_progress(&blob, size, left, f.staging.commit())
+            .await;
         match result {
             Ok(c) => {
                 f.state.committed();

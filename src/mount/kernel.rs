@@ -26,6 +26,11 @@ impl Unmounter {
         match self {
             Unmounter::Fuser(u) => u.unmount(),
             Unmounter::Direct(path) => {
+                // Gone already (unmounted from outside), or something else mounted there
+                // since: nothing of ours to unmount.
+                if !super::mountinfo::mount_at(path).is_some_and(|m| m.is_ours()) {
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
                 let c = CString::new(path.as_os_str().as_bytes())?;
                 // SAFETY: a valid C string; umount2 has no other memory arguments.
                 if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {

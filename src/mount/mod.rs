@@ -236,6 +236,10 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     let result = session.run();
     if let Err(e) = &result {
         tracing::error!("the FUSE session ended with an error: {e}");
+        // A session that failed may leave its mount behind, dead: detach it.
+        if mountinfo::mount_at(&mountpoint).is_some_and(|m| m.is_ours()) {
+            checks::lazy_unmount(&mountpoint);
+        }
     }
     // Unmounted from outside (umount, fusermount3 -u): commit what is left. Unless a signal
     // started the shutdown: its task finishes it and exits the process.

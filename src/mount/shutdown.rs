@@ -143,6 +143,8 @@ pub async fn on_signals(
     };
     let busy = match unmounter.unmount() {
         Ok(()) => false,
+        // Not mounted any more (an outside umount came first): nothing to detach.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
         Err(e) => {
             tracing::debug!("unmount: {e}");
             lazy_unmount(&shutdown.mountpoint);

@@ -22,12 +22,21 @@ pub fn dir() -> PathBuf {
 }
 
 /// Where a daemon of `mountpoint` logs when the machine has no syslog and no --log-file was
-/// given: beside its state files (the directory is made if missing).
-pub fn fallback_log(mountpoint: &Path) -> PathBuf {
+/// given: beside its state files, in this user's private directory (made if missing), the
+/// file made here, private, never through a symlink another user planted.
+pub fn fallback_log(mountpoint: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = dir();
-    let _ = create_private_dir(&dir);
+    create_private_dir(&dir)?;
     let key = utf8_percent_encode(&mountpoint.to_string_lossy(), NON_ALPHANUMERIC).to_string();
-    dir.join(format!("{key}.log"))
+    let path = dir.join(format!("{key}.log"));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    Ok(path)
 }
 
 /// The state files of one mountpoint (an absolute path).

@@ -159,6 +159,15 @@ impl Staging {
         self.size
     }
 
+    /// Bytes written here and not in the service yet (blocks dirty or being uploaded).
+    pub fn not_uploaded(&self) -> u64 {
+        self.blocks
+            .iter()
+            .filter(|(_, b)| !matches!(b, Block::Staged(_)))
+            .map(|(index, _)| self.block_extent(*index).1)
+            .sum()
+    }
+
     /// The blob this staging commits to.
     pub fn blob(&self) -> &str {
         &self.blob
