@@ -596,6 +596,8 @@ mod tests {
         );
         let bash = String::from_utf8(bash).unwrap();
         assert!(bash.contains("--shutdown-timeout") && bash.contains("unmount"));
+        // --log-level completes its level names.
+        assert!(bash.contains("error warn info debug trace"), "{bash}");
     }
 
     #[test]
