@@ -1043,6 +1043,22 @@ async fn a_directory_whose_own_listing_is_fresh_is_found_without_a_request() {
     assert_eq!(fake.count(Op::ListBlobs), before);
 }
 
+/// chmods `ino` to `mode` (checking the mode it then shows) and counts the Get Blob
+/// Properties and Set Blob Metadata requests it cost.
+async fn chmod_requests(fake: &FakeClient, fs: &Fs, ino: u64, mode: u16) -> (u64, u64) {
+    let count = || {
+        (
+            fake.count(Op::GetBlobProperties),
+            fake.count(Op::SetBlobMetadata),
+        )
+    };
+    let before = count();
+    let a = fs.set_attrs(ino, Some(mode), None).await.unwrap();
+    assert_eq!(a.mode, Some(mode));
+    let after = count();
+    (after.0 - before.0, after.1 - before.1)
+}
+
 #[tokio::test]
 async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
@@ -1050,19 +1066,7 @@ async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
     let d = fs.mkdir(ROOT_INO, OsStr::new("d")).await.unwrap();
     let o = lookup(&fs, ROOT_INO, "other").await.unwrap();
     for ino in [d.ino, o.ino] {
-        let before = (
-            fake.count(Op::GetBlobProperties),
-            fake.count(Op::SetBlobMetadata),
-        );
-        let a = fs.set_attrs(ino, Some(0o700), None).await.unwrap();
-        assert_eq!(a.mode, Some(0o700));
-        assert_eq!(
-            (
-                fake.count(Op::GetBlobProperties) - before.0,
-                fake.count(Op::SetBlobMetadata) - before.1
-            ),
-            (1, 1)
-        );
+        assert_eq!(chmod_requests(&fake, &fs, ino, 0o700).await, (1, 1));
     }
     // Metadata other tools wrote is kept.
     assert_eq!(fake.blob("other").unwrap().1["owner"], "tool");
@@ -1083,17 +1087,8 @@ async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_m
     names(&fs, ROOT_INO).await;
     let l = lookup(&fs, ROOT_INO, "listed").await.unwrap();
     for ino in [c.ino, l.ino, l.ino] {
-        let before = (
-            fake.count(Op::GetBlobProperties),
-            fake.count(Op::SetBlobMetadata),
-        );
-        let a = fs.set_attrs(ino, Some(0o640), None).await.unwrap();
-        assert_eq!(a.mode, Some(0o640));
         assert_eq!(
-            (
-                fake.count(Op::GetBlobProperties) - before.0,
-                fake.count(Op::SetBlobMetadata) - before.1
-            ),
+            chmod_requests(&fake, &fs, ino, 0o640).await,
             (0, 1),
             "chmod without reading the metadata first"
         );
