@@ -5,6 +5,7 @@
 //! never holds up another.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,7 +17,10 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Fs, FsConfig, FsError, Kind, OpenMode, PageCache};
+use crate::fs::posix::{Creator, Special};
+use crate::fs::xattr::SetMode;
+use crate::fs::SetAttrs;
+use crate::fs::{Attr, EntryInfo, Fs, FsConfig, FsError, Kind, OpenMode, PageCache};
 use crate::fuse_tuning::{Readdirplus, Tuning};
 
 /// The block size shown by stat (st_blksize): programs size their reads and writes by it.
@@ -41,30 +45,45 @@ impl BlobFuse {
     }
 }
 
-/// Kernel attributes for an inode.
+/// Kernel attributes for an inode: what its metadata keeps, else the mount's defaults.
 pub fn file_attr(cfg: &FsConfig, a: &Attr) -> FileAttr {
-    let (kind, perm, nlink) = match a.kind {
-        Kind::File => (FileType::RegularFile, a.mode.unwrap_or(cfg.file_mode), 1),
-        Kind::Dir => (FileType::Directory, a.mode.unwrap_or(cfg.dir_mode), 2),
-        Kind::Symlink => (FileType::Symlink, 0o777, 1),
+    let (kind, perm, nlink, rdev) = match a.kind {
+        Kind::File => (FileType::RegularFile, a.mode.unwrap_or(cfg.file_mode), 1, 0),
+        Kind::Dir => (FileType::Directory, a.mode.unwrap_or(cfg.dir_mode), 2, 0),
+        Kind::Symlink => (FileType::Symlink, 0o777, 1, 0),
+        Kind::Special(s) => (
+            special_type(s),
+            a.mode.unwrap_or(cfg.file_mode),
+            1,
+            s.rdev(),
+        ),
     };
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime.unwrap_or(a.mtime),
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind,
         perm,
         nlink,
-        uid: cfg.uid,
-        gid: cfg.gid,
-        rdev: 0,
+        uid: a.uid.unwrap_or(cfg.uid),
+        gid: a.gid.unwrap_or(cfg.gid),
+        rdev,
         // Programs size their I/O by st_blksize: invite large reads.
         blksize: BLKSIZE,
         flags: 0,
+    }
+}
+
+fn special_type(s: Special) -> FileType {
+    match s {
+        Special::Fifo => FileType::NamedPipe,
+        Special::Socket => FileType::Socket,
+        Special::Char(_) => FileType::CharDevice,
+        Special::Block(_) => FileType::BlockDevice,
     }
 }
 
@@ -110,13 +129,7 @@ impl Filesystem for BlobFuse {
                 // Inode 0 is a negative entry the kernel caches for the TTL: repeated probes
                 // of a missing name do not even reach us.
                 Err(e) if e.is_not_found() && !ttl.is_zero() => {
-                    let none = Attr {
-                        ino: 0,
-                        kind: Kind::File,
-                        size: 0,
-                        mtime: SystemTime::UNIX_EPOCH,
-                        mode: None,
-                    };
+                    let none = Attr::of(0, &EntryInfo::file(0, SystemTime::UNIX_EPOCH, None));
                     reply.entry(&ttl, &file_attr(fs.config(), &none), Generation(0))
                 }
                 Err(e) => reply.error(errno(e)),
@@ -245,6 +258,7 @@ impl Filesystem for BlobFuse {
                     Kind::File => FileType::RegularFile,
                     Kind::Dir => FileType::Directory,
                     Kind::Symlink => FileType::Symlink,
+                    Kind::Special(s) => special_type(s),
                 };
                 reply.add(INodeNo(ino), next, kind, name)
             });
@@ -308,7 +322,7 @@ impl Filesystem for BlobFuse {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -324,20 +338,24 @@ impl Filesystem for BlobFuse {
             if cfg.read_only {
                 return reply.error(Errno::EROFS);
             }
-            // Only the mount's owner can own files here.
-            if uid.is_some_and(|u| u != cfg.uid) || gid.is_some_and(|g| g != cfg.gid) {
-                return reply.error(Errno::EPERM);
-            }
+            // Who may change what (chown to another user, chmod of someone else's file) the
+            // kernel has checked against the attributes shown (`default_permissions`).
             let result = async {
                 if let Some(size) = size {
                     fs.set_size(ino.0, size).await?;
                 }
-                let mtime = mtime.map(|t| match t {
+                let at = |t: TimeOrNow| match t {
                     TimeOrNow::SpecificTime(t) => t,
                     TimeOrNow::Now => SystemTime::now(),
-                });
-                fs.set_attrs(ino.0, mode.map(|m| (m & 0o7777) as u16), mtime)
-                    .await
+                };
+                let set = SetAttrs {
+                    perm: mode.map(|m| (m & 0o7777) as u16),
+                    uid,
+                    gid,
+                    atime: atime.map(at),
+                    mtime: mtime.map(at),
+                };
+                fs.set_attrs(ino.0, set).await
             }
             .await;
             match result {
@@ -352,16 +370,17 @@ impl Filesystem for BlobFuse {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let (fs, ttl, name, pid) = (self.fs.clone(), self.ttl, name.to_owned(), req.pid());
+        let who = creator(req, mode);
         self.rt.spawn(async move {
             let exclusive = flags & libc::O_EXCL != 0;
             let truncate = flags & libc::O_TRUNC != 0;
-            match fs.create(parent.0, &name, exclusive, truncate).await {
+            match fs.create(parent.0, &name, exclusive, truncate, &who).await {
                 Ok((a, fh)) => {
                     fs.note_process(fh, pid);
                     reply.created(
@@ -418,16 +437,17 @@ impl Filesystem for BlobFuse {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _m: u32,
-        _u: u32,
+        mode: u32,
+        _umask: u32,
         reply: ReplyEntry,
     ) {
         let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
+        let who = creator(req, mode);
         self.rt.spawn(async move {
-            match fs.mkdir(parent.0, &name).await {
+            match fs.mkdir(parent.0, &name, &who).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -454,24 +474,39 @@ impl Filesystem for BlobFuse {
         });
     }
 
-    // Not supported yet: refused (EROFS on a read-only mount, ENOSYS-like EPERM otherwise).
-
     fn mknod(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _r: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refused());
+        // A regular file made by mknod (S_IFREG, or no type) is an empty file, created as
+        // open+close would.
+        let special = Special::from_mode(mode, rdev);
+        if special.is_none() && mode & libc::S_IFMT != 0 && mode & libc::S_IFMT != libc::S_IFREG {
+            return reply.error(Errno::EINVAL);
+        }
+        let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
+        let who = creator(req, mode);
+        self.rt.spawn(async move {
+            let made = match special {
+                Some(s) => fs.mknod(parent.0, &name, s, &who).await,
+                None => fs.create_empty(parent.0, &name, &who).await,
+            };
+            match made {
+                Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         target: &Path,
@@ -483,50 +518,69 @@ impl Filesystem for BlobFuse {
             name.to_owned(),
             target.to_owned(),
         );
+        let who = creator(req, 0o777);
         self.rt.spawn(async move {
-            match fs.symlink(parent.0, &name, &target).await {
+            match fs.symlink(parent.0, &name, &target, &who).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
                 Err(e) => reply.error(errno(e)),
             }
         });
     }
 
-    // Extended attributes are not kept (yet): answered here, at no cost, as a filesystem
-    // without them answers (fuser's defaults would log a warning for each kind).
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENODATA);
+    // Extended attributes: `user.*` in blob metadata (see fs/xattr.rs). Names of other
+    // namespaces are answered at once, without a request (ls asks for security.selinux and
+    // system.posix_acl_access of every file).
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
+        self.rt.spawn(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOTSUP);
+        let mode = match SetMode::from_flags(flags) {
+            Ok(m) => m,
+            Err(e) => return reply.error(errno(e)),
+        };
+        let (fs, name, value) = (self.fs.clone(), name.as_bytes().to_vec(), value.to_vec());
+        self.rt.spawn(async move {
+            match fs.setxattr(ino.0, &name, &value, mode).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENODATA);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
+        self.rt.spawn(async move {
+            match fs.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -567,6 +621,26 @@ impl Filesystem for BlobFuse {
 
     fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
         reply.error(self.refused());
+    }
+}
+
+/// getxattr/listxattr's answer: the size asked for with size 0, ERANGE if `size` is short.
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+/// Who is creating an entry with permission bits `mode` (the kernel applied the umask).
+fn creator(req: &Request, mode: u32) -> Creator {
+    Creator {
+        uid: Some(req.uid()),
+        gid: Some(req.gid()),
+        perm: Some((mode & 0o7777) as u16),
     }
 }
 

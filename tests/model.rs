@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blobmount::blob::fake::{FakeClient, RandomFaults};
+use blobmount::fs::posix::Creator;
 use blobmount::fs::{Fs, FsConfig, Kind, OpenMode, ROOT_INO};
 use common::model::{self, Driver, Errno, Run, Seen};
 use common::*;
@@ -179,9 +180,13 @@ impl Driver for CoreDriver {
 
     fn create(&mut self, path: &str) -> Result<CoreHandle, Errno> {
         let (parent, name) = self.parent(path)?;
-        let (attr, fh) =
-            self.rt
-                .block_on(self.fs.create(parent, OsStr::new(&name), false, true))?;
+        let (attr, fh) = self.rt.block_on(self.fs.create(
+            parent,
+            OsStr::new(&name),
+            false,
+            true,
+            &Creator::DEFAULTS,
+        ))?;
         Ok(CoreHandle { fh, ino: attr.ino })
     }
 
@@ -248,7 +253,7 @@ impl Driver for CoreDriver {
     fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
         let (parent, name) = self.parent(path)?;
         self.rt
-            .block_on(self.fs.mkdir(parent, OsStr::new(&name)))
+            .block_on(self.fs.mkdir(parent, OsStr::new(&name), &Creator::DEFAULTS))
             .map(|_| ())
             .map_err(Errno::from)
     }

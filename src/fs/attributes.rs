@@ -1,10 +1,11 @@
-//! Attributes kept in blob metadata (chmod, utimes) and symlinks.
+//! Attributes kept in blob metadata (chmod, chown, utimes), symlinks and special files.
 //!
-//! - `mode` (octal) and `mtime` (RFC 3339, as rclone writes it) are metadata of the blob (of
-//!   the marker blob for a directory); getattr and listings show them, so `cp -p` and
-//!   `rsync -a` see the times they set.
+//! - `mode`, `uid`, `gid`, `mtime`, `atime` are metadata of the blob (of the marker blob for a
+//!   directory), spelt as [`super::posix`] says; getattr and listings show them, so `cp -p`,
+//!   `rsync -a` and `tar x` as root see what they set.
 //! - A symlink is a blob with metadata `is_symlink=true` whose content is the target
-//!   (blobfuse2's convention).
+//!   (blobfuse2's convention); a FIFO, socket or device a zero-length blob with its type in
+//!   `mode`.
 
 use super::error::FsError;
 use std::collections::HashMap;
@@ -14,35 +15,88 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::inode::{format_mtime, META_MODE, META_MTIME, META_SYMLINK};
+use super::inode::ROOT_INO;
+use super::posix::{
+    format_mode, format_time, Creator, Defaults, Parent, Special, META_ATIME, META_GID, META_MODE,
+    META_MTIME, META_SYMLINK, META_UID,
+};
 use super::{fail, Attr, EntryInfo, Fs, Kind};
-use crate::blob::{BlobProps, ErrorKind, WriteOptions};
+use crate::blob::{BlobProps, ErrorKind, WriteOptions, FOLDER_META};
 
-impl Fs {
-    /// chmod and utimes: kept in the blob's metadata.
-    pub async fn set_attrs(
-        &self,
-        ino: u64,
-        mode: Option<u16>,
-        mtime: Option<SystemTime>,
-    ) -> Result<Attr, FsError> {
-        let _change = self.check_writable()?;
-        let changes: Vec<(&str, String)> = [
-            (META_MODE, mode.map(|m| format!("{:04o}", m & 0o7777))),
-            (META_MTIME, mtime.map(format_mtime)),
+/// A change to a blob's metadata, which may refuse it.
+pub(super) type Edit<'a> = dyn Fn(&mut HashMap<String, String>) -> Result<(), FsError> + Sync + 'a;
+
+/// What setattr changes besides the size; `None`: unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttrs {
+    /// Permission bits (the type bits of a special file are kept).
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl SetAttrs {
+    /// The metadata values for an entry of kind `kind`.
+    fn changes(&self, kind: Kind) -> Vec<(&'static str, String)> {
+        let special = match kind {
+            Kind::Special(s) => Some(s),
+            _ => None,
+        };
+        [
+            (META_MODE, self.perm.map(|m| format_mode(m, special))),
+            (META_UID, self.uid.map(|u| u.to_string())),
+            (META_GID, self.gid.map(|g| g.to_string())),
+            (META_MTIME, self.mtime.map(format_time)),
+            (META_ATIME, self.atime.map(format_time)),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
+        .collect()
+    }
+}
+
+impl Fs {
+    /// chmod, chown and utimes: kept in the blob's metadata. Who may change what was
+    /// checked by the kernel (`default_permissions`) against the attributes shown.
+    pub async fn set_attrs(&self, ino: u64, set: SetAttrs) -> Result<Attr, FsError> {
+        let _change = self.check_writable()?;
+        let kind = self.node(ino)?.1.kind;
+        let changes = set.changes(kind);
         if changes.is_empty() {
             return self.getattr(ino).await;
         }
+        self.edit_metadata(ino, &|m| {
+            for (k, v) in &changes {
+                m.insert(k.to_string(), v.clone());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Rewrites the metadata of `ino` with `edit` (which may refuse, e.g. setxattr's
+    /// XATTR_CREATE of a name that exists): a file being written here takes it into its
+    /// staging, committed with its data; any other blob gets a Set Blob Metadata under
+    /// If-Match, so only the version read is rewritten and nothing another writer set
+    /// meanwhile is lost.
+    pub(super) async fn edit_metadata(&self, ino: u64, edit: &Edit<'_>) -> Result<Attr, FsError> {
+        let _change = self.check_writable()?;
         if let Some(w) = self.writer(ino) {
             {
                 let mut f = w.open.lock().await;
                 f.state.may_write()?;
-                for (k, v) in changes {
-                    f.staging.set_meta(k, Some(v));
+                let before = f.staging.props("", SystemTime::now()).metadata;
+                let mut after = before.clone();
+                edit(&mut after)?;
+                for k in before.keys().filter(|k| !after.contains_key(*k)) {
+                    f.staging.set_meta(k, None);
+                }
+                for (k, v) in after {
+                    if before.get(&k) != Some(&v) {
+                        f.staging.set_meta(&k, Some(v));
+                    }
                 }
                 f.state.wrote();
             }
@@ -50,13 +104,22 @@ impl Fs {
         }
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
-        // prefix) has nowhere to keep them: accepted, not kept.
+        // prefix) gets one now, carrying them. The root has no blob: accepted, not kept.
         let mut read = known_props(&path, &info);
         if info.kind == Kind::Dir {
+            if ino == ROOT_INO {
+                let mut m = HashMap::new();
+                edit(&mut m)?;
+                return self.attr_of(ino);
+            }
             match self.client.properties(&path).await {
                 Ok(p) if p.is_folder_marker() => read = Some(p),
                 Ok(_) => return self.attr_of(ino),
-                Err(e) if e.kind == ErrorKind::NotFound => return self.attr_of(ino),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    let mut m = HashMap::new();
+                    edit(&mut m)?;
+                    return self.mark_dir(ino, &path, m).await;
+                }
                 Err(e) => return Err(fail(e)),
             }
         }
@@ -70,9 +133,7 @@ impl Fs {
                 None => self.client.properties(&path).await.map_err(fail)?,
             };
             let mut metadata = p.metadata.clone();
-            for (k, v) in &changes {
-                metadata.insert(k.to_string(), v.clone());
-            }
+            edit(&mut metadata)?;
             let opts = WriteOptions {
                 if_match: Some(p.etag.clone()),
                 metadata: metadata.clone(),
@@ -96,23 +157,161 @@ impl Fs {
         Err(FsError::Io)
     }
 
+    /// All of the metadata of `ino` as it is now: a file being written here has its staging's,
+    /// a file its known metadata while fresh (else one HEAD), a directory its marker's (none
+    /// without a marker).
+    pub(super) async fn read_metadata(&self, ino: u64) -> Result<HashMap<String, String>, FsError> {
+        if let Some(w) = self.writer(ino) {
+            let f = w.open.lock().await;
+            return Ok(f.staging.props("", SystemTime::now()).metadata);
+        }
+        let (path, info, fresh) = self.node(ino)?;
+        if info.kind == Kind::Dir {
+            if ino == ROOT_INO {
+                return Ok(HashMap::new());
+            }
+            return match self.client.properties(&path).await {
+                Ok(p) if p.is_folder_marker() => Ok(p.metadata),
+                Ok(_) => Ok(HashMap::new()),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(HashMap::new()),
+                Err(e) => Err(fail(e)),
+            };
+        }
+        match (&info.metadata, fresh) {
+            (Some(m), true) => Ok((**m).clone()),
+            _ => {
+                let info = self.refresh_file(ino, &path).await?;
+                Ok(info.metadata.map(|m| (*m).clone()).unwrap_or_default())
+            }
+        }
+    }
+
     /// symlink(2): a blob holding the target, with `is_symlink=true`.
-    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        who: &Creator,
+    ) -> Result<Attr, FsError> {
         let target = target.to_str().ok_or(FsError::Invalid)?;
-        let metadata = HashMap::from([(META_SYMLINK.to_string(), "true".to_string())]);
-        let data = Bytes::copy_from_slice(target.as_bytes());
+        let mut metadata = self.new_entry_metadata(parent, who, Kind::Symlink);
+        metadata.insert(META_SYMLINK.to_string(), "true".to_string());
+        self.new_entry(
+            parent,
+            name,
+            Bytes::copy_from_slice(target.as_bytes()),
+            metadata,
+        )
+        .await
+    }
+
+    /// mknod(2), mkfifo(3), bind(2) of a Unix socket: a zero-length blob whose `mode` has
+    /// the type. The kernel serves the file itself; the mount is `nodev`, so a device node
+    /// kept here never opens a device.
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        special: Special,
+        who: &Creator,
+    ) -> Result<Attr, FsError> {
+        let metadata = self.new_entry_metadata(parent, who, Kind::Special(special));
+        self.new_entry(parent, name, Bytes::new(), metadata).await
+    }
+
+    /// mknod(2) of a regular file: an empty blob, in one Put Blob (EEXIST if the name is
+    /// taken).
+    pub async fn create_empty(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        who: &Creator,
+    ) -> Result<Attr, FsError> {
+        let metadata = self.new_entry_metadata(parent, who, Kind::File);
+        self.new_entry(parent, name, Bytes::new(), metadata).await
+    }
+
+    /// Creates a blob for a new symlink, special or empty file, in one Put Blob.
+    async fn new_entry(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        data: Bytes,
+        metadata: HashMap<String, String>,
+    ) -> Result<Attr, FsError> {
+        let size = data.len() as u64;
         let (path, name, c) = self
             .put_new_blob(parent, name, data, metadata.clone())
             .await?;
         let info = EntryInfo::from_props(&BlobProps {
             name: path,
-            size: target.len() as u64,
+            size,
             etag: c.etag,
             last_modified: c.last_modified,
             metadata,
         });
-        let ino = self.meta.enter(parent, name, info.clone(), true).ino;
+        let ino = self.meta.added(parent, name, info.clone()).ino;
         Ok(self.meta.record(ino, info))
+    }
+
+    /// A bare-prefix directory gets a marker blob carrying the attributes set on it (only if
+    /// none appeared meanwhile: If-None-Match).
+    async fn mark_dir(
+        &self,
+        ino: u64,
+        path: &str,
+        mut metadata: HashMap<String, String>,
+    ) -> Result<Attr, FsError> {
+        metadata.insert(FOLDER_META.to_string(), "true".to_string());
+        let opts = WriteOptions {
+            if_none_match_any: true,
+            metadata: metadata.clone(),
+            ..Default::default()
+        };
+        let c = match self.client.put_blob(path, Bytes::new(), &opts).await {
+            Ok(c) => c,
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                // Ours (a retry after a lost answer) or someone else's: either way, ask again.
+                self.meta.forget_attributes(ino);
+                return self.attr_of(ino);
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        let info = EntryInfo::from_props(&BlobProps {
+            name: path.to_string(),
+            size: 0,
+            etag: c.etag,
+            last_modified: c.last_modified,
+            metadata,
+        });
+        Ok(self.meta.record(ino, info))
+    }
+
+    /// The mount's defaults for entries that record no attributes.
+    pub(super) fn defaults(&self) -> Defaults {
+        Defaults {
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            file_mode: self.cfg.file_mode,
+            dir_mode: self.cfg.dir_mode,
+        }
+    }
+
+    /// What a new entry of `parent` made by `who` records (see [`Creator::metadata`]).
+    pub(super) fn new_entry_metadata(
+        &self,
+        parent: u64,
+        who: &Creator,
+        kind: Kind,
+    ) -> HashMap<String, String> {
+        let d = self.defaults();
+        let p = self.attr_of(parent).ok();
+        let parent = Parent {
+            perm: p.as_ref().and_then(|a| a.mode).unwrap_or(d.dir_mode),
+            gid: p.and_then(|a| a.gid).unwrap_or(d.gid),
+        };
+        who.metadata(kind, parent, &d)
     }
 
     /// readlink(2): the blob's content.

@@ -48,6 +48,18 @@ pub enum FsError {
     /// A file past what a blob can hold.
     #[error("file too large")]
     TooLarge,
+    /// No such extended attribute (getxattr, removexattr, XATTR_REPLACE).
+    #[error("no such attribute")]
+    NoAttribute,
+    /// An extended attribute of a namespace that is not kept here.
+    #[error("not supported")]
+    NotSupported,
+    /// An extended attribute too large for a blob's metadata even alone.
+    #[error("attribute too large")]
+    TooBig,
+    /// An extended attribute that does not fit beside the blob's other metadata.
+    #[error("no room left in the blob's metadata")]
+    NoSpace,
     /// Failed; what happened was logged where it happened (a commit's outcome, a local save).
     #[error("input/output error")]
     Io,
@@ -103,6 +115,10 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::Stale => libc::ESTALE,
             FsError::TooLarge => libc::EFBIG,
+            FsError::NoAttribute => libc::ENODATA,
+            FsError::NotSupported => libc::ENOTSUP,
+            FsError::TooBig => libc::E2BIG,
+            FsError::NoSpace => libc::ENOSPC,
             FsError::Io => libc::EIO,
             FsError::Local(kind) => local_errno(*kind),
             FsError::Blob(e) => errno_of(e),

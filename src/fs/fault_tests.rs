@@ -2,6 +2,7 @@
 //! mutating request, failures that must leave the data somewhere, and versions that must not
 //! mix. (The same promises are checked through a real mount in tests/faults.rs.)
 
+use crate::fs::posix::Creator;
 use std::ffi::OsStr;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::blob::fake::{Fault, Op};
 const ROOT: u64 = ROOT_INO;
 
 async fn create(fs: &Fs, name: &str) -> u64 {
-    fs.create(ROOT, OsStr::new(name), false, false)
+    fs.create(ROOT, OsStr::new(name), false, false, &Creator::DEFAULTS)
         .await
         .unwrap()
         .1
@@ -101,12 +102,20 @@ async fn a_directory_rename_survives_lost_answers_everywhere() {
 async fn mkdir_and_symlink_recognise_their_own_put_blob() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
-    let d = fs.mkdir(ROOT, OsStr::new("d")).await.unwrap();
-    assert_eq!(d.kind, Kind::Dir);
-    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
-    fs.symlink(ROOT, OsStr::new("l"), std::path::Path::new("target"))
+    let d = fs
+        .mkdir(ROOT, OsStr::new("d"), &Creator::DEFAULTS)
         .await
         .unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    fake.inject_next(Op::PutBlob, Fault::LoseAnswer);
+    fs.symlink(
+        ROOT,
+        OsStr::new("l"),
+        std::path::Path::new("target"),
+        &Creator::DEFAULTS,
+    )
+    .await
+    .unwrap();
     assert_eq!(fake.names(), vec!["d", "l"]);
     // A blob someone else made is not taken for ours.
     fake.put("x", "theirs");
@@ -114,7 +123,10 @@ async fn mkdir_and_symlink_recognise_their_own_put_blob() {
     fake.remove("x");
     fake.put_with_metadata("y", "", &[("hdi_isfolder", "true"), ("owner", "them")]);
     assert_eq!(
-        fs.mkdir(ROOT, OsStr::new("y")).await.err().map(Errno::from),
+        fs.mkdir(ROOT, OsStr::new("y"), &Creator::DEFAULTS)
+            .await
+            .err()
+            .map(Errno::from),
         Some(libc::EEXIST)
     );
 }
@@ -286,7 +298,7 @@ async fn an_expired_token_with_no_source_refuses_writes_at_once() {
         Err(libc::EACCES)
     );
     assert_eq!(
-        fs.create(ROOT, OsStr::new("g"), false, false)
+        fs.create(ROOT, OsStr::new("g"), false, false, &Creator::DEFAULTS)
             .await
             .err()
             .map(Errno::from),
@@ -299,7 +311,7 @@ async fn an_expired_token_with_no_source_refuses_writes_at_once() {
 async fn a_commit_whose_outcome_could_not_be_checked_is_recognised_at_the_next_close() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     let (a, fh) = fs
-        .create(ROOT, OsStr::new("f"), false, false)
+        .create(ROOT, OsStr::new("f"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     fs.set_size(a.ino, 126).await.unwrap();
@@ -324,7 +336,10 @@ async fn a_file_being_created_here_is_not_replaced_by_rename_noreplace_or_mkdir(
         Err(libc::EEXIST)
     );
     assert_eq!(
-        fs.mkdir(ROOT, OsStr::new("x")).await.err().map(Errno::from),
+        fs.mkdir(ROOT, OsStr::new("x"), &Creator::DEFAULTS)
+            .await
+            .err()
+            .map(Errno::from),
         Some(libc::EEXIST)
     );
     assert_eq!(fs.flush(fh).await, Ok(()));

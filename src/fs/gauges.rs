@@ -25,6 +25,7 @@ impl Fs {
 
 #[cfg(test)]
 mod tests {
+    use crate::fs::posix::Creator;
     use std::ffi::OsStr;
     use std::sync::Arc;
     use std::time::Duration;
@@ -107,7 +108,13 @@ mod tests {
         assert!((2 * 3600 - 5..=2 * 3600).contains(&left), "{left}");
 
         let (_, fh) = fs
-            .create(ROOT_INO, OsStr::new("new"), false, false)
+            .create(
+                ROOT_INO,
+                OsStr::new("new"),
+                false,
+                false,
+                &Creator::DEFAULTS,
+            )
             .await
             .unwrap();
         fs.write(fh, 0, b"hello").await.unwrap();

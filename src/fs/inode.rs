@@ -10,18 +10,8 @@ use std::time::{Instant, SystemTime};
 
 pub const ROOT_INO: u64 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    /// A blob with metadata `is_symlink=true` whose content is the target (blobfuse2's way).
-    Symlink,
-}
-
-/// Metadata keys blobmount reads and writes (rclone's `mtime` in RFC 3339, an octal `mode`).
-pub const META_MTIME: &str = "mtime";
-pub const META_MODE: &str = "mode";
-pub const META_SYMLINK: &str = "is_symlink";
+use super::posix::Stored;
+pub use super::posix::{format_time as format_mtime, Kind, META_MODE, META_MTIME, META_SYMLINK};
 
 /// What a listing or a HEAD says about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +19,16 @@ pub struct EntryInfo {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Last change of data or metadata: the blob's Last-Modified.
+    pub ctime: SystemTime,
+    /// Access time set by utimes, if any (else the mtime is shown).
+    pub atime: Option<SystemTime>,
     pub etag: Option<Arc<str>>,
     /// Permission bits kept in the blob's metadata (`chmod`), if any.
     pub mode: Option<u16>,
+    /// Owner and group kept in the blob's metadata (`chown`), if any.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
     /// All of the blob's metadata in the version `etag` names, when a listing, a HEAD or this
     /// mount's own commit told it: chmod and utimes rewrite it under If-Match without reading
     /// it first. None for directories and when unknown.
@@ -44,8 +41,12 @@ impl EntryInfo {
             kind: Kind::Dir,
             size: 0,
             mtime,
+            ctime: mtime,
+            atime: None,
             etag: None,
             mode: None,
+            uid: None,
+            gid: None,
             metadata: None,
         }
     }
@@ -55,25 +56,21 @@ impl EntryInfo {
             kind: Kind::File,
             size,
             mtime,
+            ctime: mtime,
+            atime: None,
             etag,
             mode: None,
+            uid: None,
+            gid: None,
             metadata: None,
         }
     }
 
-    /// From a blob's properties: folder markers are directories, `is_symlink` blobs symlinks;
-    /// `mtime` and `mode` metadata override Last-Modified and the mount's default mode.
+    /// From a blob's properties: folder markers are directories, `is_symlink` blobs symlinks,
+    /// zero-length blobs with type bits in `mode` special files; the attributes in metadata
+    /// (see [`super::posix`]) override Last-Modified and the mount's defaults.
     pub fn from_props(p: &crate::blob::BlobProps) -> Self {
-        let meta_mtime = p.metadata.get(META_MTIME).and_then(|v| {
-            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .ok()
-                .map(SystemTime::from)
-        });
-        let mode = p
-            .metadata
-            .get(META_MODE)
-            .and_then(|v| u16::from_str_radix(v.trim_start_matches("0o"), 8).ok())
-            .map(|m| m & 0o7777);
+        let stored = Stored::parse(&p.metadata, p.size);
         let kind = if p.is_folder_marker() {
             Kind::Dir
         } else if p
@@ -82,25 +79,24 @@ impl EntryInfo {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         {
             Kind::Symlink
+        } else if let Some(s) = stored.special {
+            Kind::Special(s)
         } else {
             Kind::File
         };
         EntryInfo {
             kind,
             size: if kind == Kind::Dir { 0 } else { p.size },
-            mtime: meta_mtime.unwrap_or(p.last_modified),
+            mtime: stored.mtime.unwrap_or(p.last_modified),
+            ctime: p.last_modified,
+            atime: stored.atime,
             etag: (kind != Kind::Dir).then(|| p.etag.as_str().into()),
-            mode,
+            mode: stored.perm,
+            uid: stored.uid,
+            gid: stored.gid,
             metadata: (kind != Kind::Dir).then(|| Arc::new(p.metadata.clone())),
         }
     }
-}
-
-/// Formats a time for the `mtime` metadata.
-pub fn format_mtime(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Attributes as the FUSE adapter needs them.
@@ -110,7 +106,28 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub atime: Option<SystemTime>,
     pub mode: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Attr {
+    /// The attributes of inode `ino` whose entry is `info`.
+    pub fn of(ino: u64, info: &EntryInfo) -> Attr {
+        Attr {
+            ino,
+            kind: info.kind,
+            size: info.size,
+            mtime: info.mtime,
+            ctime: info.ctime,
+            atime: info.atime,
+            mode: info.mode,
+            uid: info.uid,
+            gid: info.gid,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -131,6 +148,9 @@ pub struct Node {
     /// as a prefix vanishes with its last blob; it is still found for a while after this mount
     /// emptied it, so `rm -r` (and the kernel's revalidation before its rmdir) finds it.
     pub emptied: Option<Instant>,
+    /// When this mount last added, removed or renamed an entry of this directory: its mtime
+    /// and ctime are at least that (a marker blob is not rewritten for every entry).
+    pub entries_changed: Option<SystemTime>,
 }
 
 impl Node {
@@ -140,13 +160,12 @@ impl Node {
     }
 
     pub fn attr(&self, ino: u64) -> Attr {
-        Attr {
-            ino,
-            kind: self.info.kind,
-            size: self.info.size,
-            mtime: self.info.mtime,
-            mode: self.info.mode,
+        let mut a = Attr::of(ino, &self.info);
+        if let Some(t) = self.entries_changed {
+            a.mtime = a.mtime.max(t);
+            a.ctime = a.ctime.max(t);
         }
+        a
     }
 }
 
@@ -179,6 +198,7 @@ impl InodeTable {
                 lookups: 1,
                 page_cache: None,
                 emptied: None,
+                entries_changed: None,
             },
         );
         InodeTable {
@@ -244,6 +264,7 @@ impl InodeTable {
                 lookups: u64::from(lookup),
                 page_cache: None,
                 emptied: None,
+                entries_changed: None,
             },
         );
         self.children.insert(key, ino);
@@ -254,6 +275,15 @@ impl InodeTable {
     pub fn emptied(&mut self, ino: u64) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.emptied = Some(Instant::now());
+        }
+        self.entries_changed(ino);
+    }
+
+    /// This mount added, removed or renamed an entry of directory `ino` (see
+    /// [`Node::entries_changed`]).
+    pub fn entries_changed(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.entries_changed = Some(SystemTime::now());
         }
     }
 
@@ -284,6 +314,8 @@ impl InodeTable {
         };
         let old_key = (node.parent, node.name.clone());
         let old_path = node.path.clone();
+        self.entries_changed(old_key.0);
+        self.entries_changed(parent);
         if self.children.get(&old_key) == Some(&ino) {
             self.children.remove(&old_key);
         }
@@ -330,10 +362,7 @@ mod tests {
         EntryInfo {
             kind,
             size,
-            mtime: SystemTime::UNIX_EPOCH,
-            etag: None,
-            mode: None,
-            metadata: None,
+            ..EntryInfo::file(size, SystemTime::UNIX_EPOCH, None)
         }
     }
 

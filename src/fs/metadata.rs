@@ -92,6 +92,15 @@ impl Metadata {
         inodes.get(ino).expect("just upserted").attr(ino)
     }
 
+    /// [`Metadata::enter`] of an entry this mount just created in `parent` (whose mtime and
+    /// ctime follow: see [`super::inode::Node::entries_changed`]).
+    pub fn added(&self, parent: u64, name: &str, info: EntryInfo) -> Attr {
+        let mut inodes = self.inodes();
+        let ino = inodes.upsert(parent, name, info, true);
+        inodes.entries_changed(parent);
+        inodes.get(ino).expect("just upserted").attr(ino)
+    }
+
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes().forget(ino, n);
@@ -148,13 +157,7 @@ impl Metadata {
         let mut inodes = self.inodes();
         let attached = inodes.is_attached(ino);
         let Some(n) = inodes.get_mut(ino) else {
-            return Attr {
-                ino,
-                kind: info.kind,
-                size: info.size,
-                mtime: info.mtime,
-                mode: info.mode,
-            };
+            return Attr::of(ino, &info);
         };
         n.info = info.clone();
         n.validated = Some(Instant::now());

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::dircache::{invalid_component, NAME_MAX};
 use super::gate::Change;
 use super::inode::join;
+use super::posix::Creator;
 use super::{fail, Attr, EntryInfo, Fs, Kind};
 use crate::blob::{ErrorKind, WriteOptions, FOLDER_META};
 
@@ -148,11 +149,21 @@ impl Fs {
 
     /// mkdir: a zero-length marker blob with `hdi_isfolder=true`, so the directory persists
     /// while empty (blobfuse2's and Azure tools' convention).
-    pub async fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
-        let meta = HashMap::from([(FOLDER_META.to_string(), "true".to_string())]);
-        let (path, name, c) = self.put_new_blob(parent, name, Bytes::new(), meta).await?;
-        let info = EntryInfo::dir(c.last_modified);
-        let ino = self.meta.enter(parent, name, info.clone(), true).ino;
+    /// Its mode and owner are the marker's metadata (see [`super::posix`]).
+    pub async fn mkdir(&self, parent: u64, name: &OsStr, who: &Creator) -> Result<Attr, FsError> {
+        let mut meta = self.new_entry_metadata(parent, who, Kind::Dir);
+        meta.insert(FOLDER_META.to_string(), "true".to_string());
+        let (path, name, c) = self
+            .put_new_blob(parent, name, Bytes::new(), meta.clone())
+            .await?;
+        let info = EntryInfo::from_props(&crate::blob::BlobProps {
+            name: path.clone(),
+            size: 0,
+            etag: c.etag,
+            last_modified: c.last_modified,
+            metadata: meta,
+        });
+        let ino = self.meta.added(parent, name, info.clone()).ino;
         // Nothing was under the name a moment ago (the lookup before the Put Blob), so the new
         // directory's listing is known: empty, as if listed then. Lookups of the names created
         // in it next (`tar x`, `cp -r`) answer from it without a request while it is fresh (the

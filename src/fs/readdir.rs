@@ -69,13 +69,7 @@ impl Fs {
                         let ino = inodes
                             .child(h.ino, name)
                             .unwrap_or_else(|| synthetic_ino(h.ino, name));
-                        let attr = Attr {
-                            ino,
-                            kind: info.kind,
-                            size: info.size,
-                            mtime: info.mtime,
-                            mode: info.mode,
-                        };
+                        let attr = Attr::of(ino, info);
                         add(ino, i + 1, name, &attr)
                     }
                 }

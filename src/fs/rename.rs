@@ -131,9 +131,13 @@ impl Fs {
         // What a file's move copied: the source version and the copy.
         let mut moved: Option<Moved> = None;
         match (src_info.kind, dst_info.as_ref().map(|i| i.kind)) {
-            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
-            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(FsError::NotDir),
-            (Kind::File | Kind::Symlink, _) => {
+            (Kind::File | Kind::Symlink | Kind::Special(_), Some(Kind::Dir)) => {
+                return Err(FsError::IsDir)
+            }
+            (Kind::Dir, Some(Kind::File | Kind::Symlink | Kind::Special(_))) => {
+                return Err(FsError::NotDir)
+            }
+            (Kind::File | Kind::Symlink | Kind::Special(_), _) => {
                 // A file replaced while open for writing here is unlinked by the rename: its
                 // writers must never commit over what takes its name. Locked during the move,
                 // so no commit of it lands in between.

@@ -213,6 +213,7 @@ enum Finished {
 
 #[cfg(test)]
 mod tests {
+    use crate::fs::posix::Creator;
     use std::ffi::OsStr;
     use std::time::Duration;
 
@@ -230,7 +231,7 @@ mod tests {
             let fs = fs.clone();
             async move {
                 let (_, fh) = fs
-                    .create(ROOT, OsStr::new(name), false, false)
+                    .create(ROOT, OsStr::new(name), false, false, &Creator::DEFAULTS)
                     .await
                     .unwrap();
                 fh
@@ -257,7 +258,7 @@ mod tests {
             Err(libc::EROFS)
         );
         assert_eq!(
-            fs.create(ROOT, OsStr::new("e"), false, false)
+            fs.create(ROOT, OsStr::new("e"), false, false, &Creator::DEFAULTS)
                 .await
                 .err()
                 .map(Errno::from),
@@ -292,7 +293,7 @@ mod tests {
     async fn a_commit_that_cannot_finish_in_time_is_reported() {
         let (client, fs) = setup_rw(Duration::from_secs(60));
         let (_, a) = fs
-            .create(ROOT, OsStr::new("slow"), false, false)
+            .create(ROOT, OsStr::new("slow"), false, false, &Creator::DEFAULTS)
             .await
             .unwrap();
         fs.write(a, 0, b"data").await.unwrap();
@@ -326,7 +327,7 @@ mod tests {
         let (client, fs) = setup_rw(Duration::from_secs(60));
         client.put("src.txt", "moved");
         let (_, a) = fs
-            .create(ROOT, OsStr::new("open"), false, false)
+            .create(ROOT, OsStr::new("open"), false, false, &Creator::DEFAULTS)
             .await
             .unwrap();
         fs.write(a, 0, b"kept").await.unwrap();

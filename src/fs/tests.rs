@@ -3,10 +3,19 @@
 use super::*;
 use crate::blob::fake::{FakeClient, Op};
 use crate::blob::ErrorKind;
+use crate::fs::posix::Creator;
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 
 const BS: u64 = 1024;
+
+fn perm_mtime(perm: Option<u16>, mtime: Option<std::time::SystemTime>) -> SetAttrs {
+    SetAttrs {
+        perm,
+        mtime,
+        ..SetAttrs::default()
+    }
+}
 
 fn config(ttl: Duration) -> FsConfig {
     FsConfig {
@@ -466,7 +475,13 @@ async fn a_new_file_is_listed_while_written_and_lands_on_close() {
     let d = lookup(&fs, ROOT_INO, "d").await.unwrap();
     assert_eq!(names(&fs, d.ino).await.len(), 3);
     let (a, fh) = fs
-        .create(d.ino, OsStr::new("new.txt"), true, false)
+        .create(
+            d.ino,
+            OsStr::new("new.txt"),
+            true,
+            false,
+            &Creator::DEFAULTS,
+        )
         .await
         .unwrap();
     let data = pattern(3 * BS as usize + 5);
@@ -486,10 +501,16 @@ async fn a_new_file_is_listed_while_written_and_lands_on_close() {
     assert_eq!(&fake.blob("d/new.txt").unwrap().0[..], &data[..]);
     // O_EXCL on an existing name.
     assert_eq!(
-        fs.create(d.ino, OsStr::new("new.txt"), true, false)
-            .await
-            .unwrap_err()
-            .to_errno(),
+        fs.create(
+            d.ino,
+            OsStr::new("new.txt"),
+            true,
+            false,
+            &Creator::DEFAULTS
+        )
+        .await
+        .unwrap_err()
+        .to_errno(),
         libc::EEXIST
     );
     // After the commit, reads come from the service, bytes equal.
@@ -501,14 +522,26 @@ async fn a_new_file_is_listed_while_written_and_lands_on_close() {
 async fn exclusive_create_is_exclusive_within_the_mount() {
     let (_fake, fs) = setup_rw(Duration::from_secs(60));
     let (_, fh) = fs
-        .create(ROOT_INO, OsStr::new("lock"), true, false)
+        .create(
+            ROOT_INO,
+            OsStr::new("lock"),
+            true,
+            false,
+            &Creator::DEFAULTS,
+        )
         .await
         .unwrap();
     assert_eq!(
-        fs.create(ROOT_INO, OsStr::new("lock"), true, false)
-            .await
-            .unwrap_err()
-            .to_errno(),
+        fs.create(
+            ROOT_INO,
+            OsStr::new("lock"),
+            true,
+            false,
+            &Creator::DEFAULTS
+        )
+        .await
+        .unwrap_err()
+        .to_errno(),
         libc::EEXIST
     );
     fs.release(fh).await;
@@ -558,14 +591,17 @@ async fn truncate_and_append_edit_existing_blobs() {
 #[tokio::test]
 async fn names_looked_up_in_a_directory_just_made_here_cost_no_request() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
-    let d = fs.mkdir(ROOT_INO, OsStr::new("new")).await.unwrap();
+    let d = fs
+        .mkdir(ROOT_INO, OsStr::new("new"), &Creator::DEFAULTS)
+        .await
+        .unwrap();
     let ops = [Op::GetBlobProperties, Op::ListBlobs];
     let before: Vec<u64> = ops.iter().map(|op| fake.count(*op)).collect();
     // What `tar x` does for each file: look the name up (missing), create, write, close.
     for name in ["a", "b", "c"] {
         assert_eq!(lookup(&fs, d.ino, name).await.err(), Some(libc::ENOENT));
         let (_, fh) = fs
-            .create(d.ino, OsStr::new(name), false, false)
+            .create(d.ino, OsStr::new(name), false, false, &Creator::DEFAULTS)
             .await
             .unwrap();
         fs.write(fh, 0, name.as_bytes()).await.unwrap();
@@ -592,7 +628,10 @@ async fn names_looked_up_in_a_directory_just_made_here_cost_no_request() {
     );
     // Someone else's blob in it is seen once the listing is older than the TTL.
     let (fake, fs) = setup_rw(Duration::from_millis(50));
-    let d = fs.mkdir(ROOT_INO, OsStr::new("shared")).await.unwrap();
+    let d = fs
+        .mkdir(ROOT_INO, OsStr::new("shared"), &Creator::DEFAULTS)
+        .await
+        .unwrap();
     fake.put("shared/theirs", "x");
     assert_eq!(lookup(&fs, d.ino, "theirs").await.err(), Some(libc::ENOENT));
     tokio::time::sleep(Duration::from_millis(80)).await;
@@ -602,19 +641,22 @@ async fn names_looked_up_in_a_directory_just_made_here_cost_no_request() {
 #[tokio::test]
 async fn mkdir_rmdir_unlink() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
-    let d = fs.mkdir(ROOT_INO, OsStr::new("newdir")).await.unwrap();
+    let d = fs
+        .mkdir(ROOT_INO, OsStr::new("newdir"), &Creator::DEFAULTS)
+        .await
+        .unwrap();
     assert_eq!(d.kind, Kind::Dir);
     let (_, meta, _) = fake.blob("newdir").unwrap();
     assert_eq!(meta["hdi_isfolder"], "true");
     assert_eq!(
-        fs.mkdir(ROOT_INO, OsStr::new("newdir"))
+        fs.mkdir(ROOT_INO, OsStr::new("newdir"), &Creator::DEFAULTS)
             .await
             .unwrap_err()
             .to_errno(),
         libc::EEXIST
     );
     let (f, fh) = fs
-        .create(d.ino, OsStr::new("f"), false, false)
+        .create(d.ino, OsStr::new("f"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     fs.write(fh, 0, b"x").await.unwrap();
@@ -656,7 +698,7 @@ async fn mkdir_rmdir_unlink() {
 async fn a_failed_commit_is_returned_by_close() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     let (_, fh) = fs
-        .create(ROOT_INO, OsStr::new("f"), false, false)
+        .create(ROOT_INO, OsStr::new("f"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
@@ -800,7 +842,10 @@ async fn chmod_and_utimes_live_in_metadata_and_symlinks_hold_their_target() {
     fake.put("f", "data");
     let f = lookup(&fs, ROOT_INO, "f").await.unwrap();
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-    let a = fs.set_attrs(f.ino, Some(0o600), Some(t)).await.unwrap();
+    let a = fs
+        .set_attrs(f.ino, perm_mtime(Some(0o600), Some(t)))
+        .await
+        .unwrap();
     assert_eq!((a.mode, a.mtime, a.size), (Some(0o600), t, 4));
     let (data, meta, _) = fake.blob("f").unwrap();
     assert_eq!(&data[..], b"data", "content untouched");
@@ -814,11 +859,13 @@ async fn chmod_and_utimes_live_in_metadata_and_symlinks_hold_their_target() {
     assert_eq!((f2.mode, f2.mtime), (Some(0o600), t));
     // On a file being written: applied at the commit; a later write sets the time to now.
     let (c, fh) = fs
-        .create(ROOT_INO, OsStr::new("c"), false, false)
+        .create(ROOT_INO, OsStr::new("c"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     fs.write(fh, 0, b"x").await.unwrap();
-    fs.set_attrs(c.ino, None, Some(t)).await.unwrap();
+    fs.set_attrs(c.ino, perm_mtime(None, Some(t)))
+        .await
+        .unwrap();
     fs.flush(fh).await.unwrap();
     fs.release(fh).await;
     assert_eq!(fake.blob("c").unwrap().1["mtime"], "2001-09-09T01:46:40Z");
@@ -828,6 +875,7 @@ async fn chmod_and_utimes_live_in_metadata_and_symlinks_hold_their_target() {
             ROOT_INO,
             OsStr::new("link"),
             std::path::Path::new("../some where/ü"),
+            &Creator::DEFAULTS,
         )
         .await
         .unwrap();
@@ -884,7 +932,7 @@ async fn an_idle_file_does_not_hold_the_write_budget_from_others() {
     // File a: written backwards, so none of its blocks is behind the writer: all stay dirty
     // and take the whole budget (8 blocks).
     let (_, fa) = fs
-        .create(ROOT_INO, OsStr::new("a"), false, false)
+        .create(ROOT_INO, OsStr::new("a"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     for i in (0..8u64).rev() {
@@ -892,7 +940,7 @@ async fn an_idle_file_does_not_hold_the_write_budget_from_others() {
     }
     // File b needs budget too: it gets it once a's dirty blocks are uploaded for it.
     let (_, fb) = fs
-        .create(ROOT_INO, OsStr::new("b"), false, false)
+        .create(ROOT_INO, OsStr::new("b"), false, false, &Creator::DEFAULTS)
         .await
         .unwrap();
     tokio::time::timeout(
@@ -936,7 +984,13 @@ async fn an_unlinked_file_stays_readable_until_its_last_close() {
     assert!(fake.blob("f").is_none());
     // A file being written and unlinked is never committed.
     let (_, w) = fs
-        .create(ROOT_INO, OsStr::new("tmp"), false, false)
+        .create(
+            ROOT_INO,
+            OsStr::new("tmp"),
+            false,
+            false,
+            &Creator::DEFAULTS,
+        )
         .await
         .unwrap();
     fs.write(w, 0, b"scratch").await.unwrap();
@@ -1053,7 +1107,10 @@ async fn chmod_requests(fake: &FakeClient, fs: &Fs, ino: u64, mode: u16) -> (u64
         )
     };
     let before = count();
-    let a = fs.set_attrs(ino, Some(mode), None).await.unwrap();
+    let a = fs
+        .set_attrs(ino, perm_mtime(Some(mode), None))
+        .await
+        .unwrap();
     assert_eq!(a.mode, Some(mode));
     let after = count();
     (after.0 - before.0, after.1 - before.1)
@@ -1063,7 +1120,10 @@ async fn chmod_requests(fake: &FakeClient, fs: &Fs, ino: u64, mode: u16) -> (u64
 async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put_with_metadata("other", "", &[("hdi_isfolder", "true"), ("owner", "tool")]);
-    let d = fs.mkdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+    let d = fs
+        .mkdir(ROOT_INO, OsStr::new("d"), &Creator::DEFAULTS)
+        .await
+        .unwrap();
     let o = lookup(&fs, ROOT_INO, "other").await.unwrap();
     for ino in [d.ino, o.ino] {
         assert_eq!(chmod_requests(&fake, &fs, ino, 0o700).await, (1, 1));
@@ -1078,7 +1138,13 @@ async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_m
     fake.put_with_metadata("listed", "x", &[("owner", "tool")]);
     // A file this mount committed, and one it listed: their metadata is known.
     let (c, fh) = fs
-        .create(ROOT_INO, OsStr::new("new"), false, false)
+        .create(
+            ROOT_INO,
+            OsStr::new("new"),
+            false,
+            false,
+            &Creator::DEFAULTS,
+        )
         .await
         .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
@@ -1101,7 +1167,10 @@ async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_m
     );
     // Changed elsewhere since: If-Match fails, the metadata is read again, nothing is lost.
     fake.put_with_metadata("listed", "yy", &[("owner", "other")]);
-    let a = fs.set_attrs(l.ino, Some(0o600), None).await.unwrap();
+    let a = fs
+        .set_attrs(l.ino, perm_mtime(Some(0o600), None))
+        .await
+        .unwrap();
     assert_eq!((a.mode, a.size), (Some(0o600), 2));
     let (data, meta, _) = fake.blob("listed").unwrap();
     assert_eq!(&data[..], b"yy");
@@ -1110,3 +1179,6 @@ async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_m
         ("other", "0600")
     );
 }
+
+mod posix;
+mod xattr;

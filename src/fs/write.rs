@@ -7,6 +7,7 @@
 //! other way round; a file's own lock (`WriteFile::open`) is never taken while holding either.
 
 use super::error::FsError;
+use crate::blob::BlobProps;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
 use super::lifecycle::{CommitStep, FileState, RetireStep};
 use super::open_files::{OpenFile, WriteFile};
+use super::posix::Creator;
 use super::upload::Staging;
 use super::{fail, lock, recovery, Attr, EntryInfo, Fs, Kind};
 
@@ -220,6 +222,7 @@ impl Fs {
         name: &OsStr,
         exclusive: bool,
         truncate: bool,
+        who: &Creator,
     ) -> Result<(Attr, u64), FsError> {
         let _change = self.check_writable()?;
         let (dir, name) = self.child_name(parent, name)?;
@@ -258,17 +261,26 @@ impl Fs {
             }
         };
         let replaces = kept.as_ref().map(|k| (Arc::from(k.etag.as_str()), 0));
-        let staging = match self.new_staging(&path, replaces, true, HashMap::new()) {
+        let metadata = self.new_entry_metadata(parent, who, Kind::File);
+        let staging = match self.new_staging(&path, replaces, true, metadata.clone()) {
             Ok(s) => s,
             Err(e) => {
                 restore(&kept);
                 return Err(e);
             }
         };
-        let info = EntryInfo::file(0, SystemTime::now(), None);
+        let info = EntryInfo::from_props(&BlobProps {
+            name: path.clone(),
+            size: 0,
+            etag: String::new(),
+            last_modified: SystemTime::now(),
+            metadata,
+        });
+        let info = EntryInfo { etag: None, ..info };
         let (ino, w) = {
             let mut inodes = self.meta.inodes();
             let ino = inodes.upsert(parent, name, info.clone(), true);
+            inodes.entries_changed(parent);
             // A new file is a change before any write; created with its first holder: the
             // handle made below.
             let w = WriteFile::new(staging, FileState::opened(true), 1);

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Runs the POSIX filesystem test suite pjdfstest against blobmount on Azurite (in memory) and
+# prints a table of assertions passed per test directory. Each directory runs in a fresh
+# container on a fresh mount (as root, `-o allow_other`: pjdfstest switches users), with the
+# current directory inside the mount, as pjdfstest wants.
+#
+#   scripts/pjdfstest.sh              every directory
+#   scripts/pjdfstest.sh chmod chown  these directories only
+#
+# pjdfstest's source comes from PJDFSTEST_SRC, else ../shared/pjdfstest beside the repository;
+# without either the script says so and exits 2. It is built in a work directory (autoconf,
+# automake and libtool are installed through apt when missing).
+#
+# Environment:
+#   PJDFSTEST_SRC=DIR        pjdfstest's source
+#   PJDFSTEST_BIN=PATH       the blobmount binary (default: a release build of this tree)
+#   PJDFSTEST_MOUNT_ARGS=""  extra `blobmount mount` options
+#   PJDFSTEST_KEEP=1         keep the work directory (prove's output per directory, logs)
+# Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+SRC=${PJDFSTEST_SRC:-$ROOT/../shared/pjdfstest}
+BIN=${PJDFSTEST_BIN:-$ROOT/target/release/blobmount}
+ACCOUNT=devstoreaccount1
+
+say() { printf 'pjdfstest: %s\n' "$*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+[ -f "$SRC/pjdfstest.c" ] || {
+    say "no pjdfstest source at $SRC (set PJDFSTEST_SRC)"
+    exit 2
+}
+[ "$(id -u)" = 0 ] || die "pjdfstest switches users: run as root"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/blobmount-pjdfstest.XXXXXX")
+MNT=$WORK/mnt
+AZURITE_PID=
+MOUNT_PID=
+
+is_mounted() {
+    awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+unmount_it() {
+    cd "$ROOT"
+    if is_mounted "$MNT"; then
+        umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+    fi
+    stop_pid "$MOUNT_PID"
+    MOUNT_PID=
+}
+cleanup() {
+    set +e
+    unmount_it
+    stop_pid "$AZURITE_PID"
+    if is_mounted "$MNT"; then
+        say "warning: $MNT is still mounted; leaving $WORK in place"
+    else
+        [ -n "${PJDFSTEST_KEEP:-}" ] || rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    node -e 'const s = require("net").createServer();
+             s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+missing=
+for tool in autoreconf automake libtoolize prove; do
+    command -v "$tool" >/dev/null 2>&1 || missing=1
+done
+packages=
+[ -z "$missing" ] || packages="autoconf automake libtool perl"
+EXTRA_APT_PACKAGES=$packages bash scripts/install-test-deps.sh >&2
+
+say "building pjdfstest in $WORK/pjdfstest"
+cp -r "$SRC" "$WORK/pjdfstest"
+(
+    cd "$WORK/pjdfstest"
+    autoreconf -ifs && ./configure && make
+) >"$WORK/build.log" 2>&1 || {
+    tail -n 30 "$WORK/build.log" >&2
+    die "pjdfstest did not build"
+}
+if [ -z "${PJDFSTEST_BIN:-}" ]; then
+    say "building blobmount (cargo build --release)"
+    cargo build --release --quiet
+fi
+[ -x "$BIN" ] || die "$BIN missing"
+
+PORT=$(free_port)
+ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
+say "starting Azurite on 127.0.0.1:$PORT (in memory)"
+(
+    cd "$WORK"
+    exec "$ROOT/node_modules/.bin/azurite-blob" --inMemoryPersistence \
+        --blobHost 127.0.0.1 --blobPort "$PORT" \
+        --skipApiVersionCheck --loose --silent --disableTelemetry --disableProductStyleUrl \
+        </dev/null >"$WORK/azurite.log" 2>&1
+) &
+AZURITE_PID=$!
+for ((i = 0; i < 300; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$WORK/azurite.log" >&2; die "Azurite exited"; }
+    sleep 0.1
+done
+
+if [ $# -gt 0 ]; then
+    DIRS=("$@")
+else
+    DIRS=()
+    for d in "$WORK/pjdfstest/tests"/*/; do DIRS+=("$(basename "$d")"); done
+fi
+
+mount_fresh() { # mount_fresh CONTAINER
+    local url i
+    url=$(node scripts/demo-seed.mjs "$ENDPOINT" "$1" --sas racwdl 4)
+    mkdir -p "$MNT"
+    # shellcheck disable=SC2086 # word splitting of the extra options is wanted
+    "$BIN" mount "$url" "$MNT" --foreground --log-level warn -o allow_other \
+        ${PJDFSTEST_MOUNT_ARGS:-} </dev/null >>"$WORK/blobmount.log" 2>&1 &
+    MOUNT_PID=$!
+    for ((i = 0; i < 200; i++)); do
+        is_mounted "$MNT" && return 0
+        kill -0 "$MOUNT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$WORK/blobmount.log" >&2
+    die "the mount did not come up"
+}
+
+printf '%s\n' "| directory | assertions | passed | failed |" "| --- | ---: | ---: | ---: |" >"$WORK/table"
+total=0 passed=0 n=0
+for d in "${DIRS[@]}"; do
+    [ -d "$WORK/pjdfstest/tests/$d" ] || die "no test directory $d"
+    n=$((n + 1))
+    say "$d"
+    mount_fresh "pjd$n-$(echo "$d" | tr -c 'a-z0-9\n' '-' | cut -c1-40)"
+    out=$WORK/prove-$d.txt
+    (cd "$MNT" && timeout 1800 prove -rv "$WORK/pjdfstest/tests/$d") >"$out" 2>&1 || true
+    unmount_it
+    # TAP lines of every test file: "ok N ..." and "not ok N ...".
+    ok=$(grep -cE '^ok [0-9]+' "$out" || true)
+    bad=$(grep -cE '^not ok [0-9]+' "$out" || true)
+    printf '| %s | %d | %d | %d |\n' "$d" $((ok + bad)) "$ok" "$bad" >>"$WORK/table"
+    total=$((total + ok + bad)) passed=$((passed + ok))
+done
+printf '| all | %d | %d | %d |\n' "$total" "$passed" $((total - passed)) >>"$WORK/table"
+
+echo
+echo "pjdfstest on blobmount $("$BIN" --version 2>/dev/null | head -1 | awk '{ print $NF }'), Azurite in memory"
+cat "$WORK/table"
+if [ -n "${PJDFSTEST_KEEP:-}" ]; then
+    say "kept $WORK (prove-DIR.txt: each directory's output)"
+fi
