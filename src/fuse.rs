@@ -69,8 +69,8 @@ pub fn file_attr(cfg: &FsConfig, a: &Attr) -> FileAttr {
         kind,
         perm,
         nlink,
-        uid: a.uid.unwrap_or(cfg.uid),
-        gid: a.gid.unwrap_or(cfg.gid),
+        uid: a.uid.filter(|_| cfg.keep_owners).unwrap_or(cfg.uid),
+        gid: a.gid.filter(|_| cfg.keep_owners).unwrap_or(cfg.gid),
         rdev,
         // Programs size their I/O by st_blksize: invite large reads.
         blksize: BLKSIZE,
@@ -348,10 +348,12 @@ impl Filesystem for BlobFuse {
                     TimeOrNow::SpecificTime(t) => t,
                     TimeOrNow::Now => SystemTime::now(),
                 };
+                // A personal mount keeps no owners: chgrp (all its user may do) is accepted,
+                // not kept.
                 let set = SetAttrs {
                     perm: mode.map(|m| (m & 0o7777) as u16),
-                    uid,
-                    gid,
+                    uid: uid.filter(|_| cfg.keep_owners),
+                    gid: gid.filter(|_| cfg.keep_owners),
                     atime: atime.map(at),
                     mtime: mtime.map(at),
                 };
@@ -376,7 +378,7 @@ impl Filesystem for BlobFuse {
         reply: ReplyCreate,
     ) {
         let (fs, ttl, name, pid) = (self.fs.clone(), self.ttl, name.to_owned(), req.pid());
-        let who = creator(req, mode);
+        let who = creator(self.fs.config(), req, mode);
         self.rt.spawn(async move {
             let exclusive = flags & libc::O_EXCL != 0;
             let truncate = flags & libc::O_TRUNC != 0;
@@ -445,7 +447,7 @@ impl Filesystem for BlobFuse {
         reply: ReplyEntry,
     ) {
         let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
-        let who = creator(req, mode);
+        let who = creator(self.fs.config(), req, mode);
         self.rt.spawn(async move {
             match fs.mkdir(parent.0, &name, &who).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
@@ -491,7 +493,7 @@ impl Filesystem for BlobFuse {
             return reply.error(Errno::EINVAL);
         }
         let (fs, ttl, name) = (self.fs.clone(), self.ttl, name.to_owned());
-        let who = creator(req, mode);
+        let who = creator(self.fs.config(), req, mode);
         self.rt.spawn(async move {
             let made = match special {
                 Some(s) => fs.mknod(parent.0, &name, s, &who).await,
@@ -518,7 +520,7 @@ impl Filesystem for BlobFuse {
             name.to_owned(),
             target.to_owned(),
         );
-        let who = creator(req, 0o777);
+        let who = creator(self.fs.config(), req, 0o777);
         self.rt.spawn(async move {
             match fs.symlink(parent.0, &name, &target, &who).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(fs.config(), &a), Generation(0)),
@@ -635,11 +637,12 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
-/// Who is creating an entry with permission bits `mode` (the kernel applied the umask).
-fn creator(req: &Request, mode: u32) -> Creator {
+/// Who is creating an entry with permission bits `mode` (the kernel applied the umask). A
+/// personal mount records no owners (see [`FsConfig::keep_owners`]).
+fn creator(cfg: &FsConfig, req: &Request, mode: u32) -> Creator {
     Creator {
-        uid: Some(req.uid()),
-        gid: Some(req.gid()),
+        uid: Some(req.uid()).filter(|_| cfg.keep_owners),
+        gid: Some(req.gid()).filter(|_| cfg.keep_owners),
         perm: Some((mode & 0o7777) as u16),
     }
 }
@@ -651,5 +654,54 @@ impl BlobFuse {
         } else {
             Errno::EPERM
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::posix::Special;
+
+    fn config(keep_owners: bool) -> FsConfig {
+        FsConfig {
+            uid: 1000,
+            gid: 100,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            metadata_ttl: Duration::from_secs(1),
+            block_size: 1 << 20,
+            cache_size: 1 << 24,
+            read_only: false,
+            prefetch_files: 0,
+            write_buffer: 1 << 24,
+            staging_dir: std::env::temp_dir(),
+            keep_owners,
+            credential: None,
+        }
+    }
+
+    #[test]
+    fn stored_owners_show_on_a_shared_mount_and_a_personal_one_shows_its_user() {
+        let info = EntryInfo {
+            kind: Kind::Special(Special::Char(0x0103)),
+            uid: Some(7),
+            gid: Some(8),
+            mode: Some(0o600),
+            ..EntryInfo::file(0, SystemTime::UNIX_EPOCH, None)
+        };
+        let a = Attr::of(5, &info);
+        let shared = file_attr(&config(true), &a);
+        assert_eq!((shared.uid, shared.gid, shared.perm), (7, 8, 0o600));
+        assert_eq!((shared.kind, shared.rdev), (FileType::CharDevice, 0x0103));
+        let personal = file_attr(&config(false), &a);
+        assert_eq!(
+            (personal.uid, personal.gid, personal.perm),
+            (1000, 100, 0o600)
+        );
+        let plain = file_attr(
+            &config(true),
+            &Attr::of(6, &EntryInfo::file(1, SystemTime::UNIX_EPOCH, None)),
+        );
+        assert_eq!((plain.uid, plain.gid, plain.perm), (1000, 100, 0o644));
     }
 }

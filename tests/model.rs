@@ -65,6 +65,7 @@ impl CoreDriver {
             prefetch_files: blobmount::fs::PREFETCH_FILES,
             write_buffer: 16 * 1024,
             staging_dir: staging.path().to_path_buf(),
+            keep_owners: true,
             credential: None,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()

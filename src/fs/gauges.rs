@@ -53,6 +53,7 @@ mod tests {
             prefetch_files: crate::fs::PREFETCH_FILES,
             write_buffer: 8 * BS,
             staging_dir: std::env::temp_dir(),
+            keep_owners: true,
             credential,
         };
         let fs = Fs::counting_into(fake.clone(), cfg, metrics);

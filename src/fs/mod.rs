@@ -93,6 +93,11 @@ pub struct FsConfig {
     pub write_buffer: u64,
     /// Where the local copies of files being written live (unlinked temp files).
     pub staging_dir: std::path::PathBuf,
+    /// Whether owners kept in metadata are shown and recorded: on a mount by root, or one
+    /// other users reach (allow_other, allow_root). A personal mount shows every file as
+    /// `uid`/`gid`: only its user reaches it, who must never be locked out of their own data
+    /// by an owner recorded elsewhere.
+    pub keep_owners: bool,
     /// The SAS in force, whose permissions decide what is allowed (None: everything).
     pub credential: Option<Arc<crate::token::Credential>>,
 }

@@ -345,6 +345,8 @@ fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError>
             prefetch_files: opts.prefetch_files,
             write_buffer: opts.write_buffer,
             staging_dir: opts.staging_dir.clone(),
+            // SAFETY: geteuid cannot fail.
+            keep_owners: opts.allow_other || opts.allow_root || unsafe { libc::geteuid() } == 0,
             credential: Some(checked.credential.clone()),
         },
     ))

@@ -34,10 +34,12 @@ pub struct Settings {
     /// Mount read-only (also the case when the SAS has no write permission). -o ro / -o rw.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub read_only: Option<bool>,
-    /// Owner of files and directories [default: the user running blobmount].
+    /// Owner of files and directories that record none in their metadata (chown and files
+    /// created by other users do) [default: the user running blobmount].
     #[arg(long)]
     pub uid: Option<u32>,
-    /// Group of files and directories [default: the group of the user running blobmount].
+    /// Group of files and directories that record none in their metadata [default: the
+    /// group of the user running blobmount].
     #[arg(long)]
     pub gid: Option<u32>,
     /// Permission bits taken away from files (0666) and directories (0777), in octal, as for
