@@ -127,6 +127,7 @@ for ((i = 0; i < 300; i++)); do
     kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$WORK/azurite.log" >&2; die "Azurite exited"; }
     sleep 0.1
 done
+(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "Azurite did not listen within 30 s"
 
 if [ $# -gt 0 ]; then
     DIRS=("$@")
@@ -153,12 +154,14 @@ mount_fresh() { # mount_fresh CONTAINER
 }
 
 count() { # count FILE -> "assertions passed todo"
-    local ok bad todo
-    # TAP lines of every test file: "ok N ..." and "not ok N ...".
-    ok=$(grep -cE '^ok [0-9]+' "$1" || true)
-    bad=$(grep -cE '^not ok [0-9]+' "$1" || true)
-    todo=$(grep -cE '^not ok [0-9]+.*# TODO' "$1" || true)
-    echo "$((ok + bad)) $((ok + todo)) $todo"
+    # TAP of every test file: its plan "1..N", then "ok N ..." and "not ok N ..." lines.
+    # Assertions a file planned but never reported (it died, or hit the timeout) fail.
+    awk '
+        /^1\.\.[0-9]+/ { split($0, a, "."); planned += a[3] }
+        /^ok [0-9]+/ { ok++ }
+        /^not ok [0-9]+/ { bad++; if (/# TODO/) todo++ }
+        END { seen = ok + bad; print (planned > seen ? planned : seen), ok + todo, todo + 0 }
+    ' "$1"
 }
 OUT=
 run_dir() { # run_dir MOUNTER DIR N: prove's output goes to the file $OUT

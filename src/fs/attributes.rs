@@ -38,22 +38,27 @@ pub struct SetAttrs {
 }
 
 impl SetAttrs {
-    /// The metadata values for an entry of kind `kind`.
-    fn changes(&self, kind: Kind) -> Vec<(&'static str, String)> {
+    /// The metadata values for an entry of kind `kind`; EINVAL for a time that cannot be
+    /// written down (past year 9999).
+    fn changes(&self, kind: Kind) -> Result<Vec<(&'static str, String)>, FsError> {
         let special = match kind {
             Kind::Special(s) => Some(s),
             _ => None,
         };
-        [
+        let time = |t: Option<SystemTime>| {
+            t.map(|t| format_time(t).ok_or(FsError::Invalid))
+                .transpose()
+        };
+        Ok([
             (META_MODE, self.perm.map(|m| format_mode(m, special))),
             (META_UID, self.uid.map(|u| u.to_string())),
             (META_GID, self.gid.map(|g| g.to_string())),
-            (META_MTIME, self.mtime.map(format_time)),
-            (META_ATIME, self.atime.map(format_time)),
+            (META_MTIME, time(self.mtime)?),
+            (META_ATIME, time(self.atime)?),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect()
+        .collect())
     }
 }
 
@@ -63,17 +68,25 @@ impl Fs {
     pub async fn set_attrs(&self, ino: u64, set: SetAttrs) -> Result<Attr, FsError> {
         let _change = self.check_writable()?;
         let kind = self.node(ino)?.1.kind;
-        let changes = set.changes(kind);
+        let changes = set.changes(kind)?;
         if changes.is_empty() {
             return self.getattr(ino).await;
         }
-        self.edit_metadata(ino, &|m| {
-            for (k, v) in &changes {
-                m.insert(k.to_string(), v.clone());
-            }
-            Ok(())
-        })
-        .await
+        let attr = self
+            .edit_metadata(ino, &|m| {
+                for (k, v) in &changes {
+                    m.insert(k.to_string(), v.clone());
+                }
+                Ok(())
+            })
+            .await?;
+        if kind == Kind::Dir && set.mtime.is_some() {
+            // A time set on a directory (tar x, cp -a, rsync -a set it after filling it) wins
+            // over the entries this mount changed before.
+            self.meta.update(ino, |n| n.entries_changed = None);
+            return self.attr_of(ino);
+        }
+        Ok(attr)
     }
 
     /// Rewrites the metadata of `ino` with `edit` (which may refuse, e.g. setxattr's
@@ -83,8 +96,10 @@ impl Fs {
     /// meanwhile is lost.
     pub(super) async fn edit_metadata(&self, ino: u64, edit: &Edit<'_>) -> Result<Attr, FsError> {
         let _change = self.check_writable()?;
-        if let Some(w) = self.writer(ino) {
-            {
+        // Held, so a last release racing with this change cannot retire the file in between:
+        // whoever drops the last hold commits it, this change included.
+        if let Some(w) = self.open_files.hold(ino) {
+            let edited = async {
                 let mut f = w.open.lock().await;
                 f.state.may_write()?;
                 let before = f.staging.props("", SystemTime::now()).metadata;
@@ -99,26 +114,40 @@ impl Fs {
                     }
                 }
                 f.state.wrote();
+                Ok(())
             }
-            return Ok(self.touch_attr(ino, &w).await);
+            .await;
+            return self.release_held(ino, &w, edited).await;
         }
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
         // prefix) gets one now, carrying them. The root has no blob: accepted, not kept.
         let mut read = known_props(&path, &info);
         if info.kind == Kind::Dir {
-            if ino == ROOT_INO {
+            // The root has no blob, nor a directory whose name a file's blob holds: chmod and
+            // utimes there are accepted, not kept; what must be read back (an extended
+            // attribute) is refused.
+            let nowhere = |edit: &Edit<'_>| {
                 let mut m = HashMap::new();
                 edit(&mut m)?;
-                return self.attr_of(ino);
+                match m.keys().any(|k| super::xattr::is_attribute_key(k)) {
+                    true => Err(FsError::NotSupported),
+                    false => self.attr_of(ino),
+                }
+            };
+            if ino == ROOT_INO {
+                return nowhere(edit);
             }
             match self.client.properties(&path).await {
                 Ok(p) if p.is_folder_marker() => read = Some(p),
-                Ok(_) => return self.attr_of(ino),
+                Ok(_) => return nowhere(edit),
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     let mut m = HashMap::new();
                     edit(&mut m)?;
-                    return self.mark_dir(ino, &path, m).await;
+                    if let Some(a) = self.mark_dir(ino, &path, m).await? {
+                        return Ok(a);
+                    }
+                    // Someone made the marker meanwhile: edit theirs, under If-Match below.
                 }
                 Err(e) => return Err(fail(e)),
             }
@@ -132,6 +161,10 @@ impl Fs {
                 Some(p) => p,
                 None => self.client.properties(&path).await.map_err(fail)?,
             };
+            if info.kind == Kind::Dir && !p.is_folder_marker() {
+                // A file's blob took the directory's name meanwhile: not the directory's.
+                return self.attr_of(ino);
+            }
             let mut metadata = p.metadata.clone();
             edit(&mut metadata)?;
             let opts = WriteOptions {
@@ -255,14 +288,14 @@ impl Fs {
         Ok(self.meta.record(ino, info))
     }
 
-    /// A bare-prefix directory gets a marker blob carrying the attributes set on it (only if
-    /// none appeared meanwhile: If-None-Match).
+    /// A bare-prefix directory gets a marker blob carrying the attributes set on it, only if
+    /// none appeared meanwhile (If-None-Match; `None`: one did).
     async fn mark_dir(
         &self,
         ino: u64,
         path: &str,
         mut metadata: HashMap<String, String>,
-    ) -> Result<Attr, FsError> {
+    ) -> Result<Option<Attr>, FsError> {
         metadata.insert(FOLDER_META.to_string(), "true".to_string());
         let opts = WriteOptions {
             if_none_match_any: true,
@@ -272,9 +305,9 @@ impl Fs {
         let c = match self.client.put_blob(path, Bytes::new(), &opts).await {
             Ok(c) => c,
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                // Ours (a retry after a lost answer) or someone else's: either way, ask again.
-                self.meta.forget_attributes(ino);
-                return self.attr_of(ino);
+                // Someone else's, or ours (a retry after a lost answer): either way the edit
+                // goes again onto the marker as it is now, which rewrites ours to the same.
+                return Ok(None);
             }
             Err(e) => return Err(fail(e)),
         };
@@ -285,7 +318,7 @@ impl Fs {
             last_modified: c.last_modified,
             metadata,
         });
-        Ok(self.meta.record(ino, info))
+        Ok(Some(self.meta.record(ino, info)))
     }
 
     /// The mount's defaults for entries that record no attributes.
@@ -307,10 +340,14 @@ impl Fs {
     ) -> HashMap<String, String> {
         let d = self.defaults();
         let p = self.attr_of(parent).ok();
-        let parent = Parent {
+        let mut parent = Parent {
             perm: p.as_ref().and_then(|a| a.mode).unwrap_or(d.dir_mode),
             gid: p.and_then(|a| a.gid).unwrap_or(d.gid),
         };
+        if !self.cfg.keep_owners {
+            // A personal mount records no owners, not even a setgid directory's group.
+            parent.perm &= !(libc::S_ISGID as u16);
+        }
         who.metadata(kind, parent, &d)
     }
 

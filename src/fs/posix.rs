@@ -7,7 +7,7 @@
 //!   `--uid`/`--gid`; a file records them only when they differ from those (see [`Creator`]).
 //! - `mtime`, `atime`: RFC 3339 with nanoseconds. Without `mtime` a file shows Last-Modified;
 //!   without `atime`, its mtime.
-//! - `rdev`: decimal device number of a character or block device.
+//! - `rdev`: hexadecimal device number of a character or block device (as rclone writes it).
 //!
 //! ctime is the blob's Last-Modified: the service changes it on every write of data or
 //! metadata, which is what ctime means.
@@ -101,11 +101,14 @@ impl Stored {
             .get(META_MODE)
             .and_then(|v| u32::from_str_radix(v.trim_start_matches("0o"), 8).ok());
         let number = |k: &str| metadata.get(k).and_then(|v| v.trim().parse::<u32>().ok());
+        let rdev = metadata
+            .get(META_RDEV)
+            .and_then(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok());
         // Content means a regular file, whatever the type bits say: the kernel would never
         // read the content of a FIFO or a device.
         let special = mode
             .filter(|_| size == 0)
-            .and_then(|m| Special::from_mode(m, number(META_RDEV).unwrap_or(0)));
+            .and_then(|m| Special::from_mode(m, rdev.unwrap_or(0)));
         Stored {
             perm: mode.map(|m| (m & 0o7777) as u16),
             special,
@@ -123,11 +126,17 @@ pub fn format_mode(perm: u16, special: Option<Special>) -> String {
     format!("{bits:04o}")
 }
 
-/// Formats a time for the `mtime` and `atime` metadata.
-pub fn format_time(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
+/// Formats a time for the `mtime` and `atime` metadata; `None` for a time RFC 3339 cannot
+/// write (before year 0 or after 9999).
+pub fn format_time(t: SystemTime) -> Option<String> {
+    let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).ok()?,
+        Err(e) => -i128::try_from(e.duration().as_nanos()).ok()?,
+    };
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+        .ok()
 }
 
 fn parse_time(v: &str) -> Option<SystemTime> {
@@ -197,7 +206,7 @@ impl Creator {
             m.insert(META_MODE.to_string(), format_mode(perm, special));
         }
         if let Some(Special::Char(dev) | Special::Block(dev)) = special {
-            m.insert(META_RDEV.to_string(), dev.to_string());
+            m.insert(META_RDEV.to_string(), format!("{dev:x}"));
         }
         if let Some(uid) = self.uid.filter(|&u| u != d.uid) {
             m.insert(META_UID.to_string(), uid.to_string());
@@ -238,7 +247,7 @@ mod tests {
             (s.perm, s.special, s.uid, s.gid),
             (Some(0o640), None, Some(7), Some(8))
         );
-        let s = Stored::parse(&meta(&[("mode", "020600"), ("rdev", "259")]), 0);
+        let s = Stored::parse(&meta(&[("mode", "020600"), ("rdev", "103")]), 0);
         assert_eq!(s.special, Some(Special::Char(259)));
         assert_eq!(s.perm, Some(0o600));
         // Content wins over type bits; garbage counts as absent.
@@ -277,7 +286,7 @@ mod tests {
             m,
             meta(&[
                 ("mode", "60600"),
-                ("rdev", "2049"),
+                ("rdev", "801"),
                 ("uid", "65534"),
                 ("gid", "65533")
             ])

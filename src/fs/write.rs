@@ -147,6 +147,25 @@ impl Fs {
         result
     }
 
+    /// Ends a change made under a hold taken with [`OpenFiles::hold`](super::open_files):
+    /// drops the hold (committing the file if it was the last) and gives the attributes the
+    /// kernel is to see; the change's own error first.
+    pub(super) async fn release_held(
+        &self,
+        ino: u64,
+        w: &Arc<WriteFile>,
+        changed: Result<(), FsError>,
+    ) -> Result<Attr, FsError> {
+        let attr = self.touch_attr(ino, w).await;
+        let committed = self.drop_writer_hold(ino, w).await;
+        changed?;
+        committed?;
+        match self.writer(ino) {
+            Some(_) => Ok(attr),
+            None => self.attr_of(ino),
+        }
+    }
+
     /// The last handle of a file is gone and nobody can reach its staging any more: content
     /// whose commit failed for good is copied to a local directory first (named in the log),
     /// so a failed commit loses nothing.
@@ -203,8 +222,12 @@ impl Fs {
         }
         let _change = self.check_writable()?;
         let (path, info, _) = self.node(ino)?;
-        if info.kind == Kind::Dir {
-            return Err(FsError::IsDir);
+        match info.kind {
+            Kind::Dir => return Err(FsError::IsDir),
+            // The kernel serves FIFOs and devices itself; one reaching here (a name that changed
+            // kind behind a cached entry) is never written as a file.
+            Kind::Special(_) => return Err(FsError::Invalid),
+            Kind::File | Kind::Symlink => {}
         }
         let w = self.writer_for(ino, mode.truncate).await?;
         if mode.truncate {
@@ -560,17 +583,25 @@ impl Fs {
         tracing::debug!(ino, size, "set size");
         let _change = self.check_writable()?;
         let (_, info, _) = self.node(ino)?;
-        if info.kind == Kind::Dir {
-            return Err(FsError::IsDir);
+        match info.kind {
+            Kind::Dir => return Err(FsError::IsDir),
+            Kind::Special(_) => return Err(FsError::Invalid),
+            Kind::File | Kind::Symlink => {}
         }
-        if let Some(w) = self.writer(ino) {
-            {
+        // Held, so a last release racing with this change cannot retire the file in between:
+        // whoever drops the last hold commits it, this change included.
+        if let Some(w) = self.open_files.hold(ino) {
+            let resized = {
                 let mut f = w.open.lock().await;
-                f.state.may_write()?;
-                let r = f.staging.set_size(size).await;
-                f.changed(r)?;
-            }
-            return Ok(self.touch_attr(ino, &w).await);
+                match f.state.may_write() {
+                    Ok(()) => {
+                        let r = f.staging.set_size(size).await;
+                        f.changed(r)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            return self.release_held(ino, &w, resized).await;
         }
         // Not open for writing: change and commit at once.
         let w = self.writer_for(ino, false).await?;

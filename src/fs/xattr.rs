@@ -39,6 +39,11 @@ fn key_of(name: &[u8]) -> Option<String> {
     Some(key)
 }
 
+/// Whether a metadata key holds an extended attribute.
+pub fn is_attribute_key(key: &str) -> bool {
+    name_of(key).is_some()
+}
+
 /// The attribute name a metadata key stands for, if it stands for one.
 fn name_of(key: &str) -> Option<Vec<u8>> {
     let hex = key
@@ -149,7 +154,8 @@ impl Fs {
                 m.remove(&k);
             }
             m.insert(key.clone(), encoded.clone());
-            if metadata_size(m) > METADATA_LIMIT {
+            // The reserve stays free for a later chmod, chown, touch or marker.
+            if metadata_size(m) > METADATA_LIMIT - RESERVED {
                 return Err(FsError::NoSpace);
             }
             Ok(())

@@ -126,7 +126,7 @@ async fn fifos_sockets_and_devices_are_empty_blobs_with_their_type_and_survive_a
         Some(libc::EEXIST)
     );
     assert_eq!(fake.blob("fifo").unwrap().1["mode"], "10640");
-    assert_eq!(fake.blob("blk").unwrap().1["rdev"], "2049");
+    assert_eq!(fake.blob("blk").unwrap().1["rdev"], "801");
     let mut cfg = config(Duration::from_secs(60));
     cfg.read_only = false;
     let fs2 = Fs::new(fake.clone(), cfg);
@@ -258,4 +258,28 @@ async fn a_directory_s_times_follow_the_entries_this_mount_adds_removes_and_rena
     pause();
     fs.unlink(b.ino, OsStr::new("g")).await.unwrap();
     assert!(times(b.ino).1 > before_b.1, "unlink");
+    // A time set on the directory afterwards (tar x, rsync -a) is what it shows.
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let set = SetAttrs {
+        mtime: Some(t),
+        ..SetAttrs::default()
+    };
+    assert_eq!(fs.set_attrs(b.ino, set).await.unwrap().mtime, t);
+    assert_eq!(times(b.ino).0, t);
+}
+
+#[tokio::test]
+async fn a_time_past_year_9999_is_refused_and_writes_nothing() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put("f", "data");
+    let f = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let set = SetAttrs {
+        mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000)),
+        ..SetAttrs::default()
+    };
+    assert_eq!(
+        fs.set_attrs(f.ino, set).await.map_err(Errno::from).err(),
+        Some(libc::EINVAL)
+    );
+    assert!(fake.blob("f").unwrap().1.is_empty());
 }

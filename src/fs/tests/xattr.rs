@@ -127,4 +127,9 @@ async fn directories_and_files_being_written_keep_attributes_too() {
     let fs2 = Fs::new(fake.clone(), config(Duration::from_secs(60)));
     let c2 = lookup(&fs2, ROOT_INO, "c").await.unwrap();
     assert_eq!(fs2.listxattr(c2.ino).await.unwrap(), b"user.c\0".to_vec());
+    // The container's root has no blob to keep one on: refused, not dropped in silence.
+    assert_eq!(
+        err(fs.setxattr(ROOT_INO, b"user.r", b"1", SetMode::Any).await),
+        Some(libc::ENOTSUP)
+    );
 }
