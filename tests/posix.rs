@@ -160,3 +160,52 @@ fn owners_special_files_and_xattrs_are_kept_in_metadata_and_survive_a_remount() 
     );
     assert_eq!(f.blob("mine").unwrap(), b"mine\n");
 }
+
+#[test]
+fn tar_x_and_rsync_a_as_root_restore_owners_modes_and_times() {
+    let f = Fixture::writable("posixtar");
+    let m = f.mount(&[]);
+    let root = m.path();
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    sh(
+        s,
+        "mkdir -p t/d && echo a > t/d/a && echo b > t/b && mkfifo t/p \
+         && chown -R 65534:65533 t && chmod 0750 t/d && chmod 0600 t/b \
+         && touch -h -d '2001-02-03 04:05:06 UTC' t/b t/d/a t/d",
+    );
+    sh(s, "tar cf t.tar t");
+    let tar = s.join("t.tar");
+    sh(root, &format!("mkdir x && tar xpf {} -C x", tar.display()));
+    sh(root, &format!("rsync -a {}/t/ r/", s.display()));
+    for dir in ["x/t", "r"] {
+        let stat = |p: &str| sh(root, &format!("stat -c %u:%g:%a:%F:%Y {dir}/{p}"));
+        assert_eq!(
+            stat("b").trim(),
+            "65534:65533:600:regular file:981173106",
+            "{dir}"
+        );
+        assert_eq!(
+            stat("d").trim(),
+            "65534:65533:750:directory:981173106",
+            "{dir}"
+        );
+        assert_eq!(
+            stat("d/a").trim(),
+            "65534:65533:644:regular file:981173106",
+            "{dir}"
+        );
+        assert!(stat("p").starts_with("65534:65533:644:fifo"), "{dir}");
+        assert_eq!(sh(root, &format!("cat {dir}/d/a")), "a\n");
+    }
+    let props = f.rest.blob_properties(&f.container, "x/t/b").unwrap();
+    assert_eq!(props.metadata.get("uid").map(String::as_str), Some("65534"));
+    assert_eq!(f.blob("r/b").unwrap(), b"b\n");
+    // And after a remount.
+    drop(m);
+    let m = f.mount(&[]);
+    assert_eq!(
+        sh(m.path(), "stat -c %u:%g:%a r/d x/t/b").trim(),
+        "65534:65533:750\n65534:65533:600"
+    );
+}
