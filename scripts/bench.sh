@@ -67,6 +67,8 @@ die() {
     say "error: $*"
     exit 1
 }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 wants() { [[ $WORKLOADS == *" $1 "* ]]; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/blobmount-bench.XXXXXX")
@@ -75,21 +77,7 @@ AZURITE_PID=
 MOUNT_PID=
 LINK_PID=
 
-is_mounted() {
-    awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
 
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 unmount_it() {
     local i
@@ -135,10 +123,6 @@ calc() {
     for a in "$@"; do args+=(-v "$a"); done
     awk "${args[@]}" "BEGIN { printf \"%.2f\", ($expr) }"
 }
-free_port() {
-    node -e 'const s = require("net").createServer();
-             s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
-}
 drop_caches() {
     sync
     echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
@@ -160,23 +144,8 @@ if [ -n "$LINK" ]; then
     cargo build --release --quiet --example link
 fi
 
-PORT=$(free_port)
+start_azurite "$WORK"
 ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
-say "starting Azurite on 127.0.0.1:$PORT (in memory)"
-(
-    cd "$WORK"
-    exec "$ROOT/node_modules/.bin/azurite-blob" --inMemoryPersistence \
-        --blobHost 127.0.0.1 --blobPort "$PORT" \
-        --skipApiVersionCheck --loose --silent --disableTelemetry --disableProductStyleUrl \
-        </dev/null >"$WORK/azurite.log" 2>&1
-) &
-AZURITE_PID=$!
-for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$WORK/azurite.log" >&2; die "Azurite exited"; }
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "Azurite did not listen within 30 s"
 
 seed() { node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" "$@"; }
 say "seeding the container (direct, not through the link)"

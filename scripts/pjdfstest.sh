@@ -35,6 +35,8 @@ die() {
     say "error: $*"
     exit 1
 }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 [ -f "$SRC/pjdfstest.c" ] || {
     say "no pjdfstest source at $SRC (set PJDFSTEST_SRC)"
@@ -47,20 +49,6 @@ MNT=$WORK/mnt
 AZURITE_PID=
 MOUNT_PID=
 
-is_mounted() {
-    awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 unmount_it() {
     cd "$ROOT"
     if is_mounted "$MNT"; then
@@ -83,10 +71,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    node -e 'const s = require("net").createServer();
-             s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
-}
 
 missing=
 for tool in autoreconf automake libtoolize prove; do
@@ -111,23 +95,8 @@ if [ -z "${PJDFSTEST_BIN:-}" ]; then
 fi
 [ -x "$BIN" ] || die "$BIN missing"
 
-PORT=$(free_port)
+start_azurite "$WORK"
 ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
-say "starting Azurite on 127.0.0.1:$PORT (in memory)"
-(
-    cd "$WORK"
-    exec "$ROOT/node_modules/.bin/azurite-blob" --inMemoryPersistence \
-        --blobHost 127.0.0.1 --blobPort "$PORT" \
-        --skipApiVersionCheck --loose --silent --disableTelemetry --disableProductStyleUrl \
-        </dev/null >"$WORK/azurite.log" 2>&1
-) &
-AZURITE_PID=$!
-for ((i = 0; i < 300; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$AZURITE_PID" 2>/dev/null || { cat "$WORK/azurite.log" >&2; die "Azurite exited"; }
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || die "Azurite did not listen within 30 s"
 
 if [ $# -gt 0 ]; then
     DIRS=("$@")
@@ -137,19 +106,23 @@ else
 fi
 
 mount_fresh() { # mount_fresh CONTAINER
-    local url i
+    local url
     url=$(node scripts/demo-seed.mjs "$ENDPOINT" "$1" --sas racwdl 4)
     mkdir -p "$MNT"
     # shellcheck disable=SC2086 # word splitting of the extra options is wanted
     "$BIN" mount "$url" "$MNT" --foreground --log-level warn -o allow_other \
         ${PJDFSTEST_MOUNT_ARGS:-} </dev/null >>"$WORK/blobmount.log" 2>&1 &
     MOUNT_PID=$!
+    wait_mounted "$WORK/blobmount.log"
+}
+wait_mounted() { # wait_mounted LOG: until $MNT is mounted by $MOUNT_PID (else LOG's tail)
+    local i
     for ((i = 0; i < 200; i++)); do
         is_mounted "$MNT" && return 0
         kill -0 "$MOUNT_PID" 2>/dev/null || break
         sleep 0.1
     done
-    tail -n 20 "$WORK/blobmount.log" >&2
+    tail -n 20 "$1" >&2
     die "the mount did not come up"
 }
 
@@ -178,20 +151,14 @@ if [ "$RCLONE" = 1 ]; then
     printf '[pjd]\ntype = azureblob\n' >"$WORK/rclone.conf"
 fi
 mount_rclone() { # mount_rclone CONTAINER
-    local url i
+    local url
     url=$(node scripts/demo-seed.mjs "$ENDPOINT" "$1" --sas racwdl 4)
     mkdir -p "$MNT"
     rclone --config "$WORK/rclone.conf" mount "pjd:$1" "$MNT" --azureblob-sas-url "$url" \
         --vfs-cache-mode writes --allow-other --cache-dir "$WORK/rclone-cache" \
         </dev/null >>"$WORK/rclone.log" 2>&1 &
     MOUNT_PID=$!
-    for ((i = 0; i < 200; i++)); do
-        is_mounted "$MNT" && return 0
-        kill -0 "$MOUNT_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$WORK/rclone.log" >&2
-    die "rclone mount did not come up"
+    wait_mounted "$WORK/rclone.log"
 }
 
 if [ "$RCLONE" = 1 ]; then
