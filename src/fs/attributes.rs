@@ -174,6 +174,9 @@ impl Fs {
             };
             match self.client.set_metadata(&path, &opts).await {
                 Ok(c) => {
+                    if info.kind != Kind::Dir {
+                        self.meta.retagged(&path, &p.etag, &c.etag);
+                    }
                     let info = EntryInfo::from_props(&BlobProps {
                         name: path.clone(),
                         size: p.size,

@@ -68,6 +68,12 @@ impl ReadHandle {
         self.served.store(true, Ordering::Relaxed);
     }
 
+    /// Moves the handle to `version`, which holds the same bytes as its own (this mount
+    /// changed only the metadata): allowed even after data was returned.
+    pub fn retag(&self, version: Version) {
+        *lock(&self.version) = Some(version);
+    }
+
     /// Moves the handle to `version`, unless it has returned data already (false then).
     pub fn switch_to(&self, version: Version) -> bool {
         let mut v = lock(&self.version);

@@ -346,6 +346,25 @@ impl InodeTable {
         self.children.remove(&(parent, name.to_string()));
     }
 
+    /// The inode whose path is `path`, if one has it (a walk from the root).
+    pub fn ino_of_path(&self, path: &str) -> Option<u64> {
+        let mut ino = ROOT_INO;
+        for name in path.split('/').filter(|n| !n.is_empty()) {
+            ino = self.child(ino, name)?;
+        }
+        Some(ino)
+    }
+
+    /// The kernel's pages of `ino` for version `old` are those of version `new` (the same
+    /// bytes).
+    pub fn update_page_cache(&mut self, ino: u64, old: &str, new: &str) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if n.page_cache.as_deref() == Some(old) {
+                n.page_cache = Some(new.into());
+            }
+        }
+    }
+
     /// Whether `ino` still has its name (it was not unlinked or replaced since).
     pub fn is_attached(&self, ino: u64) -> bool {
         self.nodes

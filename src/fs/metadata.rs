@@ -8,8 +8,11 @@
 //! across a request. Where a caller holds the inode table and also needs the open files'
 //! registry, the inode table comes first.
 
-use std::sync::{Mutex, MutexGuard};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
 
 use super::dircache::{DirCache, Hidden, HiddenNames};
 use super::error::FsError;
@@ -21,12 +24,20 @@ const LISTINGS: usize = 1024;
 const NEGATIVES: usize = 65536;
 /// Hidden names remembered (each reported once).
 const HIDDEN: usize = 10_000;
+/// Metadata-only changes remembered (see [`Metadata::same_content`]).
+const RETAGGED: usize = 4096;
+
+/// A blob and one of its versions (ETag).
+type BlobVersion = (Arc<str>, Arc<str>);
 
 /// What the mount knows of names: inodes, listings, negative lookups, hidden names.
 pub struct Metadata {
     inodes: Mutex<InodeTable>,
     listings: Mutex<DirCache>,
     hidden: Mutex<HiddenNames>,
+    /// Versions this mount replaced by changing only their metadata (chmod, chown, utimes,
+    /// setxattr): (blob, old ETag) → new ETag, the same content.
+    retagged: Mutex<LruCache<BlobVersion, Arc<str>>>,
     /// How long attributes, listings and negative lookups are trusted.
     ttl: Duration,
 }
@@ -38,8 +49,38 @@ impl Metadata {
             inodes: Mutex::new(InodeTable::new(mount_time)),
             listings: Mutex::new(DirCache::new(ttl, LISTINGS, NEGATIVES)),
             hidden: Mutex::new(HiddenNames::new(HIDDEN)),
+            retagged: Mutex::new(LruCache::new(
+                NonZeroUsize::new(RETAGGED).expect("non-zero"),
+            )),
             ttl,
         }
+    }
+
+    /// This mount changed only the metadata of version `old` of `blob`, which is `new` now:
+    /// the same bytes under another ETag.
+    pub fn retagged(&self, blob: &str, old: &str, new: &str) {
+        lock(&self.retagged).put((blob.into(), old.into()), new.into());
+        // The kernel's pages of the old version are the new version's too.
+        let mut inodes = self.inodes();
+        if let Some(ino) = inodes.ino_of_path(blob) {
+            inodes.update_page_cache(ino, old, new);
+        }
+    }
+
+    /// The latest version of `blob` known to hold the same bytes as `etag` (this mount
+    /// changed only its metadata since, perhaps several times), if any.
+    pub fn same_content(&self, blob: &str, etag: &str) -> Option<Arc<str>> {
+        let mut retagged = lock(&self.retagged);
+        let mut at: Option<Arc<str>> = None;
+        // A chain of changes, bounded: each step is one Set Blob Metadata of this mount.
+        for _ in 0..16 {
+            let key = (Arc::from(blob), at.clone().unwrap_or_else(|| etag.into()));
+            match retagged.get(&key) {
+                Some(next) => at = Some(next.clone()),
+                None => break,
+            }
+        }
+        at
     }
 
     /// The inode table, for an update of several steps that must be seen as one.

@@ -104,6 +104,18 @@ impl Fs {
                 Ok(b)
             }
             Err(e) if e.kind == ErrorKind::ConditionNotMet => {
+                // Only the metadata changed, through this mount (chmod, setxattr...): the
+                // same bytes under a new ETag, which the handle follows.
+                if let Some(etag) = self.meta.same_content(&h.blob, &v.etag) {
+                    let same = Version { etag, size: v.size };
+                    r.retag(same.clone());
+                    let b = self
+                        .read_version(&h, r, &same, offset, size)
+                        .await
+                        .map_err(fail)?;
+                    r.served();
+                    return Ok(b);
+                }
                 let Ok(v) = self.switch_version(&h, r).await else {
                     return Err(fail(e));
                 };

@@ -283,3 +283,38 @@ async fn a_time_past_year_9999_is_refused_and_writes_nothing() {
     );
     assert!(fake.blob("f").unwrap().1.is_empty());
 }
+
+#[tokio::test]
+async fn a_reader_follows_this_mount_s_own_metadata_changes_but_not_a_new_content() {
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    let data = pattern(64 * BS as usize);
+    fake.put("f", data.clone());
+    let f = lookup(&fs, ROOT_INO, "f").await.unwrap();
+    let (fh, _) = fs.open(f.ino, OpenMode::default()).await.unwrap();
+    let first = fs.read(fh, 0, BS as u32).await.unwrap();
+    assert_eq!(&first[..], &data[..BS as usize]);
+    // chmod and setxattr give the blob new ETags, the same bytes: the open handle reads on.
+    let set = SetAttrs {
+        perm: Some(0o600),
+        ..SetAttrs::default()
+    };
+    fs.set_attrs(f.ino, set).await.unwrap();
+    fs.setxattr(f.ino, b"user.k", b"v", crate::fs::xattr::SetMode::Any)
+        .await
+        .unwrap();
+    let at = 40 * BS;
+    let later = fs.read(fh, at, BS as u32).await.unwrap();
+    assert_eq!(&later[..], &data[at as usize..(at + BS) as usize]);
+    // Another writer's content is another version: the handle that returned data fails.
+    let meta: Vec<(String, String)> = fake.blob("f").unwrap().1.into_iter().collect();
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    fake.put_with_metadata("f", pattern(64 * BS as usize + 1), &meta);
+    assert_eq!(
+        fs.read(fh, 50 * BS, BS as u32)
+            .await
+            .map_err(Errno::from)
+            .err(),
+        Some(libc::ESTALE)
+    );
+    fs.release(fh).await;
+}
