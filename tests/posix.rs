@@ -200,6 +200,24 @@ fn tar_x_and_rsync_a_as_root_restore_owners_modes_and_times() {
     }
     let props = f.rest.blob_properties(&f.container, "x/t/b").unwrap();
     assert_eq!(props.metadata.get("uid").map(String::as_str), Some("65534"));
+    // cp -a and rsync -X bring user.* attributes along (where the local disk keeps them).
+    if set_xattr(&s.join("t/b"), "user.origin", b"local").is_ok() {
+        sh(
+            root,
+            &format!(
+                "cp -a {}/t/b cpa && rsync -aX {}/t/b rsx",
+                s.display(),
+                s.display()
+            ),
+        );
+        for name in ["cpa", "rsx"] {
+            assert_eq!(
+                get_xattr(&root.join(name), "user.origin").unwrap(),
+                b"local",
+                "{name}"
+            );
+        }
+    }
     assert_eq!(f.blob("r/b").unwrap(), b"b\n");
     // And after a remount.
     drop(m);
