@@ -121,7 +121,7 @@ impl Fs {
         }
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
-        // prefix) gets one now, carrying them. The root has no blob: accepted, not kept.
+        // prefix) gets one now, carrying them.
         let mut read = known_props(&path, &info);
         if info.kind == Kind::Dir {
             // The root has no blob, nor a directory whose name a file's blob holds: chmod and
@@ -172,23 +172,37 @@ impl Fs {
                 metadata: metadata.clone(),
                 ..Default::default()
             };
-            match self.client.set_metadata(&path, &opts).await {
-                Ok(c) => {
-                    if info.kind != Kind::Dir {
-                        self.meta.retagged(&path, &p.etag, &c.etag);
+            let (etag, last_modified) = match self.client.set_metadata(&path, &opts).await {
+                Ok(c) => (c.etag, c.last_modified),
+                // An earlier try's answer was lost: a 412 (If-Match of the version it replaced)
+                // or a failure may hide its success, recognised by the blob carrying exactly
+                // what was sent. An edit that is not idempotent (XATTR_CREATE, removexattr)
+                // must not run again and fail on its own result.
+                Err(e) if e.may_have_applied() => {
+                    let now = self.client.properties(&path).await.map_err(fail)?;
+                    if now.metadata == metadata && now.size == p.size {
+                        (now.etag, now.last_modified)
+                    } else if e.kind == ErrorKind::ConditionNotMet {
+                        read = Some(now);
+                        continue;
+                    } else {
+                        return Err(fail(e));
                     }
-                    let info = EntryInfo::from_props(&BlobProps {
-                        name: path.clone(),
-                        size: p.size,
-                        etag: c.etag,
-                        last_modified: c.last_modified,
-                        metadata,
-                    });
-                    return Ok(self.meta.record(ino, info));
                 }
                 Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
                 Err(e) => return Err(fail(e)),
+            };
+            if info.kind != Kind::Dir {
+                self.meta.retagged(&path, &p.etag, &etag);
             }
+            let info = EntryInfo::from_props(&BlobProps {
+                name: path.clone(),
+                size: p.size,
+                etag,
+                last_modified,
+                metadata,
+            });
+            return Ok(self.meta.record(ino, info));
         }
         Err(FsError::Io)
     }

@@ -468,3 +468,44 @@ async fn a_file_whose_unanswered_commit_landed_still_reads_what_it_holds() {
     assert_eq!(fake.names(), vec!["r"], "no conflict copies");
     assert_eq!(&fake.blob("r").unwrap().0[..], &want[..]);
 }
+
+#[tokio::test]
+async fn metadata_edits_whose_answer_was_lost_are_recognised_as_done() {
+    use crate::fs::xattr::SetMode;
+    let (fake, fs) = setup_rw(Duration::from_secs(60));
+    fake.put_with_metadata("f", "data", &[("owner", "tool")]);
+    let f = fs.lookup(ROOT, OsStr::new("f")).await.unwrap();
+    // Carried out, answer lost, retried: the retry's 412 is this very edit's success, and an
+    // edit that is not idempotent does not run again to fail on its own result.
+    fake.inject_next(Op::SetBlobMetadata, Fault::LoseAnswer);
+    fs.setxattr(f.ino, b"user.a", b"1", SetMode::Create)
+        .await
+        .unwrap();
+    fake.inject_next(Op::SetBlobMetadata, Fault::LoseAnswerAndGiveUp);
+    fs.removexattr(f.ino, b"user.a").await.unwrap();
+    fake.inject_next(Op::SetBlobMetadata, Fault::LoseAnswer);
+    let set = crate::fs::SetAttrs {
+        perm: Some(0o600),
+        ..Default::default()
+    };
+    assert_eq!(fs.set_attrs(f.ino, set).await.unwrap().mode, Some(0o600));
+    let (data, meta, _) = fake.blob("f").unwrap();
+    assert_eq!(&data[..], b"data");
+    let mut meta: Vec<_> = meta.into_iter().collect();
+    meta.sort();
+    assert_eq!(
+        meta,
+        vec![
+            ("mode".to_string(), "0600".to_string()),
+            ("owner".to_string(), "tool".to_string())
+        ]
+    );
+    // Someone else's change in between is not taken for ours: the edit goes onto theirs.
+    fake.inject_next(Op::SetBlobMetadata, Fault::LoseAnswer);
+    fake.put_with_metadata("g", "x", &[]);
+    let g = fs.lookup(ROOT, OsStr::new("g")).await.unwrap();
+    fs.setxattr(g.ino, b"user.b", b"2", SetMode::Any)
+        .await
+        .unwrap();
+    assert_eq!(fs.getxattr(g.ino, b"user.b").await.unwrap(), b"2");
+}
