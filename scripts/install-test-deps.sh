@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what blobmount's tests, demo and benchmark need and are missing, on a
 # Debian machine that has Rust, Node.js/npm and apt:
-#   - fuse3 (fusermount3, mount.fuse3), rsync and git (the tests drive them through the mount),
-#     mount(8) (util-linux), and systemd-analyze (systemd) and man (man-db) to verify the unit
+#   - fuse3 (fusermount3, mount.fuse3), rsync, git and attr (setfattr) (the tests drive them
+#     through the mount), mount(8) (util-linux), and systemd-analyze (systemd) and man (man-db) to verify the unit
 #     file, from apt;
 #   - Azurite and the Azure Storage SDK (package.json / package-lock.json), with `npm ci`.
 # It also checks that /dev/fuse exists. Safe to run again: it only installs what is missing.
@@ -57,6 +57,8 @@ for tool in rsync git; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v mount >/dev/null 2>&1 || missing+=(mount)
+# setfattr/getfattr: extended attributes through the mount (tests/faults.rs).
+command -v setfattr >/dev/null 2>&1 || missing+=(attr)
 [ -x /sbin/mount.fuse3 ] || [ -x /usr/sbin/mount.fuse3 ] || missing+=(fuse3)
 # The unit file check (tests/systemd.rs): systemd-analyze verify, which asks man for the
 # Documentation= page. Installing systemd in a container does not start it.

@@ -162,6 +162,31 @@ fn ops() -> Vec<Op> {
             command: "ln -s some/target l",
             after: vec![("l", with_meta(b"some/target", &[("is_symlink", "true")]))],
         },
+        Op {
+            name: "chown",
+            before: vec![("f", file(b"x"))],
+            command: "chown 7:8 f",
+            after: vec![("f", with_meta(b"x", &[("uid", "7"), ("gid", "8")]))],
+        },
+        Op {
+            name: "mkfifo",
+            before: vec![],
+            command: "mkfifo -m 0640 p",
+            after: vec![("p", with_meta(b"", &[("mode", "10640")]))],
+        },
+        Op {
+            name: "setxattr",
+            before: vec![("f", file(b"x"))],
+            command: "setfattr -n user.k -v v f",
+            after: vec![("f", with_meta(b"x", &[("xattr_6b", "dg==")]))],
+        },
+        // Not idempotent: a retry must not fail on its own earlier success (ENODATA).
+        Op {
+            name: "removexattr",
+            before: vec![("f", with_meta(b"x", &[("xattr_6b", "dg==")]))],
+            command: "setfattr -x user.k f",
+            after: vec![("f", file(b"x"))],
+        },
     ]
 }
 
@@ -209,7 +234,15 @@ fn faults(kind: Kind) -> Vec<(&'static str, Fault)> {
 }
 
 /// Metadata keys blobmount writes (others, such as Azurite's own, are not compared).
-const KEPT_META: [&str; 4] = ["mode", "mtime", "hdi_isfolder", "is_symlink"];
+const KEPT_META: [&str; 7] = [
+    "mode",
+    "mtime",
+    "hdi_isfolder",
+    "is_symlink",
+    "uid",
+    "gid",
+    "xattr_6b",
+];
 
 /// A case directory `dir`, seeded with `blobs` (and a `.keep` blob, so the directory exists).
 fn seed(fx: &Fixture, dir: &str, blobs: &[(&str, Held)]) {
@@ -399,7 +432,19 @@ fn removals_survive_one_fault_at_any_request() {
 
 #[test]
 fn directories_links_and_attributes_survive_one_fault_at_any_request() {
-    matrix(Kind::Mutating, &["mkdir", "chmod", "utimes", "symlink"]);
+    matrix(
+        Kind::Mutating,
+        &[
+            "mkdir",
+            "chmod",
+            "utimes",
+            "symlink",
+            "chown",
+            "mkfifo",
+            "setxattr",
+            "removexattr",
+        ],
+    );
 }
 
 #[test]
