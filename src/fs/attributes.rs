@@ -282,8 +282,9 @@ impl Fs {
         self.new_entry(parent, name, Bytes::new(), metadata).await
     }
 
-    /// Creates a blob for a new symlink, special or empty file, in one Put Blob.
-    async fn new_entry(
+    /// Creates a blob for a new directory marker, symlink, special or empty file, in one Put
+    /// Blob, and enters it in `parent`.
+    pub(super) async fn new_entry(
         &self,
         parent: u64,
         name: &OsStr,

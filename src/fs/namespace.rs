@@ -153,25 +153,16 @@ impl Fs {
     pub async fn mkdir(&self, parent: u64, name: &OsStr, who: &Creator) -> Result<Attr, FsError> {
         let mut meta = self.new_entry_metadata(parent, who, Kind::Dir);
         meta.insert(FOLDER_META.to_string(), "true".to_string());
-        let (path, name, c) = self
-            .put_new_blob(parent, name, Bytes::new(), meta.clone())
-            .await?;
-        let info = EntryInfo::from_props(&crate::blob::BlobProps {
-            name: path.clone(),
-            size: 0,
-            etag: c.etag,
-            last_modified: c.last_modified,
-            metadata: meta,
-        });
-        let ino = self.meta.added(parent, name, info.clone()).ino;
+        let attr = self.new_entry(parent, name, Bytes::new(), meta).await?;
         // Nothing was under the name a moment ago (the lookup before the Put Blob), so the new
         // directory's listing is known: empty, as if listed then. Lookups of the names created
         // in it next (`tar x`, `cp -r`) answer from it without a request while it is fresh (the
         // metadata TTL), and this mount's own changes keep it complete.
+        let (path, _, _) = self.node(attr.ino)?;
         self.meta
             .listings()
             .insert_listing(&path, super::dircache::Listing::empty());
-        Ok(self.meta.record(ino, info))
+        Ok(attr)
     }
 
     /// Creates the blob `name` in directory `parent` in one Put Blob, only if nothing has that

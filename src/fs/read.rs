@@ -104,24 +104,24 @@ impl Fs {
                 Ok(b)
             }
             Err(e) if e.kind == ErrorKind::ConditionNotMet => {
-                // Only the metadata changed, through this mount (chmod, setxattr...): the
-                // same bytes under a new ETag, which the handle follows.
-                if let Some(etag) = self.meta.same_content(&h.blob, &v.etag) {
-                    let same = Version { etag, size: v.size };
-                    r.retag(same.clone());
-                    let b = self
-                        .read_version(&h, r, &same, offset, size)
-                        .await
-                        .map_err(fail)?;
-                    r.served();
-                    return Ok(b);
-                }
-                let Ok(v) = self.switch_version(&h, r).await else {
-                    return Err(fail(e));
+                let next = match self.meta.same_content(&h.blob, &v.etag) {
+                    // Only the metadata changed, through this mount (chmod, setxattr...): the
+                    // same bytes under a new ETag, which the handle follows.
+                    Some(etag) => {
+                        let same = Version { etag, size: v.size };
+                        r.retag(same.clone());
+                        same
+                    }
+                    None => {
+                        let Ok(v) = self.switch_version(&h, r).await else {
+                            return Err(fail(e));
+                        };
+                        tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
+                        v
+                    }
                 };
-                tracing::debug!(blob = %h.blob, "blob changed before the first read of this handle; reading the current version");
                 let b = self
-                    .read_version(&h, r, &v, offset, size)
+                    .read_version(&h, r, &next, offset, size)
                     .await
                     .map_err(fail)?;
                 r.served();

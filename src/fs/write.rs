@@ -7,11 +7,10 @@
 //! other way round; a file's own lock (`WriteFile::open`) is never taken while holding either.
 
 use super::error::FsError;
-use crate::blob::BlobProps;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::handles::{FileHandle, HandleKind, WriteHandle};
 use super::inode::join;
@@ -285,21 +284,14 @@ impl Fs {
         };
         let replaces = kept.as_ref().map(|k| (Arc::from(k.etag.as_str()), 0));
         let metadata = self.new_entry_metadata(parent, who, Kind::File);
-        let staging = match self.new_staging(&path, replaces, true, metadata.clone()) {
+        let staging = match self.new_staging(&path, replaces, true, metadata) {
             Ok(s) => s,
             Err(e) => {
                 restore(&kept);
                 return Err(e);
             }
         };
-        let info = EntryInfo::from_props(&BlobProps {
-            name: path.clone(),
-            size: 0,
-            etag: String::new(),
-            last_modified: SystemTime::now(),
-            metadata,
-        });
-        let info = EntryInfo { etag: None, ..info };
+        let info = unwritten_info(&staging);
         let (ino, w) = {
             let mut inodes = self.meta.inodes();
             let ino = inodes.upsert(parent, name, info.clone(), true);
@@ -327,12 +319,7 @@ impl Fs {
 
     /// Size and time of a file being written, as getattr and listings show them.
     pub(super) async fn touch_attr(&self, ino: u64, w: &WriteFile) -> Attr {
-        let info = {
-            let f = w.open.lock().await;
-            let mut info = EntryInfo::from_props(&f.staging.props("", f.staging.mtime()));
-            info.etag = None;
-            info
-        };
+        let info = unwritten_info(&w.open.lock().await.staging);
         self.meta.record(ino, info)
     }
 
@@ -615,4 +602,12 @@ impl Fs {
         committed?;
         self.attr_of(ino)
     }
+}
+
+/// What a file being written shows: its staging's size, time and metadata, and no version
+/// (nothing of it is committed as it stands).
+fn unwritten_info(staging: &Staging) -> EntryInfo {
+    let mut info = EntryInfo::from_props(&staging.props("", staging.mtime()));
+    info.etag = None;
+    info
 }
