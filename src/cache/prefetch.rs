@@ -238,10 +238,21 @@ mod tests {
     const BS: u64 = 1024;
 
     fn setup(data: &[u8]) -> (Arc<FakeClient>, Prefetcher, Arc<str>, Version) {
+        setup_sized(data, 64 * BS, BS, 8)
+    }
+
+    /// A fake holding `data` as blob "f", read through a cache of `cache` bytes in blocks of
+    /// `bs` with a window of at most `window` blocks.
+    fn setup_sized(
+        data: &[u8],
+        cache: u64,
+        bs: u64,
+        window: u64,
+    ) -> (Arc<FakeClient>, Prefetcher, Arc<str>, Version) {
         let fake = Arc::new(FakeClient::new());
         fake.put("f", data.to_vec());
         let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
-        let p = Prefetcher::new(fake.clone(), 64 * BS, BS, 8, metrics);
+        let p = Prefetcher::new(fake.clone(), cache, bs, window, metrics);
         let etag = futures::executor::block_on(fake.properties("f"))
             .unwrap()
             .etag;
@@ -311,16 +322,9 @@ mod tests {
         // The mount's defaults: blocks of 4 MiB, a cache of 256 MiB, a window of 32 blocks.
         const MIB: u64 = 1 << 20;
         let want = data(96 * MIB as usize);
-        let fake = Arc::new(FakeClient::new());
-        fake.put("f", want.clone());
-        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
-        let p = Prefetcher::new(fake.clone(), 256 * MIB, 4 * MIB, 32, metrics);
-        let v = Version {
-            etag: fake.properties("f").await.unwrap().etag.into(),
-            size: want.len() as u64,
-        };
+        let (fake, p, blob, v) = setup_sized(&want, 256 * MIB, 4 * MIB, 32);
         fake.set_delay(Op::GetBlob, std::time::Duration::from_millis(5));
-        let got = read_in_sequence(&p, &"f".into(), &v, MIB as u32).await;
+        let got = read_in_sequence(&p, &blob, &v, MIB as u32).await;
         assert!(got == want, "the bytes read differ from the blob's");
         assert_eq!(fake.bytes_read(), want.len() as u64, "each byte once");
         // 24 blocks in runs of 2 (8 MiB): 12 requests, and a few more while the window opens.
