@@ -33,6 +33,9 @@ enum Command {
     Mount(Box<MountArgs>),
     /// Commit open files and unmount: signals the mount's daemon and waits until it has exited.
     Unmount(UnmountArgs),
+    /// Finish, without mounting, what mounts of a container that were killed or lost power
+    /// left uncommitted in the staging journal (a mount of it does this by itself at start).
+    Recover(Box<RecoverArgs>),
     /// Show every blobmount mount: where, which container, its daemon, token time left, files
     /// being written.
     #[command(visible_alias = "list")]
@@ -79,6 +82,14 @@ impl MountArgs {
         let o = Settings::from_long_args(&long, "-o options")?;
         Ok(self.settings.clone().over(o))
     }
+}
+
+#[derive(Args, Debug)]
+struct RecoverArgs {
+    /// The container, as for `blobmount mount` (a SAS URL, or the NAME of a [mount.NAME]).
+    source: String,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +171,36 @@ fn run_mount(source: &str, mountpoint: Option<PathBuf>, mut settings: Settings) 
             if !readiness.failed(&e) {
                 eprintln!("blobmount: {}", e.message);
             }
+            e.code
+        }
+    }
+}
+
+/// `blobmount recover`: the journals of the container SOURCE names; gives the exit code.
+fn run_recover(source: &str, mut settings: Settings) -> i32 {
+    if settings.sas_file.is_none() && settings.sas_command.is_none() {
+        settings.sas_file = std::env::var_os("BLOBMOUNT_SAS_FILE")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
+    }
+    // No mount point is used: any will do for a URL (a NAME's comes from the config file).
+    let mountpoint = crate::options::resolve::is_url(source).then(|| PathBuf::from("."));
+    let resolved = match resolve(source, mountpoint, settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("blobmount: {}", e.message);
+            return e.code;
+        }
+    };
+    logging::init(resolved.log_level.as_deref(), false);
+    let mut opts = resolved.opts;
+    opts.env_token = std::env::var("BLOBMOUNT_SAS")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    match mount::recover::run(opts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("blobmount: {}", e.message);
             e.code
         }
     }
@@ -363,6 +404,7 @@ pub fn main() -> i32 {
             }
         },
         Command::Unmount(u) => run_unmount(u),
+        Command::Recover(r) => run_recover(&r.source, r.settings.clone()),
         Command::Status => run_status(),
         Command::Sas { cmd } => match crate::sas::cli::run(cmd) {
             Ok(()) => 0,

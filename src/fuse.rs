@@ -675,6 +675,7 @@ mod tests {
             prefetch_files: 0,
             write_buffer: 1 << 24,
             staging_dir: std::env::temp_dir(),
+            journal: None,
             keep_owners,
             credential: None,
         }

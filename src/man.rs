@@ -67,8 +67,10 @@ The account key for \fBsas generate\fR (instead of \-\-key, which ps shows).
 .B RUST_LOG
 Log filter directives, added to \-\-log\-level.
 .TP
-.B TMPDIR
-Where files being written are staged, unless \-\-staging\-dir is given (default /var/tmp).
+.B STATE_DIRECTORY
+Where files being written are staged and journaled, unless \-\-staging\-dir is given (set by
+systemd's StateDirectory=; otherwise /var/lib/blobmount for root, else
+$XDG_STATE_HOME/blobmount or ~/.local/state/blobmount).
 .TP
 .B BLOBMOUNT_FUSE_TUNING
 Kernel-interface settings, for measurements only (docs/PERFORMANCE.md).

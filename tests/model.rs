@@ -65,6 +65,7 @@ impl CoreDriver {
             prefetch_files: blobmount::fs::PREFETCH_FILES,
             write_buffer: 16 * 1024,
             staging_dir: staging.path().to_path_buf(),
+            journal: None,
             keep_owners: true,
             credential: None,
         };

@@ -92,7 +92,9 @@ pub trait BlobClient: Send + Sync + 'static {
     async fn put_block(&self, name: &str, block_id: &str, data: Bytes) -> Result<(), BlobError>;
 
     /// Put Block of `len` bytes at `offset` of a local file, read while it is sent, so a large
-    /// block never sits in memory. The default reads the range into memory (fakes, tests).
+    /// block never sits in memory. Gives the MD5 of the bytes sent (the Content-MD5 the service
+    /// checked), which the staging journal keeps to tell later whether the local copy still
+    /// holds them. The default reads the range into memory (fakes, tests).
     async fn put_block_from_file(
         &self,
         name: &str,
@@ -100,7 +102,7 @@ pub trait BlobClient: Send + Sync + 'static {
         file: std::sync::Arc<std::fs::File>,
         offset: u64,
         len: u64,
-    ) -> Result<(), BlobError> {
+    ) -> Result<Md5Digest, BlobError> {
         let data = tokio::task::spawn_blocking(move || read_file_range(&file, offset, len))
             .await
             .map_err(|e| BlobError::new(ErrorKind::Other, "Put Block", name, e.to_string()))?
@@ -112,7 +114,9 @@ pub trait BlobClient: Send + Sync + 'static {
                     format!("local file: {e}"),
                 )
             })?;
-        self.put_block(name, block_id, Bytes::from(data)).await
+        let md5 = md5_of(&data);
+        self.put_block(name, block_id, Bytes::from(data)).await?;
+        Ok(md5)
     }
 
     /// Put Block From URL: stages `len` bytes at `offset` of blob `source` (same container)
@@ -151,6 +155,11 @@ pub trait BlobClient: Send + Sync + 'static {
         name: &str,
         if_match: Option<&str>,
     ) -> Result<Vec<CommittedBlock>, BlobError>;
+
+    /// Get Block List of the uncommitted blocks: those staged under `name` and not committed
+    /// (the service keeps them for a week, or until the blob is next committed). Empty when
+    /// the blob has none or does not exist.
+    async fn uncommitted_blocks(&self, name: &str) -> Result<Vec<CommittedBlock>, BlobError>;
 
     /// Delete Blob.
     async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError>;
@@ -221,7 +230,16 @@ pub struct Committed {
     pub last_modified: SystemTime,
 }
 
-/// One block of a blob's committed block list.
+/// The MD5 of a block's bytes.
+pub type Md5Digest = [u8; 16];
+
+/// The MD5 of `data`.
+pub fn md5_of(data: &[u8]) -> Md5Digest {
+    use md5::Digest;
+    md5::Md5::digest(data).into()
+}
+
+/// One block of a blob's block list (committed, or uncommitted where said).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedBlock {
     /// The block id, base64 as the service returns it.

@@ -512,7 +512,7 @@ impl BlobClient for RestClient {
         file: std::sync::Arc<std::fs::File>,
         offset: u64,
         len: u64,
-    ) -> Result<(), BlobError> {
+    ) -> Result<crate::blob::Md5Digest, BlobError> {
         write::put_block_from_file(self, name, block_id, file, offset, len).await
     }
 
@@ -574,6 +574,10 @@ impl BlobClient for RestClient {
 
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError> {
         write::set_metadata(self, name, opts).await
+    }
+
+    async fn uncommitted_blocks(&self, name: &str) -> Result<Vec<CommittedBlock>, BlobError> {
+        write::uncommitted_blocks(self, name).await
     }
 
     async fn uncommitted_etag(&self, name: &str) -> Result<Option<String>, BlobError> {

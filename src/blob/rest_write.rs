@@ -30,7 +30,7 @@ use url::Url;
 use super::{header_str, AttemptError, RestClient};
 use crate::blob::xml;
 use crate::blob::{
-    BlobError, Committed, CommittedBlock, CopyInfo, CopyState, ErrorKind, WriteOptions,
+    BlobError, Committed, CommittedBlock, CopyInfo, CopyState, ErrorKind, Md5Digest, WriteOptions,
 };
 use crate::metrics::Op;
 
@@ -319,7 +319,7 @@ pub(super) async fn put_block_from_file(
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
-) -> Result<(), BlobError> {
+) -> Result<Md5Digest, BlobError> {
     use futures::TryStreamExt;
     let op = Op::PutBlock;
     let local = |e: std::io::Error| {
@@ -335,9 +335,10 @@ pub(super) async fn put_block_from_file(
     while let Some(chunk) = chunks.try_next().await.map_err(local)? {
         hasher.update(&chunk);
     }
+    let digest: Md5Digest = hasher.finalize().into();
     let md5 = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
+        base64::engine::general_purpose::STANDARD.encode(digest)
     };
     let url = c.blob_url_with(name, &[("comp", "block"), ("blockid", block_id)]);
     let length = len.to_string();
@@ -354,7 +355,7 @@ pub(super) async fn put_block_from_file(
         })
     })
     .await?;
-    Ok(())
+    Ok(digest)
 }
 
 pub(super) async fn put_block_from_url(
@@ -487,6 +488,29 @@ pub(super) async fn get_block_list(
             .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), name, e), None))
     })
     .await
+}
+
+pub(super) async fn uncommitted_blocks(
+    c: &RestClient,
+    name: &str,
+) -> Result<Vec<CommittedBlock>, BlobError> {
+    let op = Op::GetBlockList;
+    let url = c.blob_url_with(
+        name,
+        &[("comp", "blocklist"), ("blocklisttype", "uncommitted")],
+    );
+    let result = c
+        .run(op, || async {
+            let resp = c.attempt(Method::GET, op, name, &url, |r| r).await?;
+            let body = c.body_text(op, name, resp).await?;
+            xml::parse_uncommitted_blocks(&body)
+                .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), name, e), None))
+        })
+        .await;
+    match result {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
+        r => r,
+    }
 }
 
 /// The ETag Get Block List (uncommitted blocks) answers with: a blob with uncommitted blocks

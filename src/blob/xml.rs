@@ -167,6 +167,8 @@ pub fn put_block_list_body(ids: &[String]) -> Result<String, String> {
 struct GetBlockListXml {
     #[serde(rename = "CommittedBlocks", default)]
     committed: BlockSeqXml,
+    #[serde(rename = "UncommittedBlocks", default)]
+    uncommitted: BlockSeqXml,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +192,21 @@ pub fn parse_block_list(body: &str) -> Result<Vec<CommittedBlock>, String> {
         .map_err(|e| format!("malformed Get Block List answer: {e}"))?;
     Ok(parsed
         .committed
+        .blocks
+        .into_iter()
+        .map(|b| CommittedBlock {
+            id: b.name,
+            size: b.size,
+        })
+        .collect())
+}
+
+/// Parses a Get Block List answer's uncommitted blocks (`blocklisttype=uncommitted` or `all`).
+pub fn parse_uncommitted_blocks(body: &str) -> Result<Vec<CommittedBlock>, String> {
+    let parsed: GetBlockListXml = quick_xml::de::from_str(body)
+        .map_err(|e| format!("malformed Get Block List answer: {e}"))?;
+    Ok(parsed
+        .uncommitted
         .blocks
         .into_iter()
         .map(|b| CommittedBlock {
@@ -356,6 +373,15 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(
+            parse_uncommitted_blocks(body).unwrap(),
+            vec![CommittedBlock {
+                id: "QmxvY2tJZDM=".into(),
+                size: 1024
+            }]
+        );
+        let none = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><UncommittedBlocks /></BlockList>";
+        assert!(parse_uncommitted_blocks(none).unwrap().is_empty());
     }
 
     #[test]

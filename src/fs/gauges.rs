@@ -7,7 +7,15 @@ impl Fs {
     /// Cache and write buffer use, open files and the SAS lifetime, now. Cheap: a few short
     /// locks, no request.
     pub fn gauges(&self) -> Gauges {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = &self.resumed;
         Gauges {
+            resume_pending_files: r.pending(),
+            resume_committed_files: r.committed.load(Relaxed),
+            resume_saved_beside_files: r.saved_beside.load(Relaxed),
+            resume_left_files: r.left.load(Relaxed),
+            resume_blocks_kept: r.blocks_kept.load(Relaxed),
+            resume_blocks_sent: r.blocks_sent.load(Relaxed),
             cache_bytes: self.cache().used(),
             cache_budget_bytes: self.cache().budget(),
             dirty_bytes: self.staging.budget.in_use(),
@@ -53,6 +61,7 @@ mod tests {
             prefetch_files: crate::fs::PREFETCH_FILES,
             write_buffer: 8 * BS,
             staging_dir: std::env::temp_dir(),
+            journal: None,
             keep_owners: true,
             credential,
         };

@@ -35,6 +35,7 @@ mod read;
 mod readdir;
 mod recovery;
 mod rename;
+pub mod resume;
 mod scan;
 mod shutdown;
 mod unlinked;
@@ -91,8 +92,12 @@ pub struct FsConfig {
     pub prefetch_files: usize,
     /// Bytes written but not yet uploaded, for the whole mount (backpressure above it).
     pub write_buffer: u64,
-    /// Where the local copies of files being written live (unlinked temp files).
+    /// Where the local copies of files being written live (unlinked temp files without a
+    /// journal), and copies of files that could not be committed.
     pub staging_dir: std::path::PathBuf,
+    /// This mount's staging journal (None: local copies are unlinked, and nothing survives
+    /// the process). See [`upload::journal`].
+    pub journal: Option<Arc<upload::journal::JournalDir>>,
     /// Whether owners kept in metadata are shown and recorded: on a mount by root, or one
     /// other users reach (allow_other, allow_root). A personal mount shows every file as
     /// `uid`/`gid`: only its user reaches it, who must never be locked out of their own data
@@ -128,6 +133,8 @@ pub struct Fs {
     staging: upload::StagingArea,
     /// Changes pass it while the mount runs; it closes at shutdown (see [`Fs::stop_changes`]).
     gate: gate::ChangeGate,
+    /// Files an earlier mount left in its journal, finished by this one ([`Fs::resume_left_behind`]).
+    resumed: resume::ResumeProgress,
 }
 
 /// A std mutex's guard, also after a panic elsewhere (the data stays usable: every update of
@@ -153,6 +160,7 @@ impl Fs {
             budget: upload::WriteBudget::new(cfg.write_buffer),
             dir: cfg.staging_dir.clone(),
             grid: upload::Grid::new(cfg.block_size),
+            journal: cfg.journal.clone(),
         };
         Arc::new(Fs {
             reads: Prefetcher::new(
@@ -171,7 +179,16 @@ impl Fs {
             open_files: open_files::OpenFiles::default(),
             staging,
             gate: gate::ChangeGate::default(),
+            resumed: Default::default(),
         })
+    }
+
+    /// Finishes, in the background of a running mount, what earlier mounts of this container
+    /// left in their journals under `container_dir` (see [`resume`]); the mount is usable
+    /// meanwhile. Progress is in the log, the status line and the metrics.
+    pub async fn resume_left_behind(self: Arc<Self>, container_dir: std::path::PathBuf) {
+        let own = self.cfg.journal.as_ref().map(|j| j.path().to_path_buf());
+        resume::resume_all(&self.staging, &container_dir, own.as_deref(), &self.resumed).await;
     }
 
     pub fn config(&self) -> &FsConfig {

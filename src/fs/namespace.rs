@@ -376,7 +376,7 @@ impl Fs {
             },
         }
         if let Some(f) = open.as_mut() {
-            f.state.unlinked();
+            f.unlinked();
         }
         drop(open);
         if let Some(ino) = ino {

@@ -82,9 +82,24 @@ impl OpenFile {
                     );
                 }
                 self.state.write_failed(error.clone());
+                // Never committed: nothing for a restart to finish.
+                self.staging.discard_journal();
                 Err(error)
             }
         }
+    }
+
+    /// The file was unlinked while open: never committed, nothing for a restart to finish.
+    pub(super) fn unlinked(&mut self) {
+        self.state.unlinked();
+        self.staging.discard_journal();
+    }
+
+    /// Its data was saved at `saved_as` (a sibling blob or a local copy) instead of being
+    /// committed: nothing for a restart to finish.
+    pub(super) fn saved(&mut self, saved_as: String) {
+        self.state.saved(saved_as);
+        self.staging.discard_journal();
     }
 }
 

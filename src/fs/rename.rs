@@ -175,7 +175,7 @@ impl Fs {
                     }
                 };
                 if let Some(f) = replaced.as_mut() {
-                    f.state.unlinked();
+                    f.unlinked();
                 }
                 if let Some(f) = open.as_mut() {
                     // Only onto a copy of the version it holds: after a conflict the staging

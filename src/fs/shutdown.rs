@@ -115,7 +115,32 @@ impl Fs {
             self.delete_kept(&name, &k).await;
         }
         report.failed.sort();
+        self.close_journal().await;
         report
+    }
+
+    /// At the end of the shutdown: the journal records of files committed (still open, so
+    /// their stagings live on) go, and this mount's journal directory with them if nothing
+    /// is left to finish.
+    async fn close_journal(&self) {
+        let Some(journal) = &self.cfg.journal else {
+            return;
+        };
+        for (_, w) in self.open_files.writers() {
+            if let Ok(mut f) = w.open.try_lock() {
+                if f.staging.is_committed() {
+                    f.staging.discard_journal();
+                }
+            }
+        }
+        // Whatever this process drops on its way out, what is left stays for the next start.
+        journal.freeze();
+        if !journal.remove_if_empty() {
+            tracing::warn!(
+                "files not committed stay in the staging journal {}: the next mount of this container, or `blobmount recover`, finishes them",
+                journal.path().display()
+            );
+        }
     }
 
     /// What the shutdown does with one file being written, as its lifecycle says.
@@ -141,7 +166,7 @@ impl Fs {
                 let why = UNFINISHED;
                 match f.staging.save_as_sibling("partial").await {
                     Ok(sibling) => {
-                        f.state.saved(sibling.clone());
+                        f.saved(sibling.clone());
                         Finished::Failed(format!("{why}; its data was saved as {sibling}"), false)
                     }
                     Err(e) => {
@@ -183,7 +208,12 @@ impl Fs {
                 Some(w) => {
                     let copy = async {
                         let mut f = w.open.lock().await;
-                        recovery::save_locally(&mut f.staging, &name, &dir).await
+                        let saved = recovery::save_locally(&mut f.staging, &name, &dir).await;
+                        if saved.is_ok() {
+                            // Saved there: nothing left for the next start to finish.
+                            f.staging.discard_journal();
+                        }
+                        saved
                     };
                     match tokio::time::timeout_at(budget, copy).await {
                         Ok(Ok(path)) => format!("its data is in {}", path.display()),

@@ -30,6 +30,7 @@ fn config(ttl: Duration) -> FsConfig {
         prefetch_files: crate::fs::PREFETCH_FILES,
         write_buffer: 8 * BS,
         staging_dir: std::env::temp_dir(),
+        journal: None,
         keep_owners: true,
         credential: None,
     }

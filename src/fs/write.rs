@@ -173,6 +173,7 @@ impl Fs {
         if let FileState::Broken { .. } = f.state {
             // Never committed: the mount shows the blob as it is again.
             self.meta.forget_attributes(ino);
+            f.staging.discard_journal();
             return;
         }
         if f.state.at_retire() != RetireStep::Save {
@@ -190,13 +191,22 @@ impl Fs {
                     "not committed; the blob keeps its previous version, and this file's data is saved in {}",
                     path.display()
                 );
-                f.state.saved(path.display().to_string());
+                f.saved(path.display().to_string());
             }
             Err(e) => {
-                tracing::error!(
-                    blob = name,
-                    "not committed, and saving its data locally failed too ({e}): it is lost"
-                );
+                match f.staging.journal_path() {
+                    Some(record) => tracing::error!(
+                        blob = name,
+                        "not committed, and saving its data locally failed too ({e}): it stays in the journal ({}), finished at the next start",
+                        record.display()
+                    ),
+                    None => tracing::error!(
+                        blob = name,
+                        "not committed, and saving its data locally failed too ({e}): it is lost"
+                    ),
+                }
+                // Refuses further use; the journal (if any) keeps the data for the next start.
+                f.staging.keep_journal();
                 f.state.saved(String::new());
             }
         }
@@ -402,6 +412,13 @@ impl Fs {
     pub(super) async fn commit_locked(&self, ino: u64, f: &mut OpenFile) -> Result<(), FsError> {
         if f.state.commit_requested()? == CommitStep::Nothing {
             return Ok(());
+        }
+        // Finished by the program: a restart commits this content if the commit is cut off.
+        if let Err(e) = f.staging.mark_finished(false) {
+            tracing::warn!(
+                blob = f.staging.blob(),
+                "cannot write the journal record: {e}"
+            );
         }
         let blob = f.staging.blob().to_string();
         let (size, left) = (f.staging.size(), f.staging.not_uploaded());

@@ -307,6 +307,16 @@ pub struct Gauges {
     /// Seconds until the SAS in force expires (negative: expired); `None` without a SAS or
     /// when it has no expiry.
     pub token_seconds_left: Option<i64>,
+    /// Files left uncommitted by an earlier mount (its staging journal) and finished by this
+    /// one: still to do, committed under their name, saved beside their blob (`.partial-`,
+    /// `.conflict-`), left in place (refused or failed).
+    pub resume_pending_files: u64,
+    pub resume_committed_files: u64,
+    pub resume_saved_beside_files: u64,
+    pub resume_left_files: u64,
+    /// Blocks of those files found in the service (not sent again), and blocks sent.
+    pub resume_blocks_kept: u64,
+    pub resume_blocks_sent: u64,
 }
 
 #[cfg(test)]

@@ -89,6 +89,24 @@ fn families(s: &Snapshot, g: &Gauges) -> Vec<Family> {
         single("blobmount_files_open_for_writing", gauge,
             "Files open for writing (each has one local copy, shared by its write handles).",
             g.files_open_for_writing),
+        single("blobmount_resume_pending_files", gauge,
+            "Files an earlier mount left uncommitted in its staging journal, still to be finished.",
+            g.resume_pending_files),
+        single("blobmount_resume_committed_files", gauge,
+            "Files an earlier mount left uncommitted, committed under their name by this one.",
+            g.resume_committed_files),
+        single("blobmount_resume_saved_beside_files", gauge,
+            "Files an earlier mount left uncommitted, saved beside their blob (.partial- or .conflict-).",
+            g.resume_saved_beside_files),
+        single("blobmount_resume_left_files", gauge,
+            "Files an earlier mount left that could not be finished (refused or failed): left in its journal.",
+            g.resume_left_files),
+        single("blobmount_resume_blocks_kept", gauge,
+            "Blocks of resumed files found in the service, not sent again.",
+            g.resume_blocks_kept),
+        single("blobmount_resume_blocks_sent", gauge,
+            "Blocks of resumed files sent again from their local copy.",
+            g.resume_blocks_sent),
     ];
     if let Some(secs) = g.token_seconds_left {
         f.push(Family {
@@ -253,6 +271,12 @@ mod tests {
             open_files: 3,
             files_open_for_writing: 1,
             token_seconds_left: Some(3 * 3600 + 12 * 60 + 5),
+            resume_pending_files: 2,
+            resume_committed_files: 0,
+            resume_saved_beside_files: 0,
+            resume_left_files: 0,
+            resume_blocks_kept: 5,
+            resume_blocks_sent: 0,
         };
         (m, g)
     }
@@ -285,6 +309,8 @@ mod tests {
             "blobmount_write_buffer_bytes 268435456",
             "blobmount_open_files 3",
             "blobmount_files_open_for_writing 1",
+            "blobmount_resume_pending_files 2",
+            "blobmount_resume_blocks_kept 5",
             "# TYPE blobmount_token_seconds_left gauge",
             "blobmount_token_seconds_left 11525",
         ] {
@@ -316,7 +342,7 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 22);
         assert!(text.ends_with('\n'));
         assert_eq!(text, render_prometheus(&m, &g), "deterministic");
     }

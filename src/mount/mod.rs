@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod mountinfo;
 mod notify;
+pub mod recover;
 mod shutdown;
 pub mod state;
 pub mod unmount;
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 use crate::blob::rest::RestClient;
 use crate::blob::retry::RetryPolicy;
 use crate::blob::ContainerUrl;
+use crate::fs::upload::journal::JournalDir;
 use crate::fs::{Fs, FsConfig};
 use crate::fuse::BlobFuse;
 use crate::fuse_tuning::Tuning;
@@ -176,6 +178,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     let token_source = opts.token_source();
     let checked = check_everything(&opts, &rt, token_source.as_ref())?;
     let fs = new_fs(&opts, &checked)?;
+    let journals = journal_dir(&opts, &checked);
     let Checked {
         target,
         mountpoint,
@@ -222,6 +225,10 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
         mountpoint.display(),
         if read_only { "read-only" } else { "read-write" }
     );
+    if !read_only {
+        // In the background: the mount serves meanwhile.
+        rt.spawn(fs.clone().resume_left_behind(journals));
+    }
     rt.spawn(notify::keep_status(
         fs.clone(),
         credential.clone(),
@@ -264,14 +271,13 @@ struct Checked {
     read_only: bool,
 }
 
-/// Every check before mounting, each refusal one line: the token (from the URL,
-/// `BLOBMOUNT_SAS`, or the file or command), the mount point, the container (one request), the
-/// staging directory.
-fn check_everything(
+/// The container and its first token (in the URL, else `BLOBMOUNT_SAS`, else from the file or
+/// command), checked; and the token of the URL, if it had one.
+pub(crate) fn check_token(
     opts: &MountOptions,
     rt: &tokio::runtime::Runtime,
     token_source: Option<&source::TokenSource>,
-) -> Result<Checked, MountError> {
+) -> Result<(Target, Option<String>), MountError> {
     let (_, url_token) = ContainerUrl::parse(&opts.sas_url).map_err(MountError::usage)?;
     // The first token: in the URL, else BLOBMOUNT_SAS, else from the file or command.
     let first: Option<String> = match (&url_token, &opts.env_token, token_source) {
@@ -287,6 +293,18 @@ fn check_everything(
         checks::check_sas_file_mode(path);
     }
     let target = check_target(&opts.sas_url, first.as_deref(), OffsetDateTime::now_utc())?;
+    Ok((target, url_token))
+}
+
+/// Every check before mounting, each refusal one line: the token (from the URL,
+/// `BLOBMOUNT_SAS`, or the file or command), the mount point, the container (one request), the
+/// staging directory.
+fn check_everything(
+    opts: &MountOptions,
+    rt: &tokio::runtime::Runtime,
+    token_source: Option<&source::TokenSource>,
+) -> Result<Checked, MountError> {
+    let (target, url_token) = check_token(opts, rt, token_source)?;
     let mountpoint = check_mountpoint(&opts.mountpoint, opts.allow_non_empty)?;
     let credential = Arc::new(Credential::new(target.token.query()));
     let check_client = RestClient::new(
@@ -322,6 +340,11 @@ fn check_everything(
     })
 }
 
+/// Where this container's journals are kept under the staging directory.
+fn journal_dir(opts: &MountOptions, checked: &Checked) -> PathBuf {
+    crate::fs::upload::journal::container_dir(&opts.staging_dir, &checked.target.container)
+}
+
 /// The filesystem core of this mount, on the REST client it serves from.
 fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError> {
     let client = RestClient::with_read_timeout(
@@ -331,6 +354,20 @@ fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError>
         opts.request_timeout,
     )
     .map_err(MountError::failed)?;
+    // A writable mount keeps a journal of the files it writes, so that a restart finishes
+    // what it had not committed (see fs::upload::journal).
+    let journal = if checked.read_only {
+        None
+    } else {
+        let dir = journal_dir(opts, checked);
+        let j = JournalDir::create(&dir).map_err(|e| {
+            MountError::failed(format!(
+                "cannot use the staging journal in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Some(Arc::new(j))
+    };
     Ok(Fs::new(
         Arc::new(client),
         FsConfig {
@@ -345,6 +382,7 @@ fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError>
             prefetch_files: opts.prefetch_files,
             write_buffer: opts.write_buffer,
             staging_dir: opts.staging_dir.clone(),
+            journal,
             // SAFETY: geteuid cannot fail.
             keep_owners: opts.allow_other || opts.allow_root || unsafe { libc::geteuid() } == 0,
             credential: Some(checked.credential.clone()),

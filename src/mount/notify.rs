@@ -61,7 +61,11 @@ pub fn status_line(fs: &Fs, credential: &Credential) -> String {
         0 => String::new(),
         b => format!(", {} not uploaded yet", crate::size::format_size(b)),
     };
-    format!("mounted; {token}{writing}{dirty}")
+    let resuming = match g.resume_pending_files {
+        0 => String::new(),
+        n => format!("; finishing {n} file(s) an earlier mount left uncommitted"),
+    };
+    format!("mounted; {token}{writing}{dirty}{resuming}")
 }
 
 /// Keeps the status line current: in the state file for `blobmount status` (every 5 s), and

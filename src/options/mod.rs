@@ -82,8 +82,9 @@ pub struct Settings {
     /// is full (e.g. 256M) [default: 256M].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub write_buffer: Option<u64>,
-    /// Directory for the local copies of files being written (unlinked files, gone on exit)
-    /// [default: $TMPDIR or /var/tmp].
+    /// Directory for the local copies of files being written and their journal, from which a
+    /// restart finishes what was not committed [default: $STATE_DIRECTORY, /var/lib/blobmount
+    /// for root, else $XDG_STATE_HOME/blobmount or ~/.local/state/blobmount].
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
     /// File holding the SAS token (or a full SAS URL); read again when it changes and on

@@ -134,10 +134,7 @@ fn options(
         metadata_ttl: s.metadata_ttl.unwrap_or(Duration::from_secs(1)),
         prefetch_files: s.prefetch_files.unwrap_or(crate::fs::PREFETCH_FILES),
         write_buffer: s.write_buffer.unwrap_or(256 << 20),
-        staging_dir: s
-            .staging_dir
-            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/tmp")),
+        staging_dir: s.staging_dir.unwrap_or_else(default_staging_dir),
         sas_file: s.sas_file,
         sas_command: s.sas_command,
         sas_command_timeout: s.sas_command_timeout.unwrap_or(Duration::from_secs(30)),
@@ -147,5 +144,30 @@ fn options(
         shutdown_timeout: s.shutdown_timeout.unwrap_or(Duration::from_secs(60)),
         metrics_addr: s.metrics_addr,
         env_token: None,
+    }
+}
+
+/// Where local copies and the staging journal live unless `--staging-dir` says: a directory
+/// that survives a reboot (the journal must), private to the mount's user. systemd's
+/// `StateDirectory=` (`$STATE_DIRECTORY`) first; then `/var/lib/blobmount` for root, else
+/// `$XDG_STATE_HOME/blobmount` (`~/.local/state/blobmount`); `/var/tmp` as the last resort.
+pub fn default_staging_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        // systemd gives one path per StateDirectory= entry, separated by colons.
+        if let Some(first) = dirs.to_string_lossy().split(':').next() {
+            return PathBuf::from(first);
+        }
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/blobmount");
+    }
+    if let Some(state) = var("XDG_STATE_HOME") {
+        return PathBuf::from(state).join("blobmount");
+    }
+    match var("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/blobmount"),
+        None => PathBuf::from("/var/tmp"),
     }
 }

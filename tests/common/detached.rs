@@ -68,7 +68,8 @@ impl Detached {
     /// daemon's pid.
     pub fn mount(&mut self, source: &str) -> Output {
         let mut cmd = Command::new(super::bin());
-        cmd.arg("mount")
+        cmd.env("STATE_DIRECTORY", self.file("state"))
+            .arg("mount")
             .arg(source)
             .arg(&self.mountpoint)
             .arg("--log-file")

@@ -128,6 +128,9 @@ impl Mount {
             .arg(sas_url)
             .arg(&mountpoint)
             .args(args)
+            // The default staging directory (and journal) is this mount's own, gone with it;
+            // a test that remounts on the same journal gives --staging-dir.
+            .env("STATE_DIRECTORY", dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -474,6 +474,11 @@ impl BlobClient for FakeClient {
         write::get_block_list(&self.state.lock().unwrap(), name, if_match)
     }
 
+    async fn uncommitted_blocks(&self, name: &str) -> Result<Vec<CommittedBlock>, BlobError> {
+        self.enter(Op::GetBlockList, "Get Block List", name).await?;
+        Ok(write::uncommitted_blocks(&self.state.lock().unwrap(), name))
+    }
+
     async fn delete_blob(&self, name: &str, if_match: Option<&str>) -> Result<(), BlobError> {
         let fault = self.enter(Op::DeleteBlob, "Delete Blob", name).await?;
         self.carry_out(fault, "Delete Blob", name, |s| {

@@ -234,6 +234,24 @@ pub(super) fn get_block_list(
         .collect())
 }
 
+pub(super) fn uncommitted_blocks(s: &State, name: &str) -> Vec<CommittedBlock> {
+    let mut out: Vec<CommittedBlock> = s
+        .staged
+        .get(name)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .map(|(id, data)| CommittedBlock {
+                    id: id.clone(),
+                    size: data.len() as u64,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
 pub(super) fn delete_blob(
     s: &mut State,
     name: &str,

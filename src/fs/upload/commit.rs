@@ -15,8 +15,10 @@ use base64::Engine;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use super::journal;
+use super::journal::Attempt;
 use super::plan::{self, Known, Step};
-use super::staging::{Attempt, Base, Block, Staging};
+use super::staging::{Base, Block, Staging};
 use crate::blob::{BlobError, Committed, ErrorKind, WriteOptions};
 
 /// An upload the commit waits for.
@@ -119,6 +121,8 @@ impl Staging {
             // All of it is in the local copy (an empty file has nothing to read).
             let data = Bytes::from(self.read_local(0, self.size).await?);
             self.attempt = Some(Attempt::whole(&data, &opts.metadata));
+            // Recorded before it is sent: a restart can then tell whether it landed.
+            self.journal_update();
             let c = self.put_whole(&self.blob.clone(), data, &opts).await?;
             self.committed(c.clone(), Vec::new());
             return Ok(c);
@@ -141,6 +145,7 @@ impl Staging {
         let (ids, pending) = self.start(steps);
         self.settle(pending).await?;
         self.attempt = Some(Attempt::Blocks(ids.clone()));
+        self.journal_update();
         let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
         self.committed(c.clone(), ids);
         Ok(c)
@@ -182,7 +187,7 @@ impl Staging {
                     pending.push(Pending {
                         index,
                         id: id.clone(),
-                        upload: self.send_block(&id, start, len),
+                        upload: self.spawn_upload(index, &id, start, len, None),
                         from_local: true,
                     });
                     id
@@ -239,17 +244,6 @@ impl Staging {
         tokio::spawn(async move {
             client
                 .put_block_from_url(&blob, &id, &blob, start, len, Some(&etag))
-                .await
-        })
-    }
-
-    /// Starts Put Block of `len` bytes at `start` of the local copy, as block `id`.
-    fn send_block(&self, id: &str, start: u64, len: u64) -> JoinHandle<Result<(), BlobError>> {
-        let (client, blob, id) = (self.client.clone(), self.blob.clone(), id.to_string());
-        let file = self.file.clone();
-        tokio::spawn(async move {
-            client
-                .put_block_from_file(&blob, &id, file, start, len)
                 .await
         })
     }
@@ -486,5 +480,14 @@ impl Staging {
         self.committed_ids = ids;
         self.blocks.clear();
         self.unanswered.clear();
+        self.attempt = None;
+        self.durable = journal::Durable::Committed;
+        if let Some(j) = &self.journal {
+            j.update(|r| {
+                // Committed blocks are not the uncommitted ones a restart looks for.
+                r.sent.clear();
+                self.snapshot(r);
+            });
+        }
     }
 }

@@ -42,6 +42,11 @@ impl Grid {
         (level * SPAN, start, size)
     }
 
+    /// The size of the first blocks (the base size it was made with).
+    pub fn base(&self) -> u64 {
+        self.levels[0].1
+    }
+
     /// Start offset and full length of block `index`.
     pub fn extent(&self, index: u64) -> (u64, u64) {
         let (first, start, size) = self.level_of_index(index);

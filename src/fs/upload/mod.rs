@@ -6,6 +6,8 @@
 //! - [`staging`]: one file's local copy and its blocks (dirty, uploading, staged): write, read
 //!   back, truncate, upload blocks the writer has moved past.
 //! - [`plan`]: what a commit does for each block, decided without requests (pure, tested alone).
+//! - [`journal`]: the record kept beside each local copy, so a restart finishes what the mount
+//!   had not committed when it died.
 //! - [`commit`]: carries the plan out and commits with one conditional Put Block List (a small
 //!   file written here: one Put Blob); recognises its own earlier success after a lost answer;
 //!   conflict and partial siblings.
@@ -15,7 +17,9 @@
 pub mod budget;
 pub mod commit;
 pub mod grid;
+pub mod journal;
 pub mod plan;
+pub mod reopen;
 pub mod staging;
 
 pub use budget::WriteBudget;

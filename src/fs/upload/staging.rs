@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::budget::WriteBudget;
 use super::grid::Grid;
+use super::journal::{self, Attempt, Durable, Entry, JournalDir, Record};
 use crate::blob::{BlobClient, BlobError, ErrorKind};
 
 /// The version writing started from, still part of the file up to `len`.
@@ -69,43 +70,23 @@ pub struct Staging {
     pub(super) unanswered: Vec<Attempt>,
     /// What the commit under way sends as its final request.
     pub(super) attempt: Option<Attempt>,
-}
-
-/// What a commit asked the service to make of the blob (to recognise it later).
-#[derive(Debug, Clone)]
-pub(super) enum Attempt {
-    /// Put Block List of these ids (unique to this upload).
-    Blocks(Vec<String>),
-    /// Put Blob of the whole file (empty, or one block written here): its length, the SHA-256
-    /// of its bytes (not the bytes: an unanswered attempt is remembered for a while) and its
-    /// metadata.
-    Whole {
-        len: u64,
-        sha256: [u8; 32],
-        metadata: HashMap<String, String>,
-    },
-}
-
-impl Attempt {
-    /// The Put Blob of `data` with `metadata`.
-    pub(super) fn whole(data: &[u8], metadata: &HashMap<String, String>) -> Attempt {
-        use sha2::Digest;
-        Attempt::Whole {
-            len: data.len() as u64,
-            sha256: sha2::Sha256::digest(data).into(),
-            metadata: metadata.clone(),
-        }
-    }
+    /// Its journal (record and named local copy), when the mount keeps one.
+    pub(super) journal: Option<Arc<Entry>>,
+    /// What the journal record says of the content (kept here so that a write after a close
+    /// rewrites the record once, not at every write).
+    pub(super) durable: Durable,
 }
 
 /// Where the stagings of one mount come from: its client, write budget, local directory and
-/// block size.
+/// block size, and its journal directory (None: unlinked local copies, nothing survives the
+/// process).
 #[derive(Clone)]
 pub struct StagingArea {
     pub client: Arc<dyn BlobClient>,
     pub budget: Arc<WriteBudget>,
     pub dir: std::path::PathBuf,
     pub grid: Grid,
+    pub journal: Option<Arc<JournalDir>>,
 }
 
 impl StagingArea {
@@ -119,7 +100,6 @@ impl StagingArea {
         truncate: bool,
         metadata: HashMap<String, String>,
     ) -> std::io::Result<Staging> {
-        let file = tempfile::tempfile_in(&self.dir)?;
         let (size, base, expect) = match existing {
             Some((etag, len)) if !truncate => (
                 len,
@@ -132,7 +112,19 @@ impl StagingArea {
             Some((etag, _)) => (0, None, Some(etag)),
             None => (0, None, None),
         };
-        Ok(Staging {
+        // A new or truncated file is a change before any write; an existing one opened as it
+        // is has nothing to finish yet.
+        let durable = if base.is_some() {
+            Durable::Committed
+        } else {
+            Durable::Unfinished
+        };
+        let upload_id = fastrand::u64(..);
+        let file = match &self.journal {
+            Some(dir) => dir.new_data_file(upload_id)?,
+            None => tempfile::tempfile_in(&self.dir)?,
+        };
+        let mut staging = Staging {
             client: self.client.clone(),
             budget: self.budget.clone(),
             blob,
@@ -144,19 +136,120 @@ impl StagingArea {
             blocks: BTreeMap::new(),
             local: Default::default(),
             committed_ids: Vec::new(),
-            upload_id: fastrand::u64(..),
+            upload_id,
             next_seq: 0,
             metadata,
             mtime: SystemTime::now(),
             unanswered: Vec::new(),
             attempt: None,
-        })
+            journal: None,
+            durable,
+        };
+        if let Some(dir) = &self.journal {
+            let mut record = Record::empty(dir.boot_id());
+            staging.snapshot(&mut record);
+            match dir.entry(record) {
+                Ok(entry) => staging.journal = Some(Arc::new(entry)),
+                Err(e) => {
+                    dir.remove_data_file(upload_id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(staging)
     }
 }
 
 impl Staging {
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Fills the journal record with what this staging holds (all but the blocks sent, which
+    /// the uploads record as they finish).
+    pub(super) fn snapshot(&self, r: &mut Record) {
+        r.blob = self.blob.to_string();
+        r.expect = self.expect.as_deref().map(str::to_string);
+        r.base = self.base.as_ref().map(|b| journal::BaseRecord {
+            etag: b.etag.to_string(),
+            len: b.len,
+        });
+        r.size = self.size;
+        r.block_size = self.grid.base();
+        r.metadata = self
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        r.upload_id = self.upload_id;
+        r.next_seq = self.next_seq;
+        r.committed_ids = self.committed_ids.clone();
+        r.local = self.local.iter().copied().collect();
+        r.durable = self.durable;
+        r.attempts = self
+            .unanswered
+            .iter()
+            .chain(&self.attempt)
+            .cloned()
+            .collect();
+    }
+
+    /// Writes the journal record as the staging stands (a block became local, the size or the
+    /// name changed, a commit ended).
+    pub(super) fn journal_update(&self) {
+        if let Some(j) = &self.journal {
+            j.update(|r| self.snapshot(r));
+        }
+    }
+
+    /// The local copy is about to change: the record says the content is unfinished (before
+    /// the change, so a record never calls changed content finished).
+    fn journal_unfinished(&mut self) {
+        if self.durable != Durable::Unfinished {
+            self.durable = Durable::Unfinished;
+            self.journal_update();
+        }
+    }
+
+    /// The program closed or fsynced the file: the record says its content is finished, so a
+    /// restart commits it. With `sync`, the local copy and the record are flushed to disk
+    /// first (an error then is the caller's: a promise rests on it).
+    pub fn mark_finished(&mut self, sync: bool) -> std::io::Result<()> {
+        self.durable = Durable::Finished;
+        let Some(j) = self.journal.clone() else {
+            return Ok(());
+        };
+        j.finished(&self.file, sync, |r| self.snapshot(r))
+    }
+
+    /// The local copy (tests change it behind the staging's back).
+    #[cfg(test)]
+    pub fn local_file(&self) -> &File {
+        &self.file
+    }
+
+    /// Its journal record as it stands, if it has one.
+    pub fn journal_record(&self) -> Option<Record> {
+        self.journal.as_deref().map(Entry::record)
+    }
+
+    /// Where its journal record is, if it has one.
+    pub fn journal_path(&self) -> Option<&std::path::Path> {
+        self.journal.as_deref().map(Entry::path)
+    }
+
+    /// Leaves its journal on disk for the next start (or `blobmount recover`) to finish: its
+    /// content could not be committed or saved elsewhere.
+    pub fn keep_journal(&mut self) {
+        self.journal = None;
+    }
+
+    /// Nothing of this file is to be finished after a restart (it will never be committed, or
+    /// its data is saved elsewhere): its journal goes, the local copy stays usable.
+    pub fn discard_journal(&mut self) {
+        if let Some(j) = self.journal.take() {
+            j.remove();
+        }
     }
 
     /// Bytes written here and not in the service yet (blocks dirty or being uploaded).
@@ -191,6 +284,7 @@ impl Staging {
     /// Sets (or removes) a metadata entry of the new version (chmod, utimes); applied at the
     /// next commit.
     pub fn set_meta(&mut self, key: &str, value: Option<String>) {
+        self.journal_unfinished();
         match value {
             Some(v) => self.metadata.insert(key.to_string(), v),
             None => self.metadata.remove(key),
@@ -210,6 +304,12 @@ impl Staging {
         // Block ids were the old blob's: untouched ranges are copied from the new one instead.
         self.committed_ids.clear();
         self.blocks.clear();
+        if let Some(j) = &self.journal {
+            j.update(|r| {
+                r.sent.clear();
+                self.snapshot(r);
+            });
+        }
     }
 
     /// The file as it stands, in the form listings and HEADs give (for attributes).
@@ -269,7 +369,11 @@ impl Staging {
         if !covered && !self.local.contains(&index) {
             self.load_base(index).await?;
         }
-        self.local.insert(index);
+        self.journal_unfinished();
+        if self.local.insert(index) {
+            // Before its bytes are written: the record never misses a local block.
+            self.journal_update();
+        }
         let permit = self.reserve(index, busy).await;
         self.blocks.insert(index, Block::Dirty(Some(permit)));
         Ok(())
@@ -313,6 +417,7 @@ impl Staging {
             }
         }
         self.base = None;
+        self.journal_update();
         Ok(())
     }
 
@@ -401,6 +506,7 @@ impl Staging {
                 .await
                 .map_err(|e| (pos, e))?;
             let seg = &data[at..(seg_end - offset) as usize];
+            self.journal_unfinished();
             self.write_local(pos, Bytes::copy_from_slice(seg))
                 .await
                 .map_err(|e| (pos, e))?;
@@ -431,20 +537,38 @@ impl Staging {
                 continue; // truncated away
             }
             let id = self.new_id();
-            let (client, blob, file, id2) = (
-                self.client.clone(),
-                self.blob.clone(),
-                self.file.clone(),
-                id.clone(),
-            );
-            let handle = tokio::spawn(async move {
-                let _permit = permit; // the budget share is released when the upload ends
-                client
-                    .put_block_from_file(&blob, &id2, file, start, len)
-                    .await
-            });
+            let handle = self.spawn_upload(index, &id, start, len, permit);
             self.blocks.insert(index, Block::Uploading(id, handle));
         }
+    }
+
+    /// Starts Put Block of block `index` (`len` bytes at `start` of the local copy) as `id`,
+    /// holding `permit` (its budget share) until it ends; once sent, the journal records it.
+    pub(super) fn spawn_upload(
+        &self,
+        index: u64,
+        id: &str,
+        start: u64,
+        len: u64,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> JoinHandle<Result<(), BlobError>> {
+        let (client, blob, file, id) = (
+            self.client.clone(),
+            self.blob.clone(),
+            self.file.clone(),
+            id.to_string(),
+        );
+        let journal = self.journal.clone();
+        tokio::spawn(async move {
+            let _permit = permit; // the budget share is released when the upload ends
+            let md5 = client
+                .put_block_from_file(&blob, &id, file, start, len)
+                .await?;
+            if let Some(j) = journal {
+                j.sent(index, &id, len, &md5);
+            }
+            Ok(())
+        })
     }
 
     /// Reads what the file holds now: written blocks from the local copy, the rest from the
@@ -506,6 +630,7 @@ impl Staging {
         if self.grid.extent(index).0 != boundary {
             self.touch(index, false, index..=index).await?;
         }
+        self.journal_unfinished();
         let file = self.file.clone();
         let (local_end, new_len) = (self.size.min(size), size);
         tokio::task::spawn_blocking(move || {
@@ -528,7 +653,17 @@ impl Staging {
         );
         self.size = size;
         self.mtime = SystemTime::now();
+        self.journal_update();
         Ok(())
+    }
+}
+
+impl Drop for Staging {
+    /// A staging dropped while the process lives is done with (committed, saved elsewhere, or
+    /// never to be committed): its journal goes, unless it was handed on with
+    /// [`Staging::keep_journal`]. A process that dies drops nothing: its journal stays.
+    fn drop(&mut self) {
+        self.discard_journal();
     }
 }
 

@@ -37,6 +37,7 @@ impl Env {
             budget: self.budget.clone(),
             dir: self.dir.path().to_path_buf(),
             grid: crate::fs::upload::Grid::new(BS),
+            journal: None,
         };
         area.stage(name.into(), existing, truncate, HashMap::new())
             .unwrap()

@@ -1,0 +1,467 @@
+//! Finishing what a mount that is gone (kill -9, an OOM kill, a power cut) left in its staging
+//! journal: at the next mount of the same container, in the background, or with
+//! `blobmount recover`.
+//!
+//! For each file in a journal directory nobody holds any more (see
+//! [`super::upload::journal`]):
+//! - content the program had finished (closed or fsynced) is committed under its name, with
+//!   the condition it was written under (the version it started from, or must-not-exist),
+//!   sending only the blocks the service does not still hold uncommitted;
+//! - content written after the last close or fsync is committed beside the blob as
+//!   `NAME.partial-<UTC>`, never over it;
+//! - a blob changed by someone else meanwhile keeps their version; this content goes to
+//!   `NAME.conflict-<UTC>`;
+//! - a commit whose answer was lost before the mount died is recognised as done (its block
+//!   ids are unique to the upload);
+//! - a record from another format version, or damaged, is refused with the reason and left in
+//!   place, untouched; so is a file whose commit fails now (tried again at the next start).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::stream::{self, StreamExt};
+
+use super::upload::journal::JournalDir;
+use super::upload::StagingArea;
+
+/// Files resumed at once (each within the write budget).
+const AT_ONCE: usize = 4;
+
+/// What a resume did, for the log, the status line and the metrics.
+#[derive(Debug, Default)]
+pub struct ResumeProgress {
+    /// Files found in journals left behind.
+    pub found: AtomicU64,
+    /// Of them, finished: committed under their name (or found committed already).
+    pub committed: AtomicU64,
+    /// Saved beside their blob (`.partial-`: unfinished, `.conflict-`: changed meanwhile).
+    pub saved_beside: AtomicU64,
+    /// Refused (another format, damaged) or failed: left in place for the next start.
+    pub left: AtomicU64,
+    /// Blocks found in the service and not sent again, and blocks sent.
+    pub blocks_kept: AtomicU64,
+    pub blocks_sent: AtomicU64,
+}
+
+impl ResumeProgress {
+    /// Files found and not done yet.
+    pub fn pending(&self) -> u64 {
+        let done = self.committed.load(Ordering::Relaxed)
+            + self.saved_beside.load(Ordering::Relaxed)
+            + self.left.load(Ordering::Relaxed);
+        self.found.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// One line for the log and `systemctl status`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} file(s) left by an earlier mount: {} committed, {} saved beside their blob, {} left in place, {} to go ({} block(s) found in the service, {} sent)",
+            self.found.load(Ordering::Relaxed),
+            self.committed.load(Ordering::Relaxed),
+            self.saved_beside.load(Ordering::Relaxed),
+            self.left.load(Ordering::Relaxed),
+            self.pending(),
+            self.blocks_kept.load(Ordering::Relaxed),
+            self.blocks_sent.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Finishes the files of every journal directory under `container_dir` that nobody holds
+/// (`except`: this mount's own), a few at once. Returns once all are done or left in place.
+pub async fn resume_all(
+    area: &StagingArea,
+    container_dir: &Path,
+    except: Option<&Path>,
+    progress: &ResumeProgress,
+) {
+    for path in JournalDir::others(container_dir, except) {
+        match JournalDir::adopt(&path) {
+            Ok(Some(dir)) => resume_dir(area, dir, progress).await,
+            Ok(None) => tracing::debug!("journal {} belongs to a running mount", path.display()),
+            Err(e) => tracing::warn!("cannot open the journal {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Finishes the files of one adopted journal directory, then removes it if nothing is left.
+async fn resume_dir(area: &StagingArea, dir: JournalDir, progress: &ResumeProgress) {
+    let entries = dir.entries();
+    if entries.is_empty() {
+        dir.remove_if_empty();
+        return;
+    }
+    progress
+        .found
+        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+    tracing::info!(
+        "resuming {} file(s) a mount that stopped left in its journal {}",
+        entries.len(),
+        dir.path().display()
+    );
+    let boot_id = dir.boot_id().to_string();
+    stream::iter(entries)
+        .for_each_concurrent(AT_ONCE, |(record, opened)| {
+            let boot_id = boot_id.clone();
+            async move {
+                match opened {
+                    Ok((file, entry)) => resume_one(area, file, entry, &boot_id, progress).await,
+                    Err(why) => {
+                        progress.left.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            "journal record {} refused: {why}; it is left in place, untouched",
+                            record.display()
+                        );
+                    }
+                }
+            }
+        })
+        .await;
+    tracing::info!("{}", progress.summary());
+    let path: PathBuf = dir.path().to_path_buf();
+    if !dir.remove_if_empty() {
+        tracing::warn!(
+            "the journal {} still holds files that could not be finished (see above): tried again at the next start, or with `blobmount recover`",
+            path.display()
+        );
+    }
+}
+
+async fn resume_one(
+    area: &StagingArea,
+    file: std::fs::File,
+    entry: super::upload::journal::Entry,
+    boot_id: &str,
+    progress: &ResumeProgress,
+) {
+    let record = entry.path().to_path_buf();
+    let left = |why: String| {
+        progress.left.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "cannot finish the file of journal record {}: {why}; left in place for the next start",
+            record.display()
+        );
+    };
+    if entry.record().durable == super::upload::journal::Durable::Committed {
+        // Committed before the mount stopped: nothing to do.
+        progress.committed.fetch_add(1, Ordering::Relaxed);
+        entry.remove();
+        return;
+    }
+    let reopened = match area.reopen(file, entry, boot_id).await {
+        Ok(r) => r,
+        Err(e) => return left(e.to_string()),
+    };
+    let mut s = reopened.staging;
+    let blob = s.blob().to_string();
+    progress
+        .blocks_kept
+        .fetch_add(reopened.blocks_kept, Ordering::Relaxed);
+    progress
+        .blocks_sent
+        .fetch_add(reopened.blocks_to_send, Ordering::Relaxed);
+    if !reopened.finished {
+        match s.save_as_sibling("partial").await {
+            Ok(sibling) => {
+                progress.saved_beside.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    blob,
+                    "resumed: written after its last close or fsync when the mount stopped (unfinished): \
+                     the blob keeps its version, this content was saved as {sibling:?}"
+                );
+            }
+            Err(e) => {
+                s.keep_journal();
+                left(format!(
+                    "saving its unfinished content beside {blob:?} failed: {e}"
+                ))
+            }
+        }
+        return;
+    }
+    s.send_within_budget().await;
+    match s.commit().await {
+        Ok(_) => {
+            progress.committed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                blob,
+                "resumed: committed ({} block(s) were in the service already, {} sent)",
+                reopened.blocks_kept,
+                reopened.blocks_to_send
+            );
+        }
+        Err(e) if e.is_conflict() => match s.save_as_sibling("conflict").await {
+            Ok(sibling) => {
+                progress.saved_beside.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    blob,
+                    "resumed: the blob was changed by someone else since this file was written ({e}); \
+                     their version was kept, and this file's content was saved as {sibling:?}"
+                );
+            }
+            Err(e2) => {
+                s.keep_journal();
+                left(format!(
+                    "{blob:?} was changed by someone else meanwhile ({e}), and saving this content beside it failed: {e2}"
+                ))
+            }
+        },
+        Err(e) => {
+            s.keep_journal();
+            left(format!("committing {blob:?} failed: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::fake::{FakeClient, Fault, Op};
+    use crate::blob::BlobClient;
+    use crate::fs::upload::journal::{Durable, JournalDir};
+    use crate::fs::upload::{Grid, Staging, WriteBudget};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    const BS: u64 = 1000;
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
+            .collect()
+    }
+
+    struct Env {
+        fake: Arc<FakeClient>,
+        staging_dir: tempfile::TempDir,
+    }
+
+    impl Env {
+        fn new() -> Env {
+            Env {
+                fake: Arc::new(FakeClient::new()),
+                staging_dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn container_dir(&self) -> PathBuf {
+            self.staging_dir.path().join("journal").join("c")
+        }
+
+        /// A mount's staging area, with a journal (`Some`) or, for the resume, without.
+        fn area(&self, journal: Option<JournalDir>) -> StagingArea {
+            StagingArea {
+                client: self.fake.clone(),
+                budget: WriteBudget::new(64 * BS),
+                dir: self.staging_dir.path().to_path_buf(),
+                grid: Grid::new(BS),
+                journal: journal.map(Arc::new),
+            }
+        }
+
+        /// A mount that writes `name` (from scratch, or over its current version) with
+        /// `write`, then dies: its journal is left behind as the write left it.
+        async fn crash_after(&self, name: &str, write: impl AsyncFnOnce(&mut Staging)) {
+            let area = self.area(Some(JournalDir::create(&self.container_dir()).unwrap()));
+            let existing = self
+                .fake
+                .properties(name)
+                .await
+                .ok()
+                .map(|p| (Arc::from(p.etag.as_str()), p.size));
+            let mut s = area
+                .stage(name.into(), existing, true, HashMap::new())
+                .unwrap();
+            write(&mut s).await;
+            // The uploads under way finish (or not) as the process dies; nothing else runs.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            std::mem::forget(s);
+        }
+
+        async fn resume(&self) -> ResumeProgress {
+            let progress = ResumeProgress::default();
+            resume_all(&self.area(None), &self.container_dir(), None, &progress).await;
+            progress
+        }
+
+        fn records(&self) -> usize {
+            JournalDir::others(&self.container_dir(), None)
+                .iter()
+                .flat_map(|d| std::fs::read_dir(d).unwrap())
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "json")
+                })
+                .count()
+        }
+    }
+
+    fn n(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_finished_file_is_committed_sending_only_the_blocks_the_service_lacks() {
+        let env = Env::new();
+        let data = pattern(5 * BS as usize + 17, 1);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(true).unwrap();
+        })
+        .await;
+        assert!(env.fake.blob("f").is_none());
+        let sent_before = env.fake.bytes_uploaded();
+        let puts_before = env.fake.count(Op::PutBlock);
+        let p = env.resume().await;
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        // Blocks 0-4 went up while the writer moved past them; only the last one is sent.
+        assert_eq!(n(&p.blocks_kept), 5);
+        assert_eq!(n(&p.blocks_sent), 1);
+        assert_eq!(env.fake.count(Op::PutBlock) - puts_before, 1);
+        assert_eq!(env.fake.bytes_uploaded() - sent_before, 17);
+        assert_eq!((n(&p.committed), n(&p.left), p.pending()), (1, 0, 0));
+        assert_eq!(env.records(), 0);
+        assert!(JournalDir::others(&env.container_dir(), None).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_block_changed_after_it_was_sent_is_sent_again() {
+        let env = Env::new();
+        let mut data = pattern(3 * BS as usize, 2);
+        let changed = data.clone();
+        env.crash_after("f", async |s| {
+            s.write(0, &changed).await.unwrap();
+            // Block 0 was sent; its local bytes change (a write the record does not show
+            // yet, as after a crash between the write and the record).
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            s.mark_finished(false).unwrap();
+            use std::os::unix::fs::FileExt;
+            s.local_file().write_all_at(b"XYZ", 10).unwrap();
+        })
+        .await;
+        data[10..13].copy_from_slice(b"XYZ");
+        let p = env.resume().await;
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        assert_eq!(
+            n(&p.blocks_kept),
+            1,
+            "block 1 only: block 0's bytes are not those sent"
+        );
+        assert_eq!(n(&p.blocks_sent), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_answer_was_lost_is_recognised_and_not_copied() {
+        let env = Env::new();
+        let data = pattern(2 * BS as usize + 3, 3);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(false).unwrap();
+            env.fake
+                .inject_next(Op::PutBlockList, Fault::LoseAnswerAndGiveUp);
+            assert!(s.commit().await.is_err());
+        })
+        .await;
+        // It landed; the mount died before it knew.
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        let p = env.resume().await;
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        assert_eq!((n(&p.committed), n(&p.saved_beside), n(&p.left)), (1, 0, 0));
+        assert_eq!(env.fake.names(), vec!["f".to_string()], "no conflict copy");
+    }
+
+    #[tokio::test]
+    async fn unfinished_content_goes_beside_the_blob_which_keeps_its_version() {
+        let env = Env::new();
+        env.fake.put("f", b"old".to_vec());
+        let data = pattern(2 * BS as usize + 9, 4);
+        env.crash_after("f", async |s| s.write(0, &data).await.unwrap())
+            .await;
+        let p = env.resume().await;
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), b"old");
+        let names = env.fake.names();
+        let partial = names
+            .iter()
+            .find(|n| n.starts_with("f.partial-"))
+            .unwrap_or_else(|| panic!("{names:?}"));
+        assert_eq!(env.fake.blob(partial).unwrap().0.as_ref(), &data[..]);
+        assert_eq!((n(&p.saved_beside), n(&p.left)), (1, 0));
+        assert_eq!(env.records(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_blob_changed_meanwhile_keeps_the_other_version() {
+        let env = Env::new();
+        let data = pattern(BS as usize * 2, 5);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(false).unwrap();
+        })
+        .await;
+        env.fake.put("f", b"theirs".to_vec());
+        let p = env.resume().await;
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), b"theirs");
+        let names = env.fake.names();
+        let copy = names
+            .iter()
+            .find(|n| n.starts_with("f.conflict-"))
+            .unwrap_or_else(|| panic!("{names:?}"));
+        assert_eq!(env.fake.blob(copy).unwrap().0.as_ref(), &data[..]);
+        assert_eq!(n(&p.saved_beside), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_resume_leaves_the_record_for_the_next_start() {
+        let env = Env::new();
+        let data = pattern(BS as usize + 1, 6);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(false).unwrap();
+        })
+        .await;
+        env.fake
+            .fail_next(Op::PutBlockList, crate::blob::ErrorKind::Forbidden);
+        let p = env.resume().await;
+        assert_eq!(n(&p.left), 1);
+        assert!(env.fake.blob("f").is_none());
+        assert_eq!(env.records(), 1, "left in place");
+        // The next start finishes it.
+        let p = env.resume().await;
+        assert_eq!(n(&p.committed), 1);
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        assert_eq!(env.records(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_committed_record_is_only_cleaned_and_a_running_mounts_journal_is_not_touched() {
+        let env = Env::new();
+        let data = pattern(10, 7);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(false).unwrap();
+            s.commit().await.unwrap();
+            assert_eq!(s.journal_record().unwrap().durable, Durable::Committed);
+        })
+        .await;
+        // A mount running now holds its own journal.
+        let running = JournalDir::create(&env.container_dir()).unwrap();
+        let area = StagingArea {
+            journal: Some(Arc::new(running)),
+            ..env.area(None)
+        };
+        let mut s = area.stage("g".into(), None, true, HashMap::new()).unwrap();
+        s.write(0, b"in progress").await.unwrap();
+        let puts = env.fake.count(Op::PutBlockList) + env.fake.count(Op::PutBlob);
+        let p = env.resume().await;
+        assert_eq!((n(&p.found), n(&p.committed)), (1, 1));
+        assert_eq!(
+            env.fake.count(Op::PutBlockList) + env.fake.count(Op::PutBlob),
+            puts
+        );
+        assert!(env.fake.blob("g").is_none(), "not the running mount's file");
+        assert_eq!(env.records(), 1, "the running mount's record stays");
+    }
+}
