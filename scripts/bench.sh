@@ -31,6 +31,7 @@
 #   BENCH_WORKLOADS="read write names tree git"   which groups to run
 #   BENCH_SIZE_MIB=1024 BENCH_READERS_MIB=256 BENCH_WRITE_MIB=1024 BENCH_LS_ENTRIES=10000
 #   BENCH_TREE_FILES=1500 BENCH_FIO_SECS=10
+#   BENCH_LIMIT_SECS=600    longest `ls -l` (rclone's can take hours: noted failed beyond)
 #   BENCH_MOUNT_ARGS=""     extra `blobmount mount` options (e.g. "--cache-size 2G")
 #   BENCH_CACHE_BUDGET_MIB  cache budget for the RSS target (default: --cache-size in
 #                           BENCH_MOUNT_ARGS, else the default shown by `blobmount mount --help`)
@@ -47,6 +48,8 @@
 #                           the CPU Azurite spends serving a read (perf), on the cores the mount,
 #                           the link and rclone need too; Azure costs a client no CPU. "" for
 #                           V8's defaults. Every row (raw, blobmount, rclone) meets the same one.
+# Each label (loopback, the link, rclone) is measured on a fresh Azurite, seeded alike: one that
+# has served the labels before is slower (it keeps everything in memory).
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
 set -euo pipefail
 
@@ -58,6 +61,7 @@ WRITE_MIB=${BENCH_WRITE_MIB:-1024}
 LS_ENTRIES=${BENCH_LS_ENTRIES:-10000}
 TREE_FILES=${BENCH_TREE_FILES:-1500}
 FIO_SECS=${BENCH_FIO_SECS:-10}
+LIMIT=${BENCH_LIMIT_SECS:-600}
 WORKLOADS=" ${BENCH_WORKLOADS:-read write names tree git} "
 LINK=${BENCH_LINK-10ms 100M}
 LOOPBACK=${BENCH_LOOPBACK:-1}
@@ -149,24 +153,32 @@ if [ -n "$LINK" ]; then
     cargo build --release --quiet --example link
 fi
 
-AZURITE_NODE_FLAGS=${BENCH_AZURITE_NODE_FLAGS---initial-old-space-size=4096} start_azurite "$WORK"
-ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
-
-seed() { node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" "$@"; }
-say "seeding the container (direct, not through the link)"
-seed --random rtt.bin 100
-if wants read; then
-    seed --random big.bin $((SIZE_MIB * MIB))
-    for i in 0 1 2 3; do seed --random "r$i.bin" $((READERS_MIB * MIB)); done
-    seed --random rnd4k.bin $((READERS_MIB * MIB))
-    seed --random rnd256k.bin $((READERS_MIB * MIB))
-fi
-if wants names; then
-    seed --many "dir/f" "$LS_ENTRIES"
-    seed --many "sparse/f" 3
-fi
-# A container SAS from the SDK: an independent signer, for curl and the mount.
-SAS_URL=$(seed --sas racwdl 4)
+# --- the link ---------------------------------------------------------------------------
+LINK_URL= LINK_TEXT=
+start_link() {
+    read -r LINK_RTT LINK_RATE <<<"$LINK"
+    LINK_RATE=${LINK_RATE:-100M}
+    "$ROOT/target/release/examples/link" --upstream "127.0.0.1:$PORT" --rtt "$LINK_RTT" \
+        --conn-rate "$LINK_RATE" </dev/null >"$WORK/link.out" 2>&1 &
+    LINK_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^listening on' "$WORK/link.out" 2>/dev/null && break
+        kill -0 "$LINK_PID" 2>/dev/null || { cat "$WORK/link.out" >&2; die "the link exited"; }
+        sleep 0.1
+    done
+    LPORT=$(awk '/^listening on/ { n = split($3, a, ":"); print a[n] }' "$WORK/link.out")
+    [ -n "$LPORT" ] || die "the link did not start"
+    # The SAS signs no host or port: the same URL through the link's port.
+    LINK_URL=${SAS_URL/127.0.0.1:$PORT\//127.0.0.1:$LPORT\/}
+    LINK_TEXT="a link of $LINK_RTT round trip and $LINK_RATE/s per connection"
+    say "link on 127.0.0.1:$LPORT: $LINK_TEXT"
+}
+# Stops the link; LINK_CONNS and LINK_PEAK are what it served (connections opened, at most open).
+stop_link() {
+    stop_pid "$LINK_PID"
+    LINK_PID=
+    read -r _ LINK_CONNS _ LINK_PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
+}
 
 if wants tree; then
     say "making a tree of $TREE_FILES small files"
@@ -184,41 +196,57 @@ if wants write; then
     head -c $((WRITE_MIB * MIB)) /dev/urandom >"$WORK/write.bin"
 fi
 
-# --- the link ---------------------------------------------------------------------------
-LINK_URL= LINK_TEXT=
-if [ -n "$LINK" ]; then
-    read -r LINK_RTT LINK_RATE <<<"$LINK"
-    LINK_RATE=${LINK_RATE:-100M}
-    "$ROOT/target/release/examples/link" --upstream "127.0.0.1:$PORT" --rtt "$LINK_RTT" \
-        --conn-rate "$LINK_RATE" </dev/null >"$WORK/link.out" 2>&1 &
-    LINK_PID=$!
-    for ((i = 0; i < 100; i++)); do
-        grep -q '^listening on' "$WORK/link.out" 2>/dev/null && break
-        kill -0 "$LINK_PID" 2>/dev/null || { cat "$WORK/link.out" >&2; die "the link exited"; }
-        sleep 0.1
-    done
-    LPORT=$(awk '/^listening on/ { n = split($3, a, ":"); print a[n] }' "$WORK/link.out")
-    [ -n "$LPORT" ] || die "the link did not start"
-    # The SAS signs no host or port: the same URL through the link's port.
-    LINK_URL=${SAS_URL/127.0.0.1:$PORT\//127.0.0.1:$LPORT\/}
-    LINK_TEXT="a link of $LINK_RTT round trip and $LINK_RATE/s per connection"
-    say "link on 127.0.0.1:$LPORT: $LINK_TEXT"
-fi
-
 blob_url() { # blob_url CONTAINER_SAS_URL NAME
     echo "${1%%\?*}/$2?${1#*\?}"
 }
 
-# Azurite's first read of a blob just uploaded costs it about twice the CPU of later reads
-# (measured: 3.4 s against 1.7-2.0 s of its CPU per GiB), and on two cores that CPU is the
-# ceiling: whichever workload came first would pay for it. Each big blob is read once, on
-# loopback and unmeasured, so every workload meets the same, settled Azurite.
-if wants read; then
-    say "warming Azurite up: one direct read of each big blob"
-    for b in big.bin r0.bin r1.bin r2.bin r3.bin rnd4k.bin rnd256k.bin; do
-        curl -sS --noproxy '*' -o /dev/null "$(blob_url "$SAS_URL" "$b")"
-    done
-fi
+# --- the service -----------------------------------------------------------------------------
+# Azurite in memory, seeded, and the link in front of it. Each label (loopback, the link,
+# rclone) gets a fresh one, seeded alike: Azurite keeps everything in memory and slows down as
+# it fills (its listings and reads, measured, and so does its garbage collector), so a label
+# measured after others would meet a slower service than the first.
+seed() { node scripts/demo-seed.mjs "$ENDPOINT" "$CONTAINER" "$@"; }
+SERVICE_USED=
+fresh_service() {
+    [ -z "$LINK_PID" ] || stop_link
+    [ -z "$AZURITE_PID" ] || stop_pid "$AZURITE_PID"
+    AZURITE_PID=
+    AZURITE_NODE_FLAGS=${BENCH_AZURITE_NODE_FLAGS---initial-old-space-size=4096} start_azurite "$WORK"
+    ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
+    say "seeding the container (direct, not through the link)"
+    seed --random rtt.bin 100
+    if wants read; then
+        seed --random big.bin $((SIZE_MIB * MIB))
+        for i in 0 1 2 3; do seed --random "r$i.bin" $((READERS_MIB * MIB)); done
+        seed --random rnd4k.bin $((READERS_MIB * MIB))
+        seed --random rnd256k.bin $((READERS_MIB * MIB))
+    fi
+    if wants names; then
+        seed --many "dir/f" "$LS_ENTRIES"
+        seed --many "sparse/f" 3
+    fi
+    # A container SAS from the SDK: an independent signer, for curl and the mount.
+    SAS_URL=$(seed --sas racwdl 4)
+    [ -z "$LINK" ] || start_link
+    # Azurite's first read of a blob just uploaded costs it about twice the CPU of later reads
+    # (measured: 3.4 s against 1.7-2.0 s of its CPU per GiB), and on two cores that CPU is the
+    # ceiling: whichever workload came first would pay for it. Each big blob is read once, on
+    # loopback and unmeasured, so every workload meets the same, settled Azurite.
+    if wants read; then
+        say "warming Azurite up: one direct read of each big blob"
+        for b in big.bin r0.bin r1.bin r2.bin r3.bin rnd4k.bin rnd256k.bin; do
+            curl -sS --noproxy '*' -o /dev/null "$(blob_url "$SAS_URL" "$b")"
+        done
+    fi
+    SERVICE_USED=
+}
+# A label about to be measured: on a fresh service, unless nothing has used this one yet.
+fresh_for_label() {
+    [ -z "$SERVICE_USED" ] || fresh_service
+    SERVICE_USED=1
+}
+
+fresh_service
 
 # --- raw baselines ----------------------------------------------------------------------------
 declare -A T REQS CPU AZCPU LNCPU
@@ -407,9 +435,11 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         say "$LABEL: ls -l of $LS_ENTRIES entries"
         stat "$MNT/dir" >/dev/null # its own lookup, before: the listing is what is counted
         begin
-        n=$(ls -l "$MNT/dir" | wc -l)
+        # Limited: with --dir-cache-time 1s, rclone lists the directory again for each entry
+        # once a listing takes longer than that (hours for 10,000 entries); it is noted failed.
+        n=$(timeout "$LIMIT" ls -l "$MNT/dir" | wc -l) || T[$LABEL,ls_failed]=1
         end ls
-        [ "$n" = $((LS_ENTRIES + 1)) ] || die "ls -l showed $((n - 1)) of $LS_ENTRIES entries"
+        [ -n "${T[$LABEL,ls_failed]:-}" ] || [ "$n" = $((LS_ENTRIES + 1)) ] || die "ls -l showed $((n - 1)) of $LS_ENTRIES entries"
         say "$LABEL: stat of 1,000 missing names"
         begin
         perl -e 'for (1 .. 1000) { stat("$ARGV[0]/missing-$_") and die "missing-$_ exists\n" }' "$MNT/sparse"
@@ -470,6 +500,7 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
 }
 
 if [ "$LOOPBACK" = 1 ] || [ -z "$LINK" ]; then
+    fresh_for_label
     raw_baselines loop "$SAS_URL"
     workloads loop mount_blobmount "$SAS_URL"
 fi
@@ -500,16 +531,20 @@ if [ "${BENCH_FUSE_STUDY:-0}" = 1 ]; then
 fi
 
 if [ -n "$LINK" ]; then
+    fresh_for_label
     raw_baselines link "$LINK_URL"
     workloads link mount_blobmount "$LINK_URL"
+    # What the link served blobmount's label (the rclone label gets a link of its own).
+    stop_link
+    CONNS=$LINK_CONNS PEAK=$LINK_PEAK
     if [ "$RCLONE" != 0 ] && command -v rclone >/dev/null 2>&1; then
         : >"$WORK/rclone.conf"
         printf '[bench]\ntype = azureblob\n' >"$WORK/rclone.conf"
+        fresh_service
+        SERVICE_USED=1
         workloads rclone mount_rclone "$LINK_URL"
     fi
-    stop_pid "$LINK_PID"
-    LINK_PID=
-    read -r _ CONNS _ PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
+    [ -z "$LINK_PID" ] || stop_link
 fi
 
 # --- the table ----------------------------------------------------------------------------
