@@ -118,15 +118,16 @@ fn killed_during_commit(fx: &Fixture, staging: &Path, name: &str, data: &[u8]) {
     );
     w.close();
     // The close has begun its commit (the record says the content is finished), and the
-    // answers to the blocks sent while writing have come (the record lists them).
+    // answers to the blocks sent while writing have come (the journal lists them).
     let finished = || {
         records(staging).iter().any(|r| {
             let Ok(text) = std::fs::read_to_string(r) else {
                 return false;
             };
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            v["durable"] == "finished"
-                && v["sent"].as_object().is_some_and(|m| m.len() == moved_past)
+            // The blocks sent are appended beside the record, one line each.
+            let sent = std::fs::read_to_string(r.with_extension("sent")).unwrap_or_default();
+            v["durable"] == "finished" && sent.lines().count() == moved_past
         })
     };
     assert!(wait_until(Duration::from_secs(30), finished), "{}", m.log());

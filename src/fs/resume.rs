@@ -16,12 +16,13 @@
 //! - a record from another format version, or damaged, is refused with the reason and left in
 //!   place, untouched; so is a file whose commit fails now (tried again at the next start).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::stream::{self, StreamExt};
 
-use super::upload::journal::JournalDir;
+use super::upload::journal::{Durable, Entry, JournalDir};
 use super::upload::StagingArea;
 
 /// Files resumed at once (each within the write budget).
@@ -85,7 +86,11 @@ pub async fn resume_all(
 }
 
 /// Finishes the files of one adopted journal directory, then removes it if nothing is left.
+/// Records of one blob are finished one after another, newest first (the newest content gets
+/// the name; an older one, whose condition no longer holds, goes to a conflict copy);
+/// different blobs a few at once.
 async fn resume_dir(area: &StagingArea, dir: JournalDir, progress: &ResumeProgress) {
+    dir.remove_strays();
     let entries = dir.entries();
     if entries.is_empty() {
         dir.remove_if_empty();
@@ -99,20 +104,30 @@ async fn resume_dir(area: &StagingArea, dir: JournalDir, progress: &ResumeProgre
         entries.len(),
         dir.path().display()
     );
+    let mut by_blob: BTreeMap<String, Vec<(std::fs::File, Entry)>> = BTreeMap::new();
+    for (record, opened) in entries {
+        match opened {
+            Ok((file, entry)) => by_blob
+                .entry(entry.record().blob)
+                .or_default()
+                .push((file, entry)),
+            Err(why) => {
+                progress.left.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "journal record {} refused: {why}; it is left in place, untouched",
+                    record.display()
+                );
+            }
+        }
+    }
     let boot_id = dir.boot_id().to_string();
-    stream::iter(entries)
-        .for_each_concurrent(AT_ONCE, |(record, opened)| {
+    stream::iter(by_blob.into_values())
+        .for_each_concurrent(AT_ONCE, |mut group| {
+            group.sort_by_key(|(_, e)| std::cmp::Reverse(e.record().created_ns));
             let boot_id = boot_id.clone();
             async move {
-                match opened {
-                    Ok((file, entry)) => resume_one(area, file, entry, &boot_id, progress).await,
-                    Err(why) => {
-                        progress.left.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(
-                            "journal record {} refused: {why}; it is left in place, untouched",
-                            record.display()
-                        );
-                    }
+                for (file, entry) in group {
+                    resume_one(area, file, entry, &boot_id, progress).await;
                 }
             }
         })
@@ -127,10 +142,12 @@ async fn resume_dir(area: &StagingArea, dir: JournalDir, progress: &ResumeProgre
     }
 }
 
+/// Finishes one file. Whatever does not succeed leaves its record in place (a staging that is
+/// not committed keeps its journal when dropped), to be tried again at the next start.
 async fn resume_one(
     area: &StagingArea,
     file: std::fs::File,
-    entry: super::upload::journal::Entry,
+    entry: Entry,
     boot_id: &str,
     progress: &ResumeProgress,
 ) {
@@ -142,7 +159,7 @@ async fn resume_one(
             record.display()
         );
     };
-    if entry.record().durable == super::upload::journal::Durable::Committed {
+    if entry.record().durable == Durable::Committed {
         // Committed before the mount stopped: nothing to do.
         progress.committed.fetch_add(1, Ordering::Relaxed);
         entry.remove();
@@ -171,10 +188,15 @@ async fn resume_one(
                 );
             }
             Err(e) => {
-                s.keep_journal();
-                left(format!(
-                    "saving its unfinished content beside {blob:?} failed: {e}"
-                ))
+                save_locally(
+                    area,
+                    &mut s,
+                    &blob,
+                    &format!("saving its unfinished content beside it failed ({e})"),
+                    progress,
+                    left,
+                )
+                .await
             }
         }
         return;
@@ -200,16 +222,39 @@ async fn resume_one(
                 );
             }
             Err(e2) => {
-                s.keep_journal();
-                left(format!(
-                    "{blob:?} was changed by someone else meanwhile ({e}), and saving this content beside it failed: {e2}"
-                ))
+                let why = format!("it was changed by someone else meanwhile ({e}), and saving this content beside it failed ({e2})");
+                save_locally(area, &mut s, &blob, &why, progress, left).await
             }
         },
-        Err(e) => {
-            s.keep_journal();
-            left(format!("committing {blob:?} failed: {e}"))
+        Err(e) => left(format!("committing {blob:?} failed: {e}")),
+    }
+}
+
+/// Content that cannot go to the service for good (its sibling cannot be made: e.g. it keeps
+/// ranges of a version that no longer exists) is copied to the local recovery directory, so a
+/// record does not fail at every start; if even that fails, the record stays.
+async fn save_locally(
+    area: &StagingArea,
+    s: &mut super::upload::Staging,
+    blob: &str,
+    why: &str,
+    progress: &ResumeProgress,
+    left: impl Fn(String),
+) {
+    let dir = super::recovery::directory(&area.dir);
+    match super::recovery::save_locally(s, blob, &dir).await {
+        Ok(path) => {
+            progress.saved_beside.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                blob,
+                "resumed: {why}; its content is saved in {}",
+                path.display()
+            );
+            s.discard_journal();
         }
+        Err(e) => left(format!(
+            "{blob:?}: {why}, and a local copy failed too ({e})"
+        )),
     }
 }
 
@@ -262,6 +307,16 @@ mod tests {
         /// A mount that writes `name` (from scratch, or over its current version) with
         /// `write`, then dies: its journal is left behind as the write left it.
         async fn crash_after(&self, name: &str, write: impl AsyncFnOnce(&mut Staging)) {
+            self.crash_after_opening(name, true, write).await
+        }
+
+        /// [`Env::crash_after`], the file opened as it is (`truncate` false) or emptied.
+        async fn crash_after_opening(
+            &self,
+            name: &str,
+            truncate: bool,
+            write: impl AsyncFnOnce(&mut Staging),
+        ) {
             let area = self.area(Some(JournalDir::create(&self.container_dir()).unwrap()));
             let existing = self
                 .fake
@@ -270,7 +325,7 @@ mod tests {
                 .ok()
                 .map(|p| (Arc::from(p.etag.as_str()), p.size));
             let mut s = area
-                .stage(name.into(), existing, true, HashMap::new())
+                .stage(name.into(), existing, truncate, HashMap::new())
                 .unwrap();
             write(&mut s).await;
             // The uploads under way finish (or not) as the process dies; nothing else runs.
@@ -390,6 +445,72 @@ mod tests {
         assert_eq!(env.fake.blob(partial).unwrap().0.as_ref(), &data[..]);
         assert_eq!((n(&p.saved_beside), n(&p.left)), (1, 0));
         assert_eq!(env.records(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_in_place_is_finished_whole_from_its_old_version() {
+        let env = Env::new();
+        let old = pattern(5 * BS as usize, 8);
+        let mut new = old.clone();
+        new[1500..1510].copy_from_slice(b"0123456789");
+        for finished in [false, true] {
+            env.fake.put("f", old.clone());
+            env.crash_after_opening("f", false, async |s| {
+                s.write(1500, b"0123456789").await.unwrap();
+                if finished {
+                    s.mark_finished(false).unwrap();
+                }
+            })
+            .await;
+            let p = env.resume().await;
+            assert_eq!(n(&p.left), 0);
+            let names = env.fake.names();
+            let got = if finished {
+                "f".to_string()
+            } else {
+                let partial = names.iter().find(|n| n.starts_with("f.partial-")).unwrap();
+                assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &old[..]);
+                partial.clone()
+            };
+            // The untouched blocks come from the old version, not from the (sparse) local copy.
+            assert_eq!(
+                env.fake.blob(&got).unwrap().0.as_ref(),
+                &new[..],
+                "finished: {finished}"
+            );
+            env.fake.remove(&got);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resume_cut_off_twice_never_reuses_a_block_id() {
+        let env = Env::new();
+        let data = pattern(4 * BS as usize, 9);
+        env.crash_after("f", async |s| {
+            s.write(0, &data).await.unwrap();
+            s.mark_finished(false).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            // Block 1 changes behind the record's back: sent again at resume, with block 3
+            // (never sent).
+            use std::os::unix::fs::FileExt;
+            s.local_file().write_all_at(b"B", BS).unwrap();
+        })
+        .await;
+        let mut want = data.clone();
+        want[BS as usize] = b'B';
+        // The first resume sends block 1 (its first new id), then fails on block 3.
+        env.fake.inject_next(Op::PutBlock, Fault::LoseAnswer);
+        env.fake
+            .inject_next(Op::PutBlock, Fault::Fail(crate::blob::ErrorKind::Forbidden));
+        let p = env.resume().await;
+        assert_eq!(n(&p.left), 1);
+        assert_eq!(env.fake.pending_faults(), 0);
+        // The second keeps block 1 as the first sent it; block 3 must get an id of its own
+        // (had it the first resume's first id again, it would replace block 1's bytes).
+        let p = env.resume().await;
+        assert_eq!((n(&p.committed), n(&p.blocks_kept)), (1, 3));
+        let (got, _, _) = env.fake.blob("f").unwrap();
+        assert!(got.as_ref() == &want[..], "the blocks are not mixed");
     }
 
     #[tokio::test]

@@ -130,7 +130,11 @@ impl Fs {
         self.forget_page_cache(ino);
         let w = WriteFile::new(staging, FileState::opened(truncate), 0);
         // Another open may have raced us: keep the first.
-        Ok(self.open_files.hold_or_insert(ino, w))
+        let kept = self.open_files.hold_or_insert(ino, w.clone());
+        if !Arc::ptr_eq(&kept, &w) {
+            abandon(&w);
+        }
+        Ok(kept)
     }
 
     /// Ends one hold on a writer; the last one commits and retires it (unless someone took it
@@ -206,7 +210,6 @@ impl Fs {
                     ),
                 }
                 // Refuses further use; the journal (if any) keeps the data for the next start.
-                f.staging.keep_journal();
                 f.state.saved(String::new());
             }
         }
@@ -311,6 +314,7 @@ impl Fs {
             let w = WriteFile::new(staging, FileState::opened(true), 1);
             if !self.open_files.insert_new(ino, &w) {
                 // Someone in this mount is creating it right now.
+                abandon(&w);
                 inodes.forget(ino, 1);
                 restore(&kept);
                 if exclusive {
@@ -618,6 +622,14 @@ impl Fs {
         resized?;
         committed?;
         self.attr_of(ino)
+    }
+}
+
+/// A file being written that nobody used (another open of the same file came first): its
+/// journal goes, or the next start would save its empty content beside the blob.
+fn abandon(w: &WriteFile) {
+    if let Ok(mut f) = w.open.try_lock() {
+        f.staging.discard_journal();
     }
 }
 

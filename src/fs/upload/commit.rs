@@ -483,11 +483,9 @@ impl Staging {
         self.attempt = None;
         self.durable = journal::Durable::Committed;
         if let Some(j) = &self.journal {
-            j.update(|r| {
-                // Committed blocks are not the uncommitted ones a restart looks for.
-                r.sent.clear();
-                self.snapshot(r);
-            });
+            // Committed blocks are not the uncommitted ones a restart looks for.
+            j.forget_sent(|_| false);
+            j.update(|r| self.snapshot(r));
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use super::grid::Grid;
-use super::journal::{Durable, Entry};
+use super::journal::{self, Attempt, Durable, Entry, Record};
 use super::staging::{Base, Block, Staging, StagingArea};
 use crate::blob::BlobError;
 
@@ -52,13 +52,11 @@ impl StagingArea {
             )
         };
         let meta = file.metadata().map_err(io)?;
-        let finished = r.is_finished(boot_id);
+        // The local copy is as long as the file at every point: one of another length (cut
+        // by a power cut) is not the finished content.
+        let finished = r.is_finished(boot_id) && meta.len() == r.size;
         // Unfinished: the local copy as it is (the record may lag behind the last writes).
-        let size = if r.durable == Durable::Unfinished {
-            meta.len()
-        } else {
-            r.size
-        };
+        let size = if finished { r.size } else { meta.len() };
         let grid = Grid::new(r.block_size);
         let count = grid.count(size);
         let file = Arc::new(file);
@@ -76,7 +74,8 @@ impl StagingArea {
         };
         let mut blocks = BTreeMap::new();
         let (mut kept, mut to_send) = (0, 0);
-        for &index in r.local.iter().filter(|i| **i < count) {
+        let local: Vec<u64> = journal::indexes(&r.local).filter(|i| *i < count).collect();
+        for &index in &local {
             let (start, len) = grid.range(index, size);
             let sent = r
                 .sent
@@ -121,10 +120,10 @@ impl StagingArea {
             expect: r.expect.as_deref().map(Into::into),
             grid,
             blocks,
-            local: r.local.iter().copied().filter(|i| *i < count).collect(),
+            local: local.iter().copied().collect(),
             committed_ids: r.committed_ids.clone(),
             upload_id: r.upload_id,
-            next_seq: r.next_seq + ID_GAP,
+            next_seq: last_seq(&r) + ID_GAP,
             metadata: r.metadata.clone().into_iter().collect(),
             mtime: meta
                 .modified()
@@ -134,6 +133,8 @@ impl StagingArea {
             journal: Some(Arc::new(entry)),
             durable: r.durable,
         };
+        // Before anything is sent: a resume cut off in turn starts its ids past these.
+        staging.journal_update();
         Ok(Reopened {
             staging,
             finished,
@@ -141,6 +142,31 @@ impl StagingArea {
             blocks_to_send: to_send,
         })
     }
+}
+
+/// The highest sequence number among the block ids of upload `r.upload_id` the record knows
+/// (sent, committed, or in a commit whose answer was lost), or its `next_seq` if higher: a
+/// block id made before the mount died may be in none of them but is below `next_seq` + the
+/// ids made since its last record write, which [`ID_GAP`] covers.
+fn last_seq(r: &Record) -> u64 {
+    let ours = format!("{:016x}", r.upload_id);
+    let seq_of = |id: &String| {
+        let raw = base64::engine::general_purpose::STANDARD.decode(id).ok()?;
+        let text = std::str::from_utf8(&raw).ok()?;
+        let (upload, seq) = text.split_at_checked(16)?;
+        (upload == ours).then(|| u64::from_str_radix(seq, 16).ok())?
+    };
+    let attempted = r.attempts.iter().flat_map(|a| match a {
+        Attempt::Blocks(ids) => ids.as_slice(),
+        Attempt::Whole { .. } => &[],
+    });
+    r.sent
+        .values()
+        .map(|b| &b.id)
+        .chain(&r.committed_ids)
+        .chain(attempted)
+        .filter_map(seq_of)
+        .fold(r.next_seq, u64::max)
 }
 
 impl Staging {

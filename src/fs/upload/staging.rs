@@ -124,6 +124,14 @@ impl StagingArea {
             Some(dir) => dir.new_data_file(upload_id)?,
             None => tempfile::tempfile_in(&self.dir)?,
         };
+        // As long as the file (sparse: nothing is written), so the local copy's length is the
+        // file's size at every point, as the journal expects.
+        if let Err(e) = file.set_len(size) {
+            if let Some(dir) = &self.journal {
+                dir.remove_data_file(upload_id);
+            }
+            return Err(e);
+        }
         let mut staging = Staging {
             client: self.client.clone(),
             budget: self.budget.clone(),
@@ -184,7 +192,7 @@ impl Staging {
         r.upload_id = self.upload_id;
         r.next_seq = self.next_seq;
         r.committed_ids = self.committed_ids.clone();
-        r.local = self.local.iter().copied().collect();
+        r.local = journal::ranges(self.local.iter().copied());
         r.durable = self.durable;
         r.attempts = self
             .unanswered
@@ -236,12 +244,6 @@ impl Staging {
     /// Where its journal record is, if it has one.
     pub fn journal_path(&self) -> Option<&std::path::Path> {
         self.journal.as_deref().map(Entry::path)
-    }
-
-    /// Leaves its journal on disk for the next start (or `blobmount recover`) to finish: its
-    /// content could not be committed or saved elsewhere.
-    pub fn keep_journal(&mut self) {
-        self.journal = None;
     }
 
     /// Nothing of this file is to be finished after a restart (it will never be committed, or
@@ -305,10 +307,9 @@ impl Staging {
         self.committed_ids.clear();
         self.blocks.clear();
         if let Some(j) = &self.journal {
-            j.update(|r| {
-                r.sent.clear();
-                self.snapshot(r);
-            });
+            // Blocks sent were the old name's.
+            j.forget_sent(|_| false);
+            j.update(|r| self.snapshot(r));
         }
     }
 
@@ -653,17 +654,23 @@ impl Staging {
         );
         self.size = size;
         self.mtime = SystemTime::now();
+        if let Some(j) = &self.journal {
+            j.forget_sent(|i| i < keep);
+        }
         self.journal_update();
         Ok(())
     }
 }
 
 impl Drop for Staging {
-    /// A staging dropped while the process lives is done with (committed, saved elsewhere, or
-    /// never to be committed): its journal goes, unless it was handed on with
-    /// [`Staging::keep_journal`]. A process that dies drops nothing: its journal stays.
+    /// A committed file's journal goes with its staging. Any other stays for the next start
+    /// (a staging dropped while its content is not in the service: a resume cancelled, a
+    /// commit that failed and could not be saved elsewhere); what is never to be committed
+    /// is discarded explicitly ([`Staging::discard_journal`]).
     fn drop(&mut self) {
-        self.discard_journal();
+        if self.durable == Durable::Committed {
+            self.discard_journal();
+        }
     }
 }
 
