@@ -494,23 +494,10 @@ pub(super) async fn uncommitted_blocks(
     c: &RestClient,
     name: &str,
 ) -> Result<Vec<CommittedBlock>, BlobError> {
-    let op = Op::GetBlockList;
-    let url = c.blob_url_with(
-        name,
-        &[("comp", "blocklist"), ("blocklisttype", "uncommitted")],
-    );
-    let result = c
-        .run(op, || async {
-            let resp = c.attempt(Method::GET, op, name, &url, |r| r).await?;
-            let body = c.body_text(op, name, resp).await?;
-            xml::parse_uncommitted_blocks(&body)
-                .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), name, e), None))
-        })
-        .await;
-    match result {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(Vec::new()),
-        r => r,
-    }
+    Ok(uncommitted_list(c, name)
+        .await?
+        .map(|(_, blocks)| blocks)
+        .unwrap_or_default())
 }
 
 /// The ETag Get Block List (uncommitted blocks) answers with: a blob with uncommitted blocks
@@ -519,6 +506,15 @@ pub(super) async fn uncommitted_etag(
     c: &RestClient,
     name: &str,
 ) -> Result<Option<String>, BlobError> {
+    Ok(uncommitted_list(c, name).await?.and_then(|(etag, _)| etag))
+}
+
+/// Get Block List of the uncommitted blocks: the answer's ETag and the blocks, or None when
+/// the blob does not exist at all.
+async fn uncommitted_list(
+    c: &RestClient,
+    name: &str,
+) -> Result<Option<(Option<String>, Vec<CommittedBlock>)>, BlobError> {
     let op = Op::GetBlockList;
     let url = c.blob_url_with(
         name,
@@ -528,8 +524,10 @@ pub(super) async fn uncommitted_etag(
         .run(op, || async {
             let resp = c.attempt(Method::GET, op, name, &url, |r| r).await?;
             let etag = header_str(resp.headers(), "etag").map(str::to_string);
-            c.body_text(op, name, resp).await?;
-            Ok(etag)
+            let body = c.body_text(op, name, resp).await?;
+            let blocks = xml::parse_uncommitted_blocks(&body)
+                .map_err(|e| (BlobError::new(ErrorKind::Other, op.name(), name, e), None))?;
+            Ok(Some((etag, blocks)))
         })
         .await;
     match result {

@@ -188,32 +188,26 @@ struct BlockXml {
 /// Parses a Get Block List answer: the committed blocks, in order (uncommitted ones, if the
 /// answer lists them, are ignored).
 pub fn parse_block_list(body: &str) -> Result<Vec<CommittedBlock>, String> {
-    let parsed: GetBlockListXml = quick_xml::de::from_str(body)
-        .map_err(|e| format!("malformed Get Block List answer: {e}"))?;
-    Ok(parsed
-        .committed
-        .blocks
-        .into_iter()
-        .map(|b| CommittedBlock {
-            id: b.name,
-            size: b.size,
-        })
-        .collect())
+    Ok(blocks_of(parse_get_block_list(body)?.committed))
 }
 
 /// Parses a Get Block List answer's uncommitted blocks (`blocklisttype=uncommitted` or `all`).
 pub fn parse_uncommitted_blocks(body: &str) -> Result<Vec<CommittedBlock>, String> {
-    let parsed: GetBlockListXml = quick_xml::de::from_str(body)
-        .map_err(|e| format!("malformed Get Block List answer: {e}"))?;
-    Ok(parsed
-        .uncommitted
-        .blocks
+    Ok(blocks_of(parse_get_block_list(body)?.uncommitted))
+}
+
+fn parse_get_block_list(body: &str) -> Result<GetBlockListXml, String> {
+    quick_xml::de::from_str(body).map_err(|e| format!("malformed Get Block List answer: {e}"))
+}
+
+fn blocks_of(seq: BlockSeqXml) -> Vec<CommittedBlock> {
+    seq.blocks
         .into_iter()
         .map(|b| CommittedBlock {
             id: b.name,
             size: b.size,
         })
-        .collect())
+        .collect()
 }
 
 /// Parses an RFC 1123 date as the service sends it (`Last-Modified`).
