@@ -339,6 +339,16 @@ mod tests {
             progress
         }
 
+        /// The one blob named `NAME.KIND-…` beside `name` (a partial or conflict copy).
+        fn sibling(&self, name: &str, kind: &str) -> String {
+            let names = self.fake.names();
+            names
+                .iter()
+                .find(|n| n.starts_with(&format!("{name}.{kind}-")))
+                .unwrap_or_else(|| panic!("no {kind} copy of {name} in {names:?}"))
+                .clone()
+        }
+
         fn records(&self) -> usize {
             JournalDir::others(&self.container_dir(), None)
                 .iter()
@@ -437,12 +447,8 @@ mod tests {
             .await;
         let p = env.resume().await;
         assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), b"old");
-        let names = env.fake.names();
-        let partial = names
-            .iter()
-            .find(|n| n.starts_with("f.partial-"))
-            .unwrap_or_else(|| panic!("{names:?}"));
-        assert_eq!(env.fake.blob(partial).unwrap().0.as_ref(), &data[..]);
+        let partial = env.sibling("f", "partial");
+        assert_eq!(env.fake.blob(&partial).unwrap().0.as_ref(), &data[..]);
         assert_eq!((n(&p.saved_beside), n(&p.left)), (1, 0));
         assert_eq!(env.records(), 0);
     }
@@ -464,13 +470,11 @@ mod tests {
             .await;
             let p = env.resume().await;
             assert_eq!(n(&p.left), 0);
-            let names = env.fake.names();
             let got = if finished {
                 "f".to_string()
             } else {
-                let partial = names.iter().find(|n| n.starts_with("f.partial-")).unwrap();
                 assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &old[..]);
-                partial.clone()
+                env.sibling("f", "partial")
             };
             // The untouched blocks come from the old version, not from the (sparse) local copy.
             assert_eq!(
@@ -525,12 +529,8 @@ mod tests {
         env.fake.put("f", b"theirs".to_vec());
         let p = env.resume().await;
         assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), b"theirs");
-        let names = env.fake.names();
-        let copy = names
-            .iter()
-            .find(|n| n.starts_with("f.conflict-"))
-            .unwrap_or_else(|| panic!("{names:?}"));
-        assert_eq!(env.fake.blob(copy).unwrap().0.as_ref(), &data[..]);
+        let copy = env.sibling("f", "conflict");
+        assert_eq!(env.fake.blob(&copy).unwrap().0.as_ref(), &data[..]);
         assert_eq!(n(&p.saved_beside), 1);
     }
 

@@ -391,7 +391,19 @@ impl Entry {
         if st.removed {
             return;
         }
+        let before = st.record.sent.len();
         st.record.sent.retain(|i, _| keep(*i));
+        if st.record.sent.len() == before {
+            // Nothing forgotten (a small file's commit sent none): the file stays as it is.
+            return;
+        }
+        if st.record.sent.is_empty() {
+            match std::fs::remove_file(&self.sent) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => self.warn(&mut st, &e),
+                _ => {}
+            }
+            return;
+        }
         let mut text = String::new();
         for (index, block) in &st.record.sent {
             let line = SentLine {

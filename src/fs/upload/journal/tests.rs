@@ -193,3 +193,27 @@ fn container_directories_have_safe_names_and_no_token() {
         Path::new("/s/journal/127.0.0.1_10000_devstoreaccount1_my-box")
     );
 }
+
+#[test]
+fn forgetting_blocks_sent_rewrites_the_list_only_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = JournalDir::create(dir.path()).unwrap();
+    let _data = j.new_data_file(record().upload_id).unwrap();
+    let mut r = record();
+    r.sent.clear();
+    let entry = j.entry(r).unwrap();
+    let sent = entry.path().with_extension("sent");
+    // Nothing sent, nothing to forget: no file is made.
+    entry.forget_sent(|_| false);
+    assert!(!sent.exists());
+    entry.sent(0, "aWQw", 100, &[0; 16]);
+    entry.sent(1, "aWQx", 100, &[1; 16]);
+    entry.forget_sent(|i| i == 1);
+    let read = || read_record(entry.path()).unwrap().sent;
+    assert_eq!(read().keys().copied().collect::<Vec<_>>(), vec![1]);
+    entry.forget_sent(|_| true);
+    assert_eq!(read().len(), 1);
+    entry.forget_sent(|_| false);
+    assert!(!sent.exists(), "an empty list is no file");
+    assert!(read().is_empty());
+}
