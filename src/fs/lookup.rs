@@ -169,11 +169,16 @@ impl Fs {
     }
 
     /// The blob named `path` (a file, or a directory's marker) and whether anything is under
-    /// `sub` (`path/`: a directory), from List Blobs with `path` as prefix and `/` as
-    /// delimiter: the blob itself is listed first (no other name with the prefix sorts before
-    /// it), everything under it is rolled into the prefix `path/`. One small page answers
-    /// both unless many names sharing the prefix sort before `path/` (`path.1`, `path-2`):
+    /// `sub` (`path/`: a directory), from List Blobs with `path` as prefix and no delimiter:
+    /// the blob itself is listed first (no other name with the prefix sorts before it), then
+    /// names that sort between it and `path/` (`path.1`, `path-2/x`), then the first names
+    /// under `path/`. One small page answers both unless it fills with names in between:
     /// then one more listing, of `path/` itself, says whether anything is under it.
+    ///
+    /// No delimiter: with one, the service rolls everything under `path/` into one prefix,
+    /// and to do so it goes through all of it (Azurite took 1.8-5 s per lookup of a
+    /// directory of 10,000 blobs, against 24 ms without; Azure may answer a page short of
+    /// names, with a continuation, when it has many to skip).
     async fn list_name(
         &self,
         path: &str,
@@ -183,7 +188,7 @@ impl Fs {
             .client
             .list(ListRequest {
                 prefix: path,
-                delimiter: Some("/"),
+                delimiter: None,
                 marker: None,
                 max_results: Some(LOOKUP_PAGE),
             })
@@ -192,9 +197,8 @@ impl Fs {
         // Listings are in name order, and `path` < `path/`: an entry past `path/` settles it.
         // (Only ASCII names are compared: the service's order of other characters is its own.)
         let beyond = |name: &str| name.is_ascii() && sub.is_ascii() && name > sub;
-        let past =
-            page.blobs.iter().any(|b| beyond(&b.name)) || page.prefixes.iter().any(|p| beyond(p));
-        let mut has_children = page.prefixes.iter().any(|p| p == sub);
+        let past = page.blobs.iter().any(|b| beyond(&b.name));
+        let mut has_children = page.blobs.iter().any(|b| b.name.starts_with(sub));
         let blob = page.blobs.into_iter().find(|b| b.name == path);
         if page.next_marker.is_some() && !past && !has_children {
             let under = self

@@ -138,6 +138,25 @@ async fn a_lookup_the_cache_cannot_answer_is_one_list_blobs() {
 }
 
 #[tokio::test]
+async fn a_lookup_of_a_large_directory_asks_for_a_page_of_names_not_for_all_under_it() {
+    // With `/` as delimiter the service goes through all 5,000 names under `big/` to roll
+    // them into one prefix (Azurite took seconds); without, it stops after a page.
+    let (fake, fs) = setup(Duration::from_secs(60));
+    for i in 0..5000 {
+        fake.put(&format!("big/f{i:05}"), "");
+    }
+    fake.put("big-sibling", "x");
+    assert_eq!(lookup(&fs, ROOT_INO, "big").await.unwrap().kind, Kind::Dir);
+    assert_eq!(fake.count(Op::ListBlobs), 1);
+    // A page of 32, and the name after it that says there are more.
+    assert!(
+        fake.names_listed() <= 33,
+        "{} names listed",
+        fake.names_listed()
+    );
+}
+
+#[tokio::test]
 async fn names_probed_one_after_another_cost_one_listing_of_their_directory() {
     let (fake, fs) = setup(Duration::from_secs(60));
     let cases = lookup_cases(&fake);

@@ -25,6 +25,12 @@ const RESERVED: usize = 512;
 const PREFIX: &str = "xattr_";
 const NAMESPACE: &str = "user.";
 
+/// Whether attribute `name` can be kept (a `user.*` one): reads of any other find nothing,
+/// without looking at the file (the FUSE layer answers them at once, see `src/fuse.rs`).
+pub fn is_kept(name: &[u8]) -> bool {
+    key_of(name).is_some()
+}
+
 /// The metadata key of attribute `name` (`user.` included), if it is a `user.*` one.
 fn key_of(name: &[u8]) -> Option<String> {
     let rest = name.strip_prefix(NAMESPACE.as_bytes())?;

@@ -63,6 +63,8 @@ pub struct RandomFaults {
 struct State {
     blobs: BTreeMap<String, FakeBlob>,
     counts: HashMap<Op, u64>,
+    /// Names List Blobs went through, rolled into a prefix or not (see [`FakeClient::names_listed`]).
+    names_listed: u64,
     failures: HashMap<Op, VecDeque<Fault>>,
     random: Option<RandomFaults>,
     /// Requests so far by operation and blob (for random faults).
@@ -130,6 +132,12 @@ impl FakeClient {
 
     pub fn remove(&self, name: &str) {
         self.state.lock().unwrap().blobs.remove(name);
+    }
+
+    /// How many names List Blobs went through so far, those it rolled into a prefix included:
+    /// the service's work, which a delimiter makes as large as everything under the prefix.
+    pub fn names_listed(&self) -> u64 {
+        self.state.lock().unwrap().names_listed
     }
 
     /// How many requests of this kind were made.
@@ -320,17 +328,19 @@ impl FakeClient {
 impl BlobClient for FakeClient {
     async fn list(&self, req: ListRequest<'_>) -> Result<ListPage, BlobError> {
         self.enter(Op::ListBlobs, "List Blobs", req.prefix).await?;
-        let s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
         let max = req.max_results.unwrap_or(5000).max(1) as usize;
         let mut page = ListPage::default();
         // Entries (blobs and prefixes) in name order; the marker is the name to resume at.
         let start = req.marker.unwrap_or(req.prefix);
         let mut last_prefix: Option<String> = None;
         let mut emitted = 0;
+        let mut gone_through = 0;
         for (name, blob) in s.blobs.range(start.to_string()..) {
             if !name.starts_with(req.prefix) {
                 break;
             }
+            gone_through += 1;
             let rest = &name[req.prefix.len()..];
             let entry_prefix = req.delimiter.and_then(|d| {
                 rest.find(d)
@@ -354,6 +364,7 @@ impl BlobClient for FakeClient {
             }
             emitted += 1;
         }
+        s.names_listed += gone_through;
         Ok(page)
     }
 
