@@ -115,8 +115,17 @@ pub enum Ask {
 }
 
 /// Names of a large directory, listed whole before, looked up one by one within the TTL before
-/// it is listed whole again.
+/// it is listed whole again (2 when that listing expired less than a TTL ago).
 pub const RELIST_AFTER: u32 = 16;
+
+/// A directory of at most this many entries is listed whole at a lookup the cache cannot
+/// answer once another lookup there found a name missing within the TTL, or once it was
+/// listed whole before: one request answers this name and every other looked up while the
+/// listing is fresh (`git`, `tar x`, `stat` storms probe many missing names of one directory;
+/// `rm -r` or `tar c` revalidate every name of a directory whose listing expired). A larger
+/// one is remembered as such, and its names are looked up one by one (until many are: see
+/// [`DirCache::how_to_ask`]). Otherwise lookups ask for their name only.
+pub const SMALL_DIR: u32 = 1000;
 
 /// Fresh listings and negative lookups, both bounded in count.
 pub struct DirCache {
@@ -127,8 +136,8 @@ pub struct DirCache {
     large: LruCache<String, Instant>,
     /// The last lookup that found a name missing, by directory.
     missed: LruCache<String, Instant>,
-    /// Directories listed whole (their listing may have expired since).
-    listed: LruCache<String, ()>,
+    /// Directories listed whole, and when (their listing may have expired since).
+    listed: LruCache<String, Instant>,
     /// Lookups in a directory that asked the service: since when, and how many.
     asked: LruCache<String, (Instant, u32)>,
 }
@@ -163,6 +172,11 @@ impl DirCache {
         self.listed.get(dir).is_some()
     }
 
+    /// Whether `dir` was listed whole within `within`.
+    fn listed_within(&mut self, dir: &str, within: Duration) -> bool {
+        self.listed.get(dir).is_some_and(|t| t.elapsed() < within)
+    }
+
     /// A lookup in `dir` found `name` missing: remembered for the TTL.
     pub fn lookup_missed(&mut self, dir: &str, name: &str) {
         self.insert_negative(dir, name);
@@ -177,8 +191,9 @@ impl DirCache {
     ///   found missing within the TTL, or the directory was listed whole before and its names
     ///   are being looked up again), unless the directory was found larger than that lately.
     /// - The whole directory, every page, when it is larger but was listed whole before and
-    ///   [`RELIST_AFTER`] of its names were looked up one by one within the TTL: a program is
-    ///   going through all of them again (`ls -l`, `rm -r` after the TTL).
+    ///   [`RELIST_AFTER`] of its names were looked up one by one within the TTL (2 of them if
+    ///   that listing expired less than a TTL ago): a program is going through all of them
+    ///   again (`ls -l`, `rm -r` after the TTL).
     pub fn how_to_ask(&mut self, dir: &str) -> Ask {
         let asked = match self.asked.get_mut(dir) {
             Some((since, n)) if since.elapsed() < self.ttl => {
@@ -192,7 +207,10 @@ impl DirCache {
         };
         let listed = self.was_listed(dir);
         if self.is_large(dir) {
-            if listed && asked >= RELIST_AFTER {
+            // Its listing expired a moment ago and a second name is looked up: a program is
+            // going through them (an `ls -l` that outlasted the TTL), one listing answers all.
+            let walked = asked >= 2 && self.listed_within(dir, 2 * self.ttl);
+            if listed && (walked || asked >= RELIST_AFTER) {
                 self.asked.pop(dir);
                 return Ask::Whole;
             }
@@ -238,7 +256,10 @@ impl DirCache {
         let l = Arc::new(listing);
         if !self.ttl.is_zero() {
             self.listings.put(dir.to_string(), l.clone());
-            self.listed.put(dir.to_string(), ());
+            self.listed.put(dir.to_string(), Instant::now());
+            if l.entries.len() > SMALL_DIR as usize {
+                self.mark_large(dir);
+            }
         }
         l
     }

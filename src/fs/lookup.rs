@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use super::dircache::{invalid_component, Ask, Listing, NAME_MAX};
+use super::dircache::{invalid_component, Ask, Listing, NAME_MAX, SMALL_DIR};
 use super::error::{fail, FsError};
 use super::inode::{join, Attr, EntryInfo, Kind};
 use super::{namespace, Fs, EMPTIED_GRACE};
@@ -14,15 +14,6 @@ use crate::blob::{self, ListRequest};
 /// Entries asked for by a lookup's listing: the name itself, and room for a few names that
 /// share its prefix and sort before `name/` (small: the answer carries each one's metadata).
 const LOOKUP_PAGE: u32 = 32;
-
-/// A directory of at most this many entries is listed whole at a lookup the cache cannot
-/// answer once another lookup there found a name missing within the TTL, or once it was
-/// listed whole before: one request answers this name and every other looked up while the
-/// listing is fresh (`git`, `tar x`, `stat` storms probe many missing names of one directory;
-/// `rm -r` or `tar c` revalidate every name of a directory whose listing expired). A larger
-/// one is remembered as such, and its names are looked up one by one (until many are: see
-/// [`super::dircache::DirCache::how_to_ask`]). Otherwise lookups ask for their name only.
-pub(super) const SMALL_DIR: u32 = 1000;
 
 impl Fs {
     /// A complete, fresh listing of directory `dir` ("" for the root).

@@ -160,7 +160,7 @@ async fn a_lookup_of_a_large_directory_asks_for_a_page_of_names_not_for_all_unde
 async fn names_probed_one_after_another_cost_one_listing_of_their_directory() {
     let (fake, fs) = setup(Duration::from_secs(60));
     let cases = lookup_cases(&fake);
-    for i in 0..=super::lookup::SMALL_DIR {
+    for i in 0..=super::dircache::SMALL_DIR {
         fake.put(&format!("big/f{i:05}"), "");
     }
     // Lookups ask for their name until one finds a name missing ("missing", the last case);
@@ -1084,23 +1084,29 @@ async fn names_of_a_directory_whose_listing_expired_are_revalidated_by_one_listi
 async fn a_large_directory_whose_names_are_all_looked_up_again_is_listed_again_whole() {
     let ttl = Duration::from_millis(300);
     let (fake, fs) = setup(ttl);
-    let n = super::lookup::SMALL_DIR + 1;
+    let n = super::dircache::SMALL_DIR + 1;
     for i in 0..n {
         fake.put(&format!("big/f{i:05}"), "");
     }
     let big = lookup(&fs, ROOT_INO, "big").await.unwrap();
+    let look_up_all_again = async |from: u32| {
+        let before = fake.count(Op::ListBlobs);
+        for i in from..from + 40 {
+            let a = lookup(&fs, big.ino, &format!("f{i:05}")).await.unwrap();
+            assert_eq!(a.kind, Kind::File);
+        }
+        fake.count(Op::ListBlobs) - before
+    };
     assert_eq!(names(&fs, big.ino).await.len() as u32, n + 2);
     tokio::time::sleep(ttl + Duration::from_millis(20)).await;
-    // As `ls -l` or `rm -r` once the listing expired.
-    let before = fake.count(Op::ListBlobs);
-    for i in 0..40 {
-        let a = lookup(&fs, big.ino, &format!("f{i:05}")).await.unwrap();
-        assert_eq!(a.kind, Kind::File);
-    }
-    // One page, found too small; names one by one until RELIST_AFTER of them; then the whole
-    // directory, which answers the rest.
+    // As an `ls -l` that outlasted the TTL: the first name alone, then the whole directory
+    // (known to be large from its listing), which answers the rest.
+    assert_eq!(look_up_all_again(0).await, 2);
+    // Long after (as `rm -r` of it later): names one by one, the RELIST_AFTERth lists the
+    // whole directory.
+    tokio::time::sleep(2 * ttl + Duration::from_millis(20)).await;
     let relist = super::dircache::RELIST_AFTER as u64;
-    assert_eq!(fake.count(Op::ListBlobs) - before, 1 + (relist - 1) + 1);
+    assert_eq!(look_up_all_again(40).await, relist);
 }
 
 #[tokio::test]
