@@ -311,3 +311,56 @@ fn a_record_of_another_format_or_damaged_is_refused_and_left_in_place() {
     assert_eq!(fx.blob("b.txt").unwrap(), b"version one");
     assert!(fx.names("a.txt.").is_empty() && fx.names("b.txt.").is_empty());
 }
+
+#[test]
+fn the_interrupted_copy_run_again_sends_only_the_blocks_it_had_not_sent() {
+    let fx = Fixture::writable("journal-reuse");
+    let staging = tempfile::tempdir().unwrap();
+    let data = pseudo_random_bytes(6 * MIB + 5, 17);
+    let mut m = mount(&fx, staging.path());
+    // Written, never closed: the six full blocks the writer moved past are sent (and their
+    // answers in the journal), the short last one waits for the close.
+    let w = Writer::start(m.path().join("copy.bin"), data.clone());
+    let sent_lines = || {
+        records(staging.path())
+            .iter()
+            .map(|r| {
+                std::fs::read_to_string(r.with_extension("sent"))
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || sent_lines() == 6),
+        "{}",
+        m.log()
+    );
+    kill9(&mut m);
+    w.close();
+    let _ = w.done.join();
+    // The next mount saves that unfinished content beside the blob, then the copy runs again.
+    let m = mount(&fx, staging.path());
+    assert!(
+        wait_until(Duration::from_secs(60), || !fx
+            .names("copy.bin.partial-")
+            .is_empty()
+            && records(staging.path()).is_empty()),
+        "{}",
+        m.log()
+    );
+    fx.proxy.clear_log();
+    std::fs::write(m.path().join("copy.bin"), &data).unwrap();
+    assert!(
+        fx.blob("copy.bin").unwrap() == data,
+        "the blob is the copy, byte-exact"
+    );
+    let to_blob = |r: &RecordedRequest| r.decoded_path().ends_with("/copy.bin");
+    assert_eq!(
+        fx.proxy.count(|r| is_put_block(r) && to_blob(r)),
+        1,
+        "only the last block is sent again"
+    );
+    assert_eq!(fx.proxy.count(|r| is_put_block_list(r) && to_blob(r)), 1);
+}

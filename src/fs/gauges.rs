@@ -16,6 +16,16 @@ impl Fs {
             resume_left_files: r.left.load(Relaxed),
             resume_blocks_kept: r.blocks_kept.load(Relaxed),
             resume_blocks_sent: r.blocks_sent.load(Relaxed),
+            write_blocks_reused: self
+                .staging
+                .reuse
+                .as_ref()
+                .map_or(0, |u| u.blocks_reused.load(Relaxed)),
+            write_bytes_reused: self
+                .staging
+                .reuse
+                .as_ref()
+                .map_or(0, |u| u.bytes_reused.load(Relaxed)),
             cache_bytes: self.cache().used(),
             cache_budget_bytes: self.cache().budget(),
             dirty_bytes: self.staging.budget.in_use(),

@@ -161,6 +161,7 @@ impl Fs {
             dir: cfg.staging_dir.clone(),
             grid: upload::Grid::new(cfg.block_size),
             journal: cfg.journal.clone(),
+            reuse: Some(Default::default()),
         };
         Arc::new(Fs {
             reads: Prefetcher::new(

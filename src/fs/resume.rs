@@ -165,6 +165,7 @@ async fn resume_one(
         entry.remove();
         return;
     }
+    let as_left = entry.record();
     let reopened = match area.reopen(file, entry, boot_id).await {
         Ok(r) => r,
         Err(e) => return left(e.to_string()),
@@ -178,6 +179,11 @@ async fn resume_one(
         .blocks_sent
         .fetch_add(reopened.blocks_to_send, Ordering::Relaxed);
     if !reopened.finished {
+        // The blocks it sent stay staged under the blob's name (the sibling is sent under its
+        // own): a program writing the same file again reuses those it writes alike.
+        if let Some(reuse) = &area.reuse {
+            reuse.offer(&as_left);
+        }
         match s.save_as_sibling("partial").await {
             Ok(sibling) => {
                 progress.saved_beside.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +270,9 @@ mod tests {
     use crate::blob::fake::{FakeClient, Fault, Op};
     use crate::blob::BlobClient;
     use crate::fs::upload::journal::{Durable, JournalDir};
+    use crate::fs::upload::reuse::ReuseIndex;
     use crate::fs::upload::{Grid, Staging, WriteBudget};
+    use bytes::Bytes;
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -279,6 +287,8 @@ mod tests {
     struct Env {
         fake: Arc<FakeClient>,
         staging_dir: tempfile::TempDir,
+        /// The blocks on offer in the mounts of this test (one mount after another).
+        reuse: Arc<ReuseIndex>,
     }
 
     impl Env {
@@ -286,6 +296,7 @@ mod tests {
             Env {
                 fake: Arc::new(FakeClient::new()),
                 staging_dir: tempfile::tempdir().unwrap(),
+                reuse: Default::default(),
             }
         }
 
@@ -301,6 +312,7 @@ mod tests {
                 dir: self.staging_dir.path().to_path_buf(),
                 grid: Grid::new(BS),
                 journal: journal.map(Arc::new),
+                reuse: Some(self.reuse.clone()),
             }
         }
 
@@ -438,6 +450,73 @@ mod tests {
         assert_eq!(env.fake.names(), vec!["f".to_string()], "no conflict copy");
     }
 
+    /// A copy cut off by a crash, resumed (its content saved as `.partial-`), then run again:
+    /// the blocks it writes as before are committed under the ids the first run staged; a
+    /// block written otherwise, and the blocks the first run had not sent, are sent.
+    #[tokio::test]
+    async fn writing_the_interrupted_file_again_sends_only_what_it_had_not_sent() {
+        let env = Env::new();
+        let data = pattern(4 * BS as usize + 9, 6);
+        env.crash_after("f", async |s| {
+            s.write(0, &data[..3 * BS as usize + 5]).await.unwrap()
+        })
+        .await;
+        env.resume().await;
+        assert!(env.fake.blob(&env.sibling("f", "partial")).is_some());
+        // Blocks 0, 1 and 2 were sent by the first run; the second changes block 1.
+        let mut again = data.clone();
+        again[BS as usize + 3] ^= 0xff;
+        let area = env.area(Some(JournalDir::create(&env.container_dir()).unwrap()));
+        let (puts, lists) = (
+            env.fake.count(Op::PutBlock),
+            env.fake.count(Op::GetBlockList),
+        );
+        let mut s = area.stage("f".into(), None, true, HashMap::new()).unwrap();
+        s.write(0, &again).await.unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &again[..]);
+        // Sent: block 1 (changed), 3 and 4 (never sent); one Get Block List said 0 and 2 are
+        // still there.
+        assert_eq!(env.fake.count(Op::PutBlock) - puts, 3);
+        assert_eq!(env.fake.count(Op::GetBlockList) - lists, 1);
+        assert_eq!(n(&env.reuse.blocks_reused), 2);
+        assert_eq!(n(&env.reuse.bytes_reused), 2 * BS);
+        // Committed: what was on offer for "f" is gone with its uncommitted blocks.
+        assert!(env.reuse.candidate("f", 0, BS).is_none());
+    }
+
+    /// Offered blocks the service no longer holds (the blob was committed meanwhile by someone
+    /// else, which drops its uncommitted blocks) are sent: the commit never names a block the
+    /// service lacks.
+    #[tokio::test]
+    async fn offered_blocks_the_service_dropped_are_sent() {
+        let env = Env::new();
+        let data = pattern(2 * BS as usize + 9, 7);
+        env.crash_after("f", async |s| s.write(0, &data).await.unwrap())
+            .await;
+        env.resume().await;
+        env.fake
+            .put_blob("f", Bytes::from_static(b"theirs"), &Default::default())
+            .await
+            .unwrap();
+        let area = env.area(Some(JournalDir::create(&env.container_dir()).unwrap()));
+        let puts = env.fake.count(Op::PutBlock);
+        let existing = env.fake.properties("f").await.unwrap();
+        let mut s = area
+            .stage(
+                "f".into(),
+                Some((existing.etag.as_str().into(), existing.size)),
+                true,
+                HashMap::new(),
+            )
+            .unwrap();
+        s.write(0, &data).await.unwrap();
+        s.commit().await.unwrap();
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        assert_eq!(env.fake.count(Op::PutBlock) - puts, 3);
+        assert_eq!(n(&env.reuse.blocks_reused), 0);
+    }
+
     #[tokio::test]
     async fn unfinished_content_goes_beside_the_blob_which_keeps_its_version() {
         let env = Env::new();
@@ -526,7 +605,10 @@ mod tests {
             s.mark_finished(false).unwrap();
         })
         .await;
-        env.fake.put("f", b"theirs".to_vec());
+        env.fake
+            .put_blob("f", Bytes::from_static(b"theirs"), &Default::default())
+            .await
+            .unwrap();
         let p = env.resume().await;
         assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), b"theirs");
         let copy = env.sibling("f", "conflict");

@@ -317,6 +317,10 @@ pub struct Gauges {
     /// Blocks of those files found in the service (not sent again), and blocks sent.
     pub resume_blocks_kept: u64,
     pub resume_blocks_sent: u64,
+    /// Blocks of files written here committed under the id an interrupted write (its mount
+    /// killed) had staged the same bytes under, instead of being sent again; and their bytes.
+    pub write_blocks_reused: u64,
+    pub write_bytes_reused: u64,
 }
 
 #[cfg(test)]

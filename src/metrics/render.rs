@@ -107,6 +107,12 @@ fn families(s: &Snapshot, g: &Gauges) -> Vec<Family> {
         single("blobmount_resume_blocks_sent", gauge,
             "Blocks of resumed files sent again from their local copy.",
             g.resume_blocks_sent),
+        single("blobmount_write_blocks_reused", gauge,
+            "Blocks written here that an interrupted write had staged with the same bytes: committed under its id, not sent again.",
+            g.write_blocks_reused),
+        single("blobmount_write_bytes_reused", gauge,
+            "Bytes of those blocks (not sent again).",
+            g.write_bytes_reused),
     ];
     if let Some(secs) = g.token_seconds_left {
         f.push(Family {
@@ -277,6 +283,8 @@ mod tests {
             resume_left_files: 0,
             resume_blocks_kept: 5,
             resume_blocks_sent: 0,
+            write_blocks_reused: 2,
+            write_bytes_reused: 16,
         };
         (m, g)
     }
@@ -311,6 +319,7 @@ mod tests {
             "blobmount_files_open_for_writing 1",
             "blobmount_resume_pending_files 2",
             "blobmount_resume_blocks_kept 5",
+            "blobmount_write_bytes_reused 16",
             "# TYPE blobmount_token_seconds_left gauge",
             "blobmount_token_seconds_left 11525",
         ] {
@@ -342,7 +351,7 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names.len(), 22);
+        assert_eq!(names.len(), 24);
         assert!(text.ends_with('\n'));
         assert_eq!(text, render_prometheus(&m, &g), "deterministic");
     }

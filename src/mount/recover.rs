@@ -47,6 +47,7 @@ pub fn run(opts: MountOptions) -> Result<i32, MountError> {
         dir: opts.staging_dir.clone(),
         grid: Grid::new(opts.block_size),
         journal: None,
+        reuse: None,
     };
     let progress = ResumeProgress::default();
     rt.block_on(resume_all(&area, &dir, None, &progress));

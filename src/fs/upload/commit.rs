@@ -26,7 +26,8 @@ struct Pending {
     /// The block whose state it settles.
     index: u64,
     id: String,
-    upload: JoinHandle<Result<(), BlobError>>,
+    /// Gives the id the block is staged under (see [`Block::Uploading`]).
+    upload: JoinHandle<Result<String, BlobError>>,
     /// Sent from the local copy (which can send it again), or copied by the service.
     from_local: bool,
 }
@@ -142,8 +143,8 @@ impl Staging {
             None => Known::Untouched,
         };
         let steps = plan::commit(&self.grid, self.size, base_len, &self.committed_ids, known);
-        let (ids, pending) = self.start(steps);
-        self.settle(pending).await?;
+        let (mut ids, pending) = self.start(steps);
+        self.settle(pending, &mut ids).await?;
         self.attempt = Some(Attempt::Blocks(ids.clone()));
         self.journal_update();
         let c = self.put_block_list(&self.blob.clone(), &ids, &opts).await?;
@@ -187,7 +188,7 @@ impl Staging {
                     pending.push(Pending {
                         index,
                         id: id.clone(),
-                        upload: self.spawn_upload(index, &id, start, len, None),
+                        upload: self.spawn_upload(index, &id, start, len, None, None),
                         from_local: true,
                     });
                     id
@@ -199,9 +200,10 @@ impl Staging {
     }
 
     /// Waits for the uploads; each is recorded as staged once done, so a commit tried again
-    /// sends the same ids (and can tell its own earlier success). A failed one whose local
-    /// copy is intact is dirty again (sent at the next commit). The first failure, if any.
-    async fn settle(&mut self, pending: Vec<Pending>) -> Result<(), BlobError> {
+    /// sends the same ids (and can tell its own earlier success), and its place in `ids`
+    /// gets the id it is staged under. A failed one whose local copy is intact is dirty again
+    /// (sent at the next commit). The first failure, if any.
+    async fn settle(&mut self, pending: Vec<Pending>, ids: &mut [String]) -> Result<(), BlobError> {
         let mut failure = None;
         for p in pending {
             let result = p.upload.await.unwrap_or_else(|e| {
@@ -213,8 +215,11 @@ impl Staging {
                 ))
             });
             match result {
-                Ok(()) => {
-                    self.blocks.insert(p.index, Block::Staged(p.id));
+                Ok(id) => {
+                    if id != p.id {
+                        ids[p.index as usize] = id.clone();
+                    }
+                    self.blocks.insert(p.index, Block::Staged(id));
                 }
                 Err(e) => {
                     if p.from_local && self.local.contains(&p.index) {
@@ -239,12 +244,13 @@ impl Staging {
         start: u64,
         len: u64,
         etag: Arc<str>,
-    ) -> JoinHandle<Result<(), BlobError>> {
+    ) -> JoinHandle<Result<String, BlobError>> {
         let (client, blob, id) = (self.client.clone(), self.blob.clone(), id.to_string());
         tokio::spawn(async move {
             client
                 .put_block_from_url(&blob, &id, &blob, start, len, Some(&etag))
-                .await
+                .await?;
+            Ok(id)
         })
     }
 
@@ -482,6 +488,11 @@ impl Staging {
         self.unanswered.clear();
         self.attempt = None;
         self.durable = journal::Durable::Committed;
+        if let Some(r) = &self.reuse {
+            // The service dropped the blob's uncommitted blocks.
+            r.withdraw(&self.blob);
+        }
+        self.in_service = Default::default();
         if let Some(j) = &self.journal {
             // Committed blocks are not the uncommitted ones a restart looks for.
             j.forget_sent(|_| false);

@@ -8,6 +8,7 @@
 //! - [`plan`]: what a commit does for each block, decided without requests (pure, tested alone).
 //! - [`journal`]: the record kept beside each local copy, so a restart finishes what the mount
 //!   had not committed when it died.
+//! - [`reuse`]: blocks an interrupted write staged, offered to the next write of the blob.
 //! - [`commit`]: carries the plan out and commits with one conditional Put Block List (a small
 //!   file written here: one Put Blob); recognises its own earlier success after a lost answer;
 //!   conflict and partial siblings.
@@ -20,6 +21,7 @@ pub mod grid;
 pub mod journal;
 pub mod plan;
 pub mod reopen;
+pub mod reuse;
 pub mod staging;
 
 pub use budget::WriteBudget;

@@ -132,6 +132,8 @@ impl StagingArea {
             attempt: None,
             journal: Some(Arc::new(entry)),
             durable: r.durable,
+            reuse: self.reuse.clone(),
+            in_service: Default::default(),
         };
         // Before anything is sent: a resume cut off in turn starts its ids past these.
         staging.journal_update();
@@ -191,7 +193,7 @@ impl Staging {
             }
             let permit = self.budget.take(self.budget.share(len)).await;
             let id = self.new_id();
-            let handle = self.spawn_upload(index, &id, start, len, Some(permit));
+            let handle = self.spawn_upload(index, &id, start, len, Some(permit), None);
             self.blocks.insert(index, Block::Uploading(id, handle));
         }
     }

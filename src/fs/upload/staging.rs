@@ -20,12 +20,13 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::budget::WriteBudget;
 use super::grid::Grid;
 use super::journal::{self, Attempt, Durable, Entry, JournalDir, Record};
+use super::reuse::{ReuseIndex, Staged};
 use crate::blob::{BlobClient, BlobError, ErrorKind};
 
 /// The version writing started from, still part of the file up to `len`.
@@ -39,8 +40,10 @@ pub(super) enum Block {
     /// Written locally and not uploaded since; holds its share of the budget (none after a
     /// failed upload).
     Dirty(Option<OwnedSemaphorePermit>),
-    /// Being uploaded under this id.
-    Uploading(String, JoinHandle<Result<(), BlobError>>),
+    /// Being uploaded under this id; the upload gives the id the block is staged under in
+    /// the end (another one when an interrupted write had staged the same bytes there: see
+    /// [`super::reuse`]).
+    Uploading(String, JoinHandle<Result<String, BlobError>>),
     /// Staged in the service under this id, identical to the local copy.
     Staged(String),
 }
@@ -75,6 +78,11 @@ pub struct Staging {
     /// What the journal record says of the content (kept here so that a write after a close
     /// rewrites the record once, not at every write).
     pub(super) durable: Durable,
+    /// Blocks an interrupted write staged, offered to this one (None: never reused).
+    pub(super) reuse: Option<Arc<ReuseIndex>>,
+    /// The blob's uncommitted blocks (id, length), asked once, at the first block that
+    /// matches one on offer.
+    pub(super) in_service: Arc<OnceCell<HashMap<String, u64>>>,
 }
 
 /// Where the stagings of one mount come from: its client, write budget, local directory and
@@ -87,6 +95,8 @@ pub struct StagingArea {
     pub dir: std::path::PathBuf,
     pub grid: Grid,
     pub journal: Option<Arc<JournalDir>>,
+    /// Blocks interrupted writes staged, offered to new writes of the same blob.
+    pub reuse: Option<Arc<ReuseIndex>>,
 }
 
 impl StagingArea {
@@ -152,6 +162,8 @@ impl StagingArea {
             attempt: None,
             journal: None,
             durable,
+            reuse: self.reuse.clone(),
+            in_service: Default::default(),
         };
         if let Some(dir) = &self.journal {
             let mut record = Record::empty(dir.boot_id());
@@ -306,6 +318,7 @@ impl Staging {
         // Block ids were the old blob's: untouched ranges are copied from the new one instead.
         self.committed_ids.clear();
         self.blocks.clear();
+        self.in_service = Default::default();
         if let Some(j) = &self.journal {
             // Blocks sent were the old name's.
             j.forget_sent(|_| false);
@@ -538,13 +551,20 @@ impl Staging {
                 continue; // truncated away
             }
             let id = self.new_id();
-            let handle = self.spawn_upload(index, &id, start, len, permit);
+            let offer = self
+                .reuse
+                .as_ref()
+                .and_then(|r| r.candidate(&self.blob, start, len));
+            let handle = self.spawn_upload(index, &id, start, len, permit, offer);
             self.blocks.insert(index, Block::Uploading(id, handle));
         }
     }
 
     /// Starts Put Block of block `index` (`len` bytes at `start` of the local copy) as `id`,
     /// holding `permit` (its budget share) until it ends; once sent, the journal records it.
+    /// With `offer` (a block an interrupted write staged at the same place), nothing is sent
+    /// if the local bytes have its MD5 and the service holds it: the block is staged under
+    /// the offered id, which the upload gives back.
     pub(super) fn spawn_upload(
         &self,
         index: u64,
@@ -552,7 +572,8 @@ impl Staging {
         start: u64,
         len: u64,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> JoinHandle<Result<(), BlobError>> {
+        offer: Option<Staged>,
+    ) -> JoinHandle<Result<String, BlobError>> {
         let (client, blob, file, id) = (
             self.client.clone(),
             self.blob.clone(),
@@ -560,15 +581,28 @@ impl Staging {
             id.to_string(),
         );
         let journal = self.journal.clone();
+        let reuse = self.reuse.clone().zip(offer);
+        let in_service = self.in_service.clone();
         tokio::spawn(async move {
             let _permit = permit; // the budget share is released when the upload ends
+            if let Some((index_of_offers, offer)) = reuse {
+                if let Some(md5) =
+                    already_staged(&client, &blob, &file, start, len, &offer, &in_service).await
+                {
+                    if let Some(j) = journal {
+                        j.sent(index, &offer.id, len, &md5);
+                    }
+                    index_of_offers.reused(len);
+                    return Ok(offer.id);
+                }
+            }
             let md5 = client
                 .put_block_from_file(&blob, &id, file, start, len)
                 .await?;
             if let Some(j) = journal {
                 j.sent(index, &id, len, &md5);
             }
-            Ok(())
+            Ok(id)
         })
     }
 
@@ -660,6 +694,38 @@ impl Staging {
         self.journal_update();
         Ok(())
     }
+}
+
+/// Whether the `len` bytes at `start` of the local copy are block `offer` as the service holds
+/// it, uncommitted, under `blob`: their MD5 is the one recorded for it, and the service lists
+/// it at that length (asked once per staging, in `in_service`). Their MD5 if so. Any failure
+/// (reading the local copy, asking the service) is a no: the block is sent.
+async fn already_staged(
+    client: &Arc<dyn BlobClient>,
+    blob: &str,
+    file: &Arc<File>,
+    start: u64,
+    len: u64,
+    offer: &Staged,
+    in_service: &OnceCell<HashMap<String, u64>>,
+) -> Option<crate::blob::Md5Digest> {
+    let f = file.clone();
+    let bytes = tokio::task::spawn_blocking(move || crate::blob::read_file_range(&f, start, len))
+        .await
+        .ok()?
+        .ok()?;
+    let md5 = crate::blob::md5_of(&bytes);
+    if base64::engine::general_purpose::STANDARD.encode(md5) != offer.md5 {
+        return None;
+    }
+    let held = in_service
+        .get_or_try_init(|| async {
+            let blocks = client.uncommitted_blocks(blob).await?;
+            Ok::<_, BlobError>(blocks.into_iter().map(|b| (b.id, b.size)).collect())
+        })
+        .await
+        .ok()?;
+    (held.get(&offer.id) == Some(&len)).then_some(md5)
 }
 
 impl Drop for Staging {

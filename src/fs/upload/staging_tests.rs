@@ -38,6 +38,7 @@ impl Env {
             dir: self.dir.path().to_path_buf(),
             grid: crate::fs::upload::Grid::new(BS),
             journal: None,
+            reuse: None,
         };
         area.stage(name.into(), existing, truncate, HashMap::new())
             .unwrap()
