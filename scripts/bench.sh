@@ -18,6 +18,10 @@
 #             remount and drop the kernel's caches; `ls -lR`; reading them all back
 #             (`tar c | cat >/dev/null`); `rm -r`
 #   git       `git clone` of this repository onto the mount
+#   resume    (blobmount only, through the link) `cp` of BENCH_RESUME_MIB whose mount is killed
+#             with SIGKILL once 70% of it was sent; remount (the journal's unfinished content
+#             goes to `.partial-`); the same `cp` again: the bytes it sends (metrics), and the
+#             blob checked byte-exact against the local file
 # and the raw baselines of the same link: one curl GET, 8 ranged curl GETs at once, and an SDK
 # upload in 8 MiB Put Blocks (8 at once) + Put Block List.
 #
@@ -28,9 +32,9 @@
 #   BENCH_LINK="10ms 100M"  the link: round trip, and bandwidth per connection (bytes per second;
 #                           100M = 100 MiB/s); "" measures on loopback only
 #   BENCH_LOOPBACK=1        also measure on loopback (0: the link only)
-#   BENCH_WORKLOADS="read write names tree git"   which groups to run
+#   BENCH_WORKLOADS="read write names tree git resume"   which groups to run
 #   BENCH_SIZE_MIB=1024 BENCH_READERS_MIB=256 BENCH_WRITE_MIB=1024 BENCH_LS_ENTRIES=10000
-#   BENCH_TREE_FILES=1500 BENCH_FIO_SECS=10
+#   BENCH_TREE_FILES=1500 BENCH_FIO_SECS=10 BENCH_RESUME_MIB=2048
 #   BENCH_LIMIT_SECS=600    longest `ls -l` (rclone's can take hours: noted failed beyond)
 #   BENCH_MOUNT_ARGS=""     extra `blobmount mount` options (e.g. "--cache-size 2G")
 #   BENCH_CACHE_BUDGET_MIB  cache budget for the RSS target (default: --cache-size in
@@ -62,7 +66,8 @@ LS_ENTRIES=${BENCH_LS_ENTRIES:-10000}
 TREE_FILES=${BENCH_TREE_FILES:-1500}
 FIO_SECS=${BENCH_FIO_SECS:-10}
 LIMIT=${BENCH_LIMIT_SECS:-600}
-WORKLOADS=" ${BENCH_WORKLOADS:-read write names tree git} "
+RESUME_MIB=${BENCH_RESUME_MIB:-2048}
+WORKLOADS=" ${BENCH_WORKLOADS:-read write names tree git resume} "
 LINK=${BENCH_LINK-10ms 100M}
 LOOPBACK=${BENCH_LOOPBACK:-1}
 RCLONE=${BENCH_RCLONE:-auto}
@@ -194,6 +199,9 @@ if wants tree; then
 fi
 if wants write; then
     head -c $((WRITE_MIB * MIB)) /dev/urandom >"$WORK/write.bin"
+fi
+if wants resume; then
+    head -c $((RESUME_MIB * MIB)) /dev/urandom >"$WORK/resume.bin"
 fi
 
 blob_url() { # blob_url CONTAINER_SAS_URL NAME
@@ -345,6 +353,10 @@ cpu_of() { # cpu_of PID: its user + system CPU seconds so far (0 when it is not 
     fi
 }
 cpu_now() { cpu_of "$MOUNT_PID"; }
+metric() { # metric NAME: its value on the mount's metrics endpoint now (0 when absent)
+    { curl -sS --noproxy '*' "http://127.0.0.1:$MPORT/metrics" 2>/dev/null || true; } |
+        awk -v n="$1" '$1 == n { v = $2 } END { printf "%d", v + 0 }'
+}
 LABEL=
 T0= CPU0= AZ0= LN0=
 begin() {
@@ -487,6 +499,41 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         end rm
         unmount_it
     fi
+    if wants resume && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
+        local total=$((RESUME_MIB * MIB)) cp_pid before
+        $mount "$url"
+        say "$LABEL: cp of $RESUME_MIB MiB, its mount killed (SIGKILL) at 70%"
+        cp "$WORK/resume.bin" "$MNT/resume.bin" 2>/dev/null &
+        cp_pid=$!
+        until [ "$(metric blobmount_bytes_sent_total)" -ge $((total * 7 / 10)) ]; do
+            kill -0 "$cp_pid" 2>/dev/null || die "the cp ended before 70% of it was sent"
+            sleep 0.05
+        done
+        kill -KILL "$MOUNT_PID"
+        wait "$MOUNT_PID" 2>/dev/null || true
+        MOUNT_PID=
+        umount -l "$MNT" 2>/dev/null || true
+        wait "$cp_pid" 2>/dev/null || true
+        $mount "$url"
+        say "$LABEL: remounted; waiting for the resume (the unfinished content goes to .partial-)"
+        for ((i = 0; i < 1200; i++)); do
+            [ "$(metric blobmount_resume_saved_beside_files)" -ge 1 ] &&
+                [ "$(metric blobmount_resume_pending_files)" = 0 ] && break
+            sleep 0.5
+        done
+        [ "$(metric blobmount_resume_saved_beside_files)" -ge 1 ] || die "the resume saved nothing beside the blob"
+        say "$LABEL: the same cp again"
+        before=$(metric blobmount_bytes_sent_total)
+        begin
+        cp "$WORK/resume.bin" "$MNT/resume.bin"
+        end resume
+        T[$LABEL,resume_sent]=$(($(metric blobmount_bytes_sent_total) - before))
+        T[$LABEL,resume_reused]=$(metric blobmount_write_bytes_reused)
+        [ "$(curl -sS --noproxy '*' "$(blob_url "$url" resume.bin)" | md5sum)" = "$(md5sum <"$WORK/resume.bin")" ] ||
+            die "resume.bin in the container is not the file copied"
+        rm -f "$MNT/resume.bin" "$MNT"/resume.bin.partial-*
+        unmount_it
+    fi
     if wants git; then
         $mount "$url"
         say "$LABEL: git clone"
@@ -620,6 +667,12 @@ if wants names; then
     row "ls -l of $LS_ENTRIES entries, cold" "$(get loop,ls)" "$(get link,ls)" "${lists:-?} List Blobs" "<= 2 List Blobs, 0 other" "$(verdict "${lists:-99}" '<=' 2)$([ "$others" = 0 ] || echo '(other)')" ls "$(rc ls)"
     nreq=$(tr ' ' '\n' <<<"${REQS[link,stat]:-${REQS[loop,stat]:-}}" | awk -F= '{ s += $2 } END { print s + 0 }')
     row "stat of 1,000 missing names" "$(get loop,stat)" "$(get link,stat)" "$nreq requests" "<= 4 requests" "$(verdict "$nreq" '<=' 4)" stat "$(rc stat)"
+fi
+if wants resume && [ -n "$(get link,resume)$(get loop,resume)" ]; then
+    l=link
+    [ -n "$(get link,resume)" ] || l=loop
+    pct=$(calc '100 * s / t' s="$(get $l,resume_sent)" t=$((RESUME_MIB * MIB)))
+    row "cp ${RESUME_MIB} MiB again after kill -9 at 70%" "$(get loop,resume)" "$(get link,resume)" "${pct}% sent, $(($(get $l,resume_reused) / MIB)) MiB reused" "<= 35% sent" "$(verdict "$pct" '<=' 35)" resume ""
 fi
 if wants tree; then
     tx=$(round_trips "$(get link,tarx)" "$TREE_FILES" "$RTT")
