@@ -773,3 +773,62 @@ fn errors_never_show_the_signature() {
         assert_no_signature(e, &right_url);
     }
 }
+
+/// Azurite's Put Blob takes a blob of uncommitted blocks only for an existing one (409 to
+/// `If-None-Match: *`) and refuses `If-Match` on it (412): the conditions
+/// `over_uncommitted` gives replace exactly that state, and never a version committed after it
+/// was seen.
+#[test]
+fn a_put_blob_over_uncommitted_blocks_never_replaces_a_committed_version() {
+    let fx = Fixture::new("overuncommitted");
+    let c = fx.client();
+    let create = WriteOptions {
+        if_none_match_any: true,
+        ..Default::default()
+    };
+    let put_over = |name: &str, data: &'static [u8]| {
+        fx.run(async {
+            let tries = blobmount::blob::over_uncommitted(&c, name, &create).await?;
+            let mut last = None;
+            for opts in tries {
+                match c.put_blob(name, Bytes::from_static(data), &opts).await {
+                    Err(e) if e.kind == ErrorKind::ConditionNotMet => last = Some(e),
+                    r => return r.map(Some),
+                }
+            }
+            last.map_or(Ok(None), Err)
+        })
+    };
+    let id = base64::engine::general_purpose::STANDARD.encode("block-0");
+    fx.run(c.put_block("u", &id, Bytes::from_static(b"left over")))
+        .unwrap();
+    let e = fx
+        .run(c.put_blob("u", Bytes::from_static(b"mine"), &create))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AlreadyExists, "{e}");
+    put_over("u", b"mine")
+        .unwrap()
+        .expect("the uncommitted blob replaced");
+    assert_eq!(fx.content("u").unwrap(), b"mine");
+
+    // Someone commits between the check and the write, within the same second: not replaced.
+    fx.run(c.put_block("v", &id, Bytes::from_static(b"left over")))
+        .unwrap();
+    let tries = fx
+        .run(blobmount::blob::over_uncommitted(&c, "v", &create))
+        .unwrap();
+    assert_eq!(tries.len(), 2);
+    fx.rest.put_blob(&fx.container, "v", b"theirs");
+    for opts in tries {
+        let e = fx
+            .run(c.put_blob("v", Bytes::from_static(b"mine"), &opts))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ConditionNotMet, "{e}");
+    }
+    assert_eq!(fx.content("v").unwrap(), b"theirs");
+    // Their version is committed: nothing to replace.
+    let tries = fx
+        .run(blobmount::blob::over_uncommitted(&c, "v", &create))
+        .unwrap();
+    assert!(tries.is_empty());
+}

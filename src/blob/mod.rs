@@ -218,6 +218,9 @@ pub struct WriteOptions {
     /// `If-None-Match: *`: only if the blob does not exist (else `ConditionNotMet` or
     /// `Conflict` with code `BlobAlreadyExists`).
     pub if_none_match_any: bool,
+    /// `If-Unmodified-Since`: only if the blob does not exist, or was last modified at or
+    /// before this time (HTTP dates: whole seconds).
+    pub if_unmodified_since: Option<SystemTime>,
     /// User metadata of the new version (replaces the old); keys are valid C# identifiers.
     pub metadata: HashMap<String, String>,
     pub content_type: Option<String>,
@@ -309,13 +312,7 @@ pub async fn own_put_blob_if(
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let ours: HashMap<String, &String> = metadata
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    let same_metadata =
-        p.metadata.len() == ours.len() && p.metadata.iter().all(|(k, v)| ours.get(k) == Some(&v));
-    if p.size != len || !same_metadata {
+    if p.size != len || !same_metadata(&p.metadata, metadata) {
         return Ok(None);
     }
     let got = if len == 0 {
@@ -342,16 +339,30 @@ pub async fn own_put_blob_if(
     }))
 }
 
+/// Whether the metadata a blob has (`got`, keys lowercased as the service's answers give them)
+/// is `sent` (keys compared without case, as the service does).
+pub fn same_metadata(got: &HashMap<String, String>, sent: &HashMap<String, String>) -> bool {
+    let ours: HashMap<String, &String> = sent
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    got.len() == ours.len() && got.iter().all(|(k, v)| ours.get(k) == Some(&v))
+}
+
 /// After `If-None-Match: *` answered 409 `BlobAlreadyExists`: when what exists is only
-/// uncommitted blocks (left by an upload never committed, which Azurite counts as a blob), the
-/// conditions to try instead, in order: `If-Match` on that state (nothing committed can be
-/// replaced), then none (Azurite refuses `If-Match` on such a blob: 412). Empty when a
-/// committed blob is there. Real Azure does not take uncommitted blocks for a blob here.
+/// uncommitted blocks (left by an upload never committed, which Azurite's Put Blob counts as a
+/// blob), the conditions to try instead, in order: `If-Match` on that state, then (Azurite
+/// refuses `If-Match` on such a blob: 412) `If-Unmodified-Since` a second before the blob was
+/// seen to have no committed version, which Azurite skips for a blob of uncommitted blocks
+/// and which fails for any version committed since: nothing committed is ever replaced. Empty
+/// when a committed blob is there. Real Azure does not take uncommitted blocks for a blob.
 pub async fn over_uncommitted(
     client: &dyn BlobClient,
     name: &str,
     opts: &WriteOptions,
 ) -> Result<Vec<WriteOptions>, BlobError> {
+    // Taken before the check: any version committed after the check is later than this.
+    let seen_without = SystemTime::now() - std::time::Duration::from_secs(1);
     match client.properties(name).await {
         Ok(_) => return Ok(Vec::new()),
         Err(e) if e.kind == ErrorKind::NotFound => {}
@@ -364,16 +375,17 @@ pub async fn over_uncommitted(
         blob = name,
         "replacing blocks left uncommitted by an earlier upload"
     );
-    let unconditional = WriteOptions {
+    let matching = WriteOptions {
         if_none_match_any: false,
-        if_match: None,
+        if_match: Some(etag),
         ..opts.clone()
     };
-    let matching = WriteOptions {
-        if_match: Some(etag),
-        ..unconditional.clone()
+    let not_since = WriteOptions {
+        if_match: None,
+        if_unmodified_since: Some(seen_without),
+        ..matching.clone()
     };
-    Ok(vec![matching, unconditional])
+    Ok(vec![matching, not_since])
 }
 
 /// The error of a write whose answer was lost and whose outcome could not be checked: not a

@@ -107,6 +107,11 @@ pub(super) fn write_headers(
     if none_match && opts.if_none_match_any {
         h.insert("if-none-match", HeaderValue::from_static("*"));
     }
+    if let Some(t) = opts.if_unmodified_since {
+        let v = HeaderValue::from_str(&httpdate::fmt_http_date(t))
+            .map_err(|_| bad("If-Unmodified-Since is not a valid header value".into()))?;
+        h.insert("if-unmodified-since", v);
+    }
     Ok(h)
 }
 

@@ -175,36 +175,45 @@ impl Fs {
         path: &str,
         sub: &str,
     ) -> Result<(Option<crate::blob::BlobProps>, bool), FsError> {
-        let page = self
-            .client
-            .list(ListRequest {
-                prefix: path,
-                delimiter: None,
-                marker: None,
-                max_results: Some(LOOKUP_PAGE),
-            })
-            .await
-            .map_err(fail)?;
+        // A page may come back empty with a continuation (Azure, when it has many names to
+        // skip): only a page with names, or the end, settles anything.
+        let page = self.first_names(path, LOOKUP_PAGE).await?;
         // Listings are in name order, and `path` < `path/`: an entry past `path/` settles it.
         // (Only ASCII names are compared: the service's order of other characters is its own.)
         let beyond = |name: &str| name.is_ascii() && sub.is_ascii() && name > sub;
         let past = page.blobs.iter().any(|b| beyond(&b.name));
         let mut has_children = page.blobs.iter().any(|b| b.name.starts_with(sub));
         let blob = page.blobs.into_iter().find(|b| b.name == path);
-        if page.next_marker.is_some() && !past && !has_children {
-            let under = self
-                .client
-                .list(ListRequest {
-                    prefix: sub,
-                    delimiter: None,
-                    marker: None,
-                    max_results: Some(1),
-                })
-                .await
-                .map_err(fail)?;
+        let more = page.next_marker.as_deref().is_some_and(|m| !m.is_empty());
+        if more && !past && !has_children {
+            let under = self.first_names(sub, 1).await?;
             has_children = !under.blobs.is_empty() || !under.prefixes.is_empty();
         }
         Ok((blob, has_children))
+    }
+
+    /// The first page of names under `prefix` (at most `max` of them) that has any, following
+    /// continuations past empty pages; an empty page without a continuation if there are none.
+    async fn first_names(&self, prefix: &str, max: u32) -> Result<crate::blob::ListPage, FsError> {
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list(ListRequest {
+                    prefix,
+                    delimiter: None,
+                    marker: marker.as_deref(),
+                    max_results: Some(max),
+                })
+                .await
+                .map_err(fail)?;
+            match &page.next_marker {
+                Some(m) if !m.is_empty() && page.blobs.is_empty() && page.prefixes.is_empty() => {
+                    marker = Some(m.clone())
+                }
+                _ => return Ok(page),
+            }
+        }
     }
 
     /// Looks up `name` in directory `parent`; the kernel holds a reference to the result.

@@ -485,6 +485,42 @@ mod tests {
         assert!(env.reuse.candidate("f", 0, BS).is_none());
     }
 
+    /// A block found staged that expires before the commit (the service keeps uncommitted
+    /// blocks 7 days) makes Put Block List fail with InvalidBlockList: its bytes are sent after
+    /// all, and the commit made once more.
+    #[tokio::test]
+    async fn an_offered_block_that_expires_before_the_commit_is_sent() {
+        let env = Env::new();
+        let data = pattern(4 * BS as usize + 9, 8);
+        env.crash_after("f", async |s| {
+            s.write(0, &data[..3 * BS as usize + 5]).await.unwrap()
+        })
+        .await;
+        env.resume().await;
+        let offered: Vec<String> = (0..3)
+            .map(|i| env.reuse.candidate("f", i * BS, BS).unwrap().id)
+            .collect();
+        let area = env.area(Some(JournalDir::create(&env.container_dir()).unwrap()));
+        let mut s = area.stage("f".into(), None, true, HashMap::new()).unwrap();
+        s.write(0, &data).await.unwrap();
+        // The uploads have found blocks 0, 1 and 2 staged; then 1 expires.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(n(&env.reuse.blocks_reused), 3);
+        env.fake.drop_uncommitted_block("f", &offered[1]);
+        let (puts, lists) = (
+            env.fake.count(Op::PutBlock),
+            env.fake.count(Op::PutBlockList),
+        );
+        s.commit().await.unwrap();
+        assert_eq!(env.fake.blob("f").unwrap().0.as_ref(), &data[..]);
+        // The last block, then the three reused ones under ids of this upload.
+        assert_eq!(env.fake.count(Op::PutBlock) - puts, 4);
+        assert_eq!(env.fake.count(Op::PutBlockList) - lists, 2);
+        assert_eq!(n(&env.reuse.blocks_reused), 0);
+        // Offered ids went to this write alone: another write of "f" finds none.
+        assert!((0..3).all(|i| env.reuse.candidate("f", i * BS, BS).is_none()));
+    }
+
     /// Offered blocks the service no longer holds (the blob was committed meanwhile by someone
     /// else, which drops its uncommitted blocks) are sent: the commit never names a block the
     /// service lacks.

@@ -137,6 +137,31 @@ async fn a_lookup_the_cache_cannot_answer_is_one_list_blobs() {
     assert_eq!(fake.count(Op::ListBlobs), 2);
 }
 
+/// An empty page with a continuation settles nothing: the lookup follows it, for the name
+/// itself and for what is under `name/`.
+#[tokio::test]
+async fn a_lookup_follows_empty_pages() {
+    for (name, kind) in lookup_cases(&FakeClient::new()) {
+        for empties in [1, 3] {
+            let (fake, fs) = setup(Duration::from_secs(60));
+            lookup_cases(&fake);
+            fake.empty_pages_next(name, empties);
+            let got = lookup(&fs, ROOT_INO, name).await;
+            assert_eq!(got.map(|a| a.kind).ok(), kind, "{name} after {empties}");
+        }
+    }
+    // The probe of `n/` (page 1 full of names between `n` and `n/`) meets empty pages too.
+    let (fake, fs) = setup(Duration::from_secs(60));
+    fake.put("n", "file");
+    for i in 0..40 {
+        fake.put(&format!("n!{i:04}"), "x");
+    }
+    fake.put("n/inner", "x");
+    fake.empty_pages_next("n/", 2);
+    assert_eq!(lookup(&fs, ROOT_INO, "n").await.unwrap().kind, Kind::Dir);
+    assert_eq!(fake.count(Op::ListBlobs), 4);
+}
+
 #[tokio::test]
 async fn a_lookup_of_a_large_directory_asks_for_a_page_of_names_not_for_all_under_it() {
     // With `/` as delimiter the service goes through all 5,000 names under `big/` to roll

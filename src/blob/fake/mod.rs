@@ -82,6 +82,9 @@ struct State {
     staged: HashMap<String, HashMap<String, Bytes>>,
     /// Bytes received by Put Block.
     bytes_uploaded: u64,
+    /// How many of the next List Blobs pages of a prefix come back empty, with a continuation
+    /// (as Azure's may).
+    empty_pages: HashMap<String, u32>,
 }
 
 impl State {
@@ -134,6 +137,13 @@ impl FakeClient {
         self.state.lock().unwrap().blobs.remove(name);
     }
 
+    /// The service drops uncommitted block `id` of `name` (as it does after 7 days).
+    pub fn drop_uncommitted_block(&self, name: &str, id: &str) {
+        if let Some(blocks) = self.state.lock().unwrap().staged.get_mut(name) {
+            blocks.remove(id);
+        }
+    }
+
     /// How many names List Blobs went through so far, those it rolled into a prefix included:
     /// the service's work, which a delimiter makes as large as everything under the prefix.
     pub fn names_listed(&self) -> u64 {
@@ -180,6 +190,13 @@ impl FakeClient {
     /// The next request of this kind fails with `kind` (queued: call again for more).
     pub fn fail_next(&self, op: Op, kind: ErrorKind) {
         self.inject_next(op, Fault::Fail(kind));
+    }
+
+    /// The next `n` List Blobs answers for `prefix` are empty pages with a continuation to
+    /// where they were to start (Azure may answer so when it has many names to skip).
+    pub fn empty_pages_next(&self, prefix: &str, n: u32) {
+        let mut s = self.state.lock().unwrap();
+        s.empty_pages.insert(prefix.to_string(), n);
     }
 
     /// The next request of this kind meets `fault` (queued: call again for more).
@@ -333,6 +350,11 @@ impl BlobClient for FakeClient {
         let mut page = ListPage::default();
         // Entries (blobs and prefixes) in name order; the marker is the name to resume at.
         let start = req.marker.unwrap_or(req.prefix);
+        if let Some(n) = s.empty_pages.get_mut(req.prefix).filter(|n| **n > 0) {
+            *n -= 1;
+            page.next_marker = Some(start.to_string());
+            return Ok(page);
+        }
         let mut last_prefix: Option<String> = None;
         let mut emitted = 0;
         let mut gone_through = 0;

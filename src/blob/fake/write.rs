@@ -20,6 +20,38 @@ fn error(kind: ErrorKind, op: &'static str, name: &str, status: u16, code: &str)
 }
 
 /// `If-Match` / `If-None-Match: *` against the blob as it is.
+/// The conditions of a write that makes a version: [`check`], and `If-Unmodified-Since`.
+fn check_write(
+    op: &'static str,
+    name: &str,
+    existing: Option<&FakeBlob>,
+    opts: &WriteOptions,
+) -> Result<(), BlobError> {
+    check(
+        op,
+        name,
+        existing,
+        opts.if_match.as_deref(),
+        opts.if_none_match_any,
+    )?;
+    match (existing, opts.if_unmodified_since) {
+        // The service compares whole seconds (HTTP dates).
+        (Some(b), Some(since)) if secs(b.last_modified) > secs(since) => Err(error(
+            ErrorKind::ConditionNotMet,
+            op,
+            name,
+            412,
+            "ConditionNotMet",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn check(
     op: &'static str,
     name: &str,
@@ -157,13 +189,7 @@ pub(super) fn put_block_list(
     opts: &WriteOptions,
 ) -> Result<Committed, BlobError> {
     let op = "Put Block List";
-    check(
-        op,
-        name,
-        s.blobs.get(name),
-        opts.if_match.as_deref(),
-        opts.if_none_match_any,
-    )?;
+    check_write(op, name, s.blobs.get(name), opts)?;
     let staged = s.staged.get(name).cloned().unwrap_or_default();
     let old: HashMap<String, Bytes> = s
         .blobs
@@ -203,13 +229,7 @@ pub(super) fn put_blob(
     data: Bytes,
     opts: &WriteOptions,
 ) -> Result<Committed, BlobError> {
-    check(
-        "Put Blob",
-        name,
-        s.blobs.get(name),
-        opts.if_match.as_deref(),
-        opts.if_none_match_any,
-    )?;
+    check_write("Put Blob", name, s.blobs.get(name), opts)?;
     let blob = new_blob(s, data, Vec::new(), opts);
     let c = committed(&blob);
     s.blobs.insert(name.to_string(), blob);
@@ -286,13 +306,7 @@ pub(super) fn copy_blob(
             "SourceConditionNotMet",
         ));
     }
-    check(
-        op,
-        dest,
-        s.blobs.get(dest),
-        opts.if_match.as_deref(),
-        opts.if_none_match_any,
-    )?;
+    check_write(op, dest, s.blobs.get(dest), opts)?;
     // Without metadata in the request, the copy keeps the source's.
     let mut blob = new_blob(s, src.data.clone(), src.blocks.clone(), opts);
     if opts.metadata.is_empty() {

@@ -4,10 +4,11 @@
 //! file written here (one block) or an empty one is one conditional Put Blob instead. What to
 //! do for each block is the [`plan`]'s; this module carries it out.
 //!
-//! Every request is safe to retry after a lost answer: block ids are unique to the upload, so
-//! a Put Block List that meets a conflict checks whether the blob already is exactly those
-//! blocks, a Put Blob whether it is exactly those bytes and metadata, and a later commit or read
-//! recognises an unanswered earlier one the same way.
+//! Every request is safe to retry after a lost answer: block ids are unique to the upload (an
+//! id an interrupted write staged goes to one later write only: see [`super::reuse`]), so a
+//! Put Block List that meets a conflict checks whether the blob already is exactly those
+//! blocks with this metadata, a Put Blob whether it is exactly those bytes and metadata, and a
+//! later commit or read recognises an unanswered earlier one the same way.
 
 use std::sync::Arc;
 
@@ -38,6 +39,13 @@ impl Staging {
     /// from.
     pub async fn commit(&mut self) -> Result<Committed, BlobError> {
         let mut result = self.commit_once().await;
+        if matches!(&result, Err(e) if e.code.as_deref() == Some("InvalidBlockList"))
+            && self.send_reused_again()
+        {
+            // A block an interrupted write had staged expired after it was found (the service
+            // keeps them 7 days): its bytes are sent after all, and the commit made once more.
+            result = self.commit_once().await;
+        }
         if matches!(&result, Err(e) if e.is_conflict()) && !self.unanswered.is_empty() {
             // An earlier commit whose answer never came may have landed: the blob is then that
             // commit, and this one goes on top of it.
@@ -63,6 +71,35 @@ impl Staging {
         result
     }
 
+    /// Blocks staged under an id an interrupted write had staged (not this upload's own) are
+    /// dirty again, to be sent under ids of this upload; whether there were any. Their bytes are
+    /// in the local copy: a block is reused only where all of it was written here.
+    fn send_reused_again(&mut self) -> bool {
+        let reused: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(i, b)| {
+                matches!(b, Block::Staged(id) if !self.is_own_id(id)) && self.local.contains(i)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for &index in &reused {
+            self.blocks.insert(index, Block::Dirty(None));
+            if let Some(r) = &self.reuse {
+                r.unreused(self.block_extent(index).1);
+            }
+        }
+        self.in_service = Default::default();
+        !reused.is_empty()
+    }
+
+    /// Whether block id `id` is one this upload made.
+    fn is_own_id(&self, id: &str) -> bool {
+        base64::engine::general_purpose::STANDARD
+            .decode(id)
+            .is_ok_and(|raw| raw.starts_with(format!("{:016x}", self.upload_id).as_bytes()))
+    }
+
     /// An unanswered earlier commit is known to have landed as `c`: the blob is that commit,
     /// and what follows builds on it.
     pub(super) fn build_on(&mut self, c: &Committed) {
@@ -81,7 +118,9 @@ impl Staging {
     pub(super) async fn earlier_commit_landed(&self) -> Result<Option<Committed>, BlobError> {
         for attempt in self.unanswered.iter().rev() {
             let found = match attempt {
-                Attempt::Blocks(ids) => self.already_committed(&self.blob, ids).await?,
+                // Its metadata is not recorded (it may differ from today's): the ids are this
+                // upload's alone.
+                Attempt::Blocks(ids) => self.already_committed(&self.blob, ids, None).await?,
                 Attempt::Whole {
                     len,
                     sha256,
@@ -115,7 +154,7 @@ impl Staging {
             if_match: self.expect.as_deref().map(str::to_string),
             if_none_match_any: self.expect.is_none(),
             metadata: self.metadata.clone(),
-            content_type: None,
+            ..Default::default()
         };
         let first_dirty = matches!(self.blocks.get(&0), Some(Block::Dirty(_)));
         if plan::sent_whole(&self.grid, self.size, first_dirty) {
@@ -268,7 +307,10 @@ impl Staging {
                 // Only a commit that may have gone through already can meet itself; any other
                 // conflict is someone else's version (block ids may be reused across mounts).
                 if e.after_lost_answer || !self.unanswered.is_empty() {
-                    match self.already_committed(name, ids).await {
+                    match self
+                        .already_committed(name, ids, Some(&opts.metadata))
+                        .await
+                    {
                         Ok(Some(c)) => return Ok(c),
                         Ok(None) => {}
                         Err(check) => return Err(crate::blob::outcome_unknown(&e, &check)),
@@ -414,11 +456,13 @@ impl Staging {
     }
 
     /// The version of blob `name` if its committed blocks are exactly `ids` (ids are unique
-    /// to this upload: nobody else commits them); an error if it cannot be told.
+    /// to this upload: nobody else commits them) and, if given, its metadata `metadata`; an
+    /// error if it cannot be told.
     async fn already_committed(
         &self,
         name: &str,
         ids: &[String],
+        metadata: Option<&std::collections::HashMap<String, String>>,
     ) -> Result<Option<Committed>, BlobError> {
         let list = match self.client.get_block_list(name, None).await {
             Ok(list) => list,
@@ -429,6 +473,9 @@ impl Staging {
             return Ok(None);
         }
         let p = self.client.properties(name).await?;
+        if metadata.is_some_and(|m| !crate::blob::same_metadata(&p.metadata, m)) {
+            return Ok(None);
+        }
         tracing::info!(
             blob = name,
             "the commit had gone through (its answer was lost)"

@@ -11,6 +11,10 @@
 //! once the service is seen to hold that id uncommitted at that length (one Get Block List per
 //! file written, asked only when a block matches). Anything else is uploaded as usual, under a
 //! new id: an old id never carries other bytes than those recorded for it.
+//!
+//! An id on offer goes to one write only ([`ReuseIndex::take`]): the ids a commit names are
+//! then its own, which is how a commit recognises its own earlier success after a lost answer
+//! (see [`super::commit`]). Two writes of one blob never share one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -40,7 +44,8 @@ pub struct ReuseIndex {
 
 impl ReuseIndex {
     /// Offers the blocks an unfinished record says were sent (added to any on offer for the
-    /// same blob: a newer record's block at the same place wins).
+    /// same blob; where one is on offer at the same place already, that one stays: records
+    /// are offered newest first, and the newest wins).
     pub fn offer(&self, record: &Record) {
         if record.sent.is_empty() || record.block_size == 0 {
             return;
@@ -52,13 +57,12 @@ impl ReuseIndex {
             .map(|o| o.as_ref().clone())
             .unwrap_or_default();
         for (&index, b) in &record.sent {
-            offer.insert(
-                (grid.extent(index).0, b.len),
-                Staged {
+            offer
+                .entry((grid.extent(index).0, b.len))
+                .or_insert_with(|| Staged {
                     id: b.id.clone(),
                     md5: b.md5.clone(),
-                },
-            );
+                });
         }
         blobs.insert(record.blob.clone(), Arc::new(offer));
     }
@@ -66,6 +70,17 @@ impl ReuseIndex {
     /// The block on offer for `blob` at `start`, `len` bytes long, if any.
     pub fn candidate(&self, blob: &str, start: u64, len: u64) -> Option<Staged> {
         lock(&self.blobs).get(blob)?.get(&(start, len)).cloned()
+    }
+
+    /// The block on offer for `blob` at `start`, `len` bytes long, if any, taken off the offer:
+    /// no other write gets it.
+    pub fn take(&self, blob: &str, start: u64, len: u64) -> Option<Staged> {
+        let mut blobs = lock(&self.blobs);
+        let offer = blobs.get_mut(blob)?;
+        if !offer.contains_key(&(start, len)) {
+            return None;
+        }
+        Arc::make_mut(offer).remove(&(start, len))
     }
 
     /// `blob` was committed: the service dropped the uncommitted blocks it did not use, and
@@ -78,6 +93,12 @@ impl ReuseIndex {
     pub fn reused(&self, len: u64) {
         self.blocks_reused.fetch_add(1, Relaxed);
         self.bytes_reused.fetch_add(len, Relaxed);
+    }
+
+    /// A block counted by [`ReuseIndex::reused`] was sent after all (its id had expired).
+    pub fn unreused(&self, len: u64) {
+        self.blocks_reused.fetch_sub(1, Relaxed);
+        self.bytes_reused.fetch_sub(len, Relaxed);
     }
 }
 
@@ -120,10 +141,17 @@ mod tests {
         // Another length at the same offset (the file is longer now) is another block.
         assert!(index.candidate("a", 200, 100).is_none());
         assert!(index.candidate("c", 0, 100).is_none());
-        // A newer record of the same blob adds to the offer, and wins where both have a block.
-        index.offer(&record("a", &[(1, "z1", 100)]));
-        assert_eq!(index.candidate("a", 100, 100).unwrap().id, "z1");
+        // An older record of the same blob (offered after) adds to the offer where it has
+        // nothing yet.
+        index.offer(&record("a", &[(1, "z1", 100), (3, "z3", 10)]));
+        assert_eq!(index.candidate("a", 100, 100).unwrap().id, "x1");
+        assert_eq!(index.candidate("a", 300, 10).unwrap().id, "z3");
         assert_eq!(index.candidate("a", 0, 100).unwrap().id, "x0");
+        // Taken: one write gets it, the next none.
+        assert_eq!(index.take("a", 0, 100).unwrap().id, "x0");
+        assert!(index.take("a", 0, 100).is_none());
+        assert!(index.candidate("a", 0, 100).is_none());
+        assert_eq!(index.candidate("a", 100, 100).unwrap().id, "x1");
         index.withdraw("a");
         assert!(index.candidate("a", 0, 100).is_none());
         assert_eq!(index.candidate("b", 0, 100).unwrap().id, "y0");

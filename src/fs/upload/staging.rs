@@ -554,7 +554,7 @@ impl Staging {
             let offer = self
                 .reuse
                 .as_ref()
-                .and_then(|r| r.candidate(&self.blob, start, len));
+                .and_then(|r| r.take(&self.blob, start, len));
             let handle = self.spawn_upload(index, &id, start, len, permit, offer);
             self.blocks.insert(index, Block::Uploading(id, handle));
         }

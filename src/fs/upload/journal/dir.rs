@@ -198,6 +198,7 @@ impl JournalDir {
                 record,
                 warned: false,
                 removed: false,
+                flushes: 0,
             }),
         };
         entry.write(&mut entry.lock(), false)?;
@@ -248,6 +249,7 @@ impl JournalDir {
                     record,
                     warned: false,
                     removed: false,
+                    flushes: 0,
                 }),
             },
         ))
@@ -314,6 +316,8 @@ struct EntryState {
     warned: bool,
     /// Removed: an upload finishing later must not bring the record back.
     removed: bool,
+    /// Record writes flushed to disk so far (tests check when a flush is made).
+    flushes: u64,
 }
 
 impl std::fmt::Debug for Entry {
@@ -332,20 +336,34 @@ impl Entry {
         self.lock().record.clone()
     }
 
+    /// How many record writes were flushed to disk.
+    pub fn flushes(&self) -> u64 {
+        self.lock().flushes
+    }
+
     /// Where the record lives (for messages).
     pub fn path(&self) -> &Path {
         &self.json
     }
 
-    /// Changes the record and writes it (not flushed to disk). A failure is logged once: the
-    /// journal is a safety net, and the file goes on being written without it.
+    /// Changes the record and writes it (not flushed to disk, except when it takes back a
+    /// flushed "finished": see below). A failure is logged once: the journal is a safety net,
+    /// and the file goes on being written without it.
     pub fn update(&self, change: impl FnOnce(&mut Record)) {
         let mut st = self.lock();
         if st.removed {
             return;
         }
+        let was_promised = st.record.durable == Durable::Finished && st.record.synced;
         change(&mut st.record);
-        if let Err(e) = self.write(&mut st, false) {
+        // A record flushed as finished is trusted after a power cut. Before the content changes
+        // (a reopen for writing), its "unfinished" must be on disk too: otherwise the disk
+        // could hold the old finished record over content partly changed since.
+        let sync = was_promised && st.record.durable == Durable::Unfinished;
+        if sync {
+            st.record.synced = true;
+        }
+        if let Err(e) = self.write(&mut st, sync) {
             // The record on disk is an older state (perhaps "finished" while the content now
             // changes): no record is better than a wrong one.
             let _ = std::fs::remove_file(&self.json);
@@ -497,6 +515,7 @@ impl Entry {
             if let Some(dir) = self.json.parent() {
                 File::open(dir)?.sync_all()?;
             }
+            st.flushes += 1;
         }
         Ok(())
     }

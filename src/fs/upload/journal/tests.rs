@@ -217,3 +217,35 @@ fn forgetting_blocks_sent_rewrites_the_list_only_when_it_changes() {
     assert!(!sent.exists(), "an empty list is no file");
     assert!(read().is_empty());
 }
+
+/// A record flushed as finished is trusted after a power cut: taking it back (the file is
+/// written again) is flushed too, and says so.
+#[test]
+fn taking_back_a_flushed_finish_is_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = JournalDir::create(dir.path()).unwrap();
+    let data = j.new_data_file(record().upload_id).unwrap();
+    let entry = j.entry(record()).unwrap();
+    entry.finished(&data, true, |_| {}).unwrap();
+    let on_disk = || {
+        let found = j.entries();
+        let (_, got) = &found[0];
+        got.as_ref().unwrap().1.record()
+    };
+    assert_eq!(entry.flushes(), 1);
+    // A change that keeps the content finished is not flushed (nothing rests on it).
+    entry.update(|r| r.attempts.clear());
+    assert!(on_disk().synced);
+    assert_eq!(entry.flushes(), 1);
+    entry.update(|r| r.durable = Durable::Unfinished);
+    let r = on_disk();
+    assert_eq!(r.durable, Durable::Unfinished);
+    assert!(!r.is_finished("other boot"));
+    assert_eq!(entry.flushes(), 2, "flushed before the content changes");
+    // Unfinished again later, after an unflushed finish: not flushed.
+    entry.finished(&data, false, |_| {}).unwrap();
+    entry.update(|r| r.durable = Durable::Unfinished);
+    assert!(!on_disk().synced);
+    assert_eq!(entry.flushes(), 2);
+    entry.remove();
+}
