@@ -683,6 +683,7 @@ mod tests {
             journal: None,
             keep_owners,
             credential: None,
+            write_back: None,
         }
     }
 

@@ -68,6 +68,7 @@ impl CoreDriver {
             journal: None,
             keep_owners: true,
             credential: None,
+            write_back: None,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -9,6 +9,7 @@ impl Fs {
     pub fn gauges(&self) -> Gauges {
         use std::sync::atomic::Ordering::Relaxed;
         let r = &self.resumed;
+        let wb_pending = self.write_back().map_or((0, 0), |w| w.pending());
         Gauges {
             resume_pending_files: r.pending(),
             resume_committed_files: r.committed.load(Relaxed),
@@ -26,6 +27,10 @@ impl Fs {
                 .reuse
                 .as_ref()
                 .map_or(0, |u| u.bytes_reused.load(Relaxed)),
+            write_back_pending_files: wb_pending.0,
+            write_back_pending_bytes: wb_pending.1,
+            write_back_committed_files: self.write_back().map_or(0, |w| w.committed.load(Relaxed)),
+            write_back_failed_files: self.write_back().map_or(0, |w| w.failed.load(Relaxed)),
             cache_bytes: self.cache().used(),
             cache_budget_bytes: self.cache().budget(),
             dirty_bytes: self.staging.budget.in_use(),
@@ -74,6 +79,7 @@ mod tests {
             journal: None,
             keep_owners: true,
             credential,
+            write_back: None,
         };
         let fs = Fs::counting_into(fake.clone(), cfg, metrics);
         (fake, fs, metrics)

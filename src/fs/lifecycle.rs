@@ -134,6 +134,15 @@ impl FileState {
         }
     }
 
+    /// The write-back's delay for a closed file is up: commit it if it is still as it was
+    /// closed (written since, it is unfinished again and waits for its next close).
+    pub fn due(&self) -> CommitStep {
+        match self {
+            FileState::Committing => CommitStep::Commit,
+            _ => CommitStep::Nothing,
+        }
+    }
+
     /// The commit went through.
     pub fn committed(&mut self) {
         if *self == FileState::Committing {

@@ -41,6 +41,7 @@ mod shutdown;
 mod unlinked;
 pub mod upload;
 mod write;
+pub mod write_back;
 pub mod xattr;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,6 +106,9 @@ pub struct FsConfig {
     pub keep_owners: bool,
     /// The SAS in force, whose permissions decide what is allowed (None: everything).
     pub credential: Option<Arc<crate::token::Credential>>,
+    /// `--write-back`: close returns once the file is on local disk, committed later (None:
+    /// close returns once committed). Needs the journal.
+    pub write_back: Option<write_back::WriteBackConfig>,
 }
 
 impl FsConfig {
@@ -135,6 +139,8 @@ pub struct Fs {
     gate: gate::ChangeGate,
     /// Files an earlier mount left in its journal, finished by this one ([`Fs::resume_left_behind`]).
     resumed: resume::ResumeProgress,
+    /// Files closed and not committed yet (`--write-back`).
+    write_back: Option<write_back::WriteBack>,
 }
 
 /// A std mutex's guard, also after a panic elsewhere (the data stays usable: every update of
@@ -163,6 +169,7 @@ impl Fs {
             journal: cfg.journal.clone(),
             reuse: Some(Default::default()),
         };
+        let write_back = cfg.write_back.map(write_back::WriteBack::new);
         Arc::new(Fs {
             reads: Prefetcher::new(
                 client.clone(),
@@ -181,6 +188,7 @@ impl Fs {
             staging,
             gate: gate::ChangeGate::default(),
             resumed: Default::default(),
+            write_back,
         })
     }
 

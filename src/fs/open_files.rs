@@ -58,7 +58,9 @@ impl WriteFile {
         self.holders.fetch_sub(1, Ordering::SeqCst) == 1
     }
 
-    fn hold(&self) {
+    /// One more hold, for a caller that holds it already (so the count is not at zero and
+    /// nobody is retiring it).
+    pub(super) fn hold(&self) {
         self.holders.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -10,6 +10,9 @@ use super::lifecycle::{FileState, ShutdownStep};
 use super::open_files::WriteFile;
 use super::{lock, recovery, Fs};
 
+/// Files committed at once by the shutdown.
+const AT_ONCE: usize = 32;
+
 /// What the shutdown commit did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct CommitReport {
@@ -38,7 +41,7 @@ impl Fs {
     }
 
     /// Commits every file being written that its program had finished (closed or fsynced),
-    /// all at once, and waits until `deadline` at most. A file still being written is not
+    /// several at once, and waits until `deadline` at most. A file still being written is not
     /// finished: the blob keeps its version, and the file's content is saved beside it as
     /// `NAME.partial-<UTC>`. Call [`Fs::stop_changes`] first, so that what is committed is
     /// final.
@@ -63,9 +66,15 @@ impl Fs {
         // What each file was doing, for those cut off by the deadline.
         let steps: std::sync::Mutex<HashMap<u64, ShutdownStep>> = Default::default();
         let steps = &steps;
+        // Several at once, not all: a write-back mount may have thousands of small files
+        // closed and pending, and each commit is a connection in flight.
+        let slots = &tokio::sync::Semaphore::new(AT_ONCE);
         let mut pending: FuturesUnordered<_> = writers
             .into_iter()
-            .map(|(ino, w)| async move { (ino, self.finish_at_shutdown(ino, &w, steps).await) })
+            .map(|(ino, w)| async move {
+                let _slot = slots.acquire().await;
+                (ino, self.finish_at_shutdown(ino, &w, steps).await)
+            })
             .collect();
         let mut report = CommitReport::default();
         // (inode, name, reason, whether its data still needs a local copy) of the files not

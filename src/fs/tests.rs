@@ -33,6 +33,7 @@ fn config(ttl: Duration) -> FsConfig {
         journal: None,
         keep_owners: true,
         credential: None,
+        write_back: None,
     }
 }
 
@@ -1233,4 +1234,5 @@ async fn chmod_of_a_file_whose_version_is_known_is_one_request_and_keeps_other_m
 }
 
 mod posix;
+mod write_back;
 mod xattr;

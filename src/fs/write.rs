@@ -143,6 +143,28 @@ impl Fs {
         if !w.drop_hold() {
             return Ok(());
         }
+        if self.write_back().is_some() {
+            // The last hold: the write-back takes the file over (with a hold of its own) if
+            // there is something to commit.
+            w.hold();
+            let deferred = self.finish_later(ino, w).await;
+            if !w.drop_hold() {
+                return deferred;
+            }
+        }
+        self.commit_and_retire(ino, w).await
+    }
+
+    /// Ends one hold without deferring the commit (the write-back's own hold).
+    pub(super) async fn drop_hold_now(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), FsError> {
+        if !w.drop_hold() {
+            return Ok(());
+        }
+        self.commit_and_retire(ino, w).await
+    }
+
+    /// After the last hold: commits what is left and retires the file.
+    async fn commit_and_retire(&self, ino: u64, w: &Arc<WriteFile>) -> Result<(), FsError> {
         let result = self.commit(ino, w).await;
         if self.open_files.retire(ino, w) {
             self.retire(ino, w).await;
@@ -345,6 +367,7 @@ impl Fs {
             return Err(FsError::TooLarge);
         }
         self.check_token_usable()?;
+        self.wait_for_write_back_room().await;
         let outcome = {
             let mut f = w.open.lock().await;
             // Checked under the lock: the shutdown commit takes it too, so nothing is written
@@ -417,6 +440,11 @@ impl Fs {
         if f.state.commit_requested()? == CommitStep::Nothing {
             return Ok(());
         }
+        self.commit_step(ino, f).await
+    }
+
+    /// Commits a locked file whose lifecycle said to ([`CommitStep::Commit`]).
+    pub(super) async fn commit_step(&self, ino: u64, f: &mut OpenFile) -> Result<(), FsError> {
         // Finished by the program: a restart commits this content if the commit is cut off.
         if let Err(e) = f.staging.mark_finished(false) {
             tracing::warn!(
@@ -484,6 +512,7 @@ impl Fs {
         };
         tracing::debug!(fh, ino = h.ino, writer = h.writer().is_some(), "flush");
         match h.writer() {
+            Some(w) if self.write_back().is_some() => self.finish_later(h.ino, &w.file).await,
             Some(w) => self.commit(h.ino, &w.file).await,
             None => Ok(()),
         }
@@ -533,8 +562,15 @@ impl Fs {
         self.flush(fh).await
     }
 
+    /// fsync(2): commits now, also with write-back (the program's durability point).
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        self.flush(fh).await
+        let Some(h) = self.handles.file(fh) else {
+            return Ok(());
+        };
+        match h.writer() {
+            Some(w) => self.commit(h.ino, &w.file).await,
+            None => Ok(()),
+        }
     }
 
     /// The last close of a handle: the last writer commits (if anything is left) and the

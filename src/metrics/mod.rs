@@ -321,6 +321,13 @@ pub struct Gauges {
     /// killed) had staged the same bytes under, instead of being sent again; and their bytes.
     pub write_blocks_reused: u64,
     pub write_bytes_reused: u64,
+    /// `--write-back`: files closed and not committed yet, and the bytes of their local
+    /// copies; files committed after their close returned, and those whose commit after close
+    /// failed for good (a conflict copy, or data saved locally).
+    pub write_back_pending_files: u64,
+    pub write_back_pending_bytes: u64,
+    pub write_back_committed_files: u64,
+    pub write_back_failed_files: u64,
 }
 
 #[cfg(test)]

@@ -113,6 +113,18 @@ fn families(s: &Snapshot, g: &Gauges) -> Vec<Family> {
         single("blobmount_write_bytes_reused", gauge,
             "Bytes of those blocks (not sent again).",
             g.write_bytes_reused),
+        single("blobmount_write_back_pending_files", gauge,
+            "With --write-back: files closed and not committed yet (on local disk, in the journal).",
+            g.write_back_pending_files),
+        single("blobmount_write_back_pending_bytes", gauge,
+            "With --write-back: bytes of the files closed and not committed yet.",
+            g.write_back_pending_bytes),
+        single("blobmount_write_back_committed_files", gauge,
+            "With --write-back: files committed after their close returned.",
+            g.write_back_committed_files),
+        single("blobmount_write_back_failed_files", gauge,
+            "With --write-back: files whose commit after close failed for good (saved as a conflict copy or locally; see the log).",
+            g.write_back_failed_files),
     ];
     if let Some(secs) = g.token_seconds_left {
         f.push(Family {
@@ -285,6 +297,10 @@ mod tests {
             resume_blocks_sent: 0,
             write_blocks_reused: 2,
             write_bytes_reused: 16,
+            write_back_pending_files: 3,
+            write_back_pending_bytes: 300,
+            write_back_committed_files: 7,
+            write_back_failed_files: 0,
         };
         (m, g)
     }
@@ -351,7 +367,7 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names.len(), 24);
+        assert_eq!(names.len(), 28);
         assert!(text.ends_with('\n'));
         assert_eq!(text, render_prometheus(&m, &g), "deterministic");
     }

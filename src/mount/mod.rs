@@ -54,6 +54,8 @@ pub struct MountOptions {
     /// Small files fetched ahead of a program reading a directory in order (0: none).
     pub prefetch_files: usize,
     pub write_buffer: u64,
+    /// `--write-back`: close returns before the commit (None: once committed).
+    pub write_back: Option<crate::fs::write_back::WriteBackConfig>,
     pub staging_dir: PathBuf,
     pub sas_file: Option<PathBuf>,
     pub sas_command: Option<String>,
@@ -187,6 +189,7 @@ pub fn run(opts: MountOptions, readiness: &mut Readiness) -> Result<i32, MountEr
     } = checked;
     serve_metrics(&opts, &rt, &fs)?;
     rt.spawn(fs.clone().relieve_write_pressure());
+    rt.spawn(fs.clone().run_write_back());
     keep_token_fresh(&opts, &rt, token_source, &credential, &target.container);
     // Signal handlers go in before the mount appears: a SIGTERM right after mounting must
     // unmount, not kill the process and leave a dead mount behind.
@@ -386,6 +389,7 @@ fn new_fs(opts: &MountOptions, checked: &Checked) -> Result<Arc<Fs>, MountError>
             // SAFETY: geteuid cannot fail.
             keep_owners: opts.allow_other || opts.allow_root || unsafe { libc::geteuid() } == 0,
             credential: Some(checked.credential.clone()),
+            write_back: opts.write_back,
         },
     ))
 }

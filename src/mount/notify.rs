@@ -52,7 +52,10 @@ pub fn status_line(fs: &Fs, credential: &Credential) -> String {
         None => "SAS without expiry".to_string(),
     };
     let g = fs.gauges();
-    let writing = match g.files_open_for_writing {
+    let writing = match g
+        .files_open_for_writing
+        .saturating_sub(g.write_back_pending_files)
+    {
         0 => String::new(),
         1 => "; 1 file being written".to_string(),
         n => format!("; {n} files being written"),
@@ -65,7 +68,18 @@ pub fn status_line(fs: &Fs, credential: &Credential) -> String {
         0 => String::new(),
         n => format!("; finishing {n} file(s) an earlier mount left uncommitted"),
     };
-    format!("mounted; {token}{writing}{dirty}{resuming}")
+    let pending = match g.write_back_pending_files {
+        0 => String::new(),
+        n => format!(
+            "; {n} closed file(s) to commit ({})",
+            crate::size::format_size(g.write_back_pending_bytes)
+        ),
+    };
+    let failed = match g.write_back_failed_files {
+        0 => String::new(),
+        n => format!("; {n} commit(s) after close failed (see the log)"),
+    };
+    format!("mounted; {token}{writing}{dirty}{pending}{failed}{resuming}")
 }
 
 /// Keeps the status line current: in the state file for `blobmount status` (every 5 s), and

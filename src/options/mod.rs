@@ -82,6 +82,16 @@ pub struct Settings {
     /// is full (e.g. 256M) [default: 256M].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub write_buffer: Option<u64>,
+    /// Close returns once the file and its journal record are on local disk; the commit
+    /// follows in the background within DELAY (fsync still commits before returning). A
+    /// failure after close can no longer be reported to the program: see docs/SEMANTICS.md
+    /// [default: off; DELAY 5s].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "5s", value_parser = parse_duration, value_name = "DELAY")]
+    pub write_back: Option<Duration>,
+    /// With --write-back: local disk for closed files not committed yet; writers wait beyond
+    /// it while the oldest are committed (e.g. 2G) [default: 1G].
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub write_back_limit: Option<u64>,
     /// Directory for the local copies of files being written and their journal, from which a
     /// restart finishes what was not committed [default: $STATE_DIRECTORY, /var/lib/blobmount
     /// for root, else $XDG_STATE_HOME/blobmount or ~/.local/state/blobmount].
@@ -144,7 +154,7 @@ impl Settings {
         over!(upper, lower;
             config, foreground, read_only, uid, gid, umask, file_mode, dir_mode, allow_other,
             allow_root, allow_non_empty, noexec, cache_size, block_size, metadata_ttl,
-            prefetch_files, write_buffer, staging_dir, sas_file, sas_command, sas_command_timeout,
+            prefetch_files, write_buffer, write_back, write_back_limit, staging_dir, sas_file, sas_command, sas_command_timeout,
             refresh_before, refresh_interval, request_timeout, shutdown_timeout, metrics_addr,
             log_level, log_file)
     }

@@ -134,6 +134,14 @@ fn options(
         metadata_ttl: s.metadata_ttl.unwrap_or(Duration::from_secs(1)),
         prefetch_files: s.prefetch_files.unwrap_or(crate::fs::PREFETCH_FILES),
         write_buffer: s.write_buffer.unwrap_or(256 << 20),
+        write_back: s
+            .write_back
+            .map(|delay| crate::fs::write_back::WriteBackConfig {
+                delay,
+                limit: s
+                    .write_back_limit
+                    .unwrap_or(crate::fs::write_back::DEFAULT_LIMIT),
+            }),
         staging_dir: s.staging_dir.unwrap_or_else(default_staging_dir),
         sas_file: s.sas_file,
         sas_command: s.sas_command,

@@ -13,13 +13,14 @@ fn sample(name: &str) -> &'static str {
         | "noexec" => "true",
         "uid" | "gid" | "prefetch-files" => "42",
         "umask" | "file-mode" | "dir-mode" => "0700",
-        "cache-size" | "block-size" | "write-buffer" => "8M",
+        "cache-size" | "block-size" | "write-buffer" | "write-back-limit" => "8M",
         "metadata-ttl"
         | "sas-command-timeout"
         | "refresh-before"
         | "refresh-interval"
         | "request-timeout"
-        | "shutdown-timeout" => "7s",
+        | "shutdown-timeout"
+        | "write-back" => "7s",
         "staging-dir" | "sas-file" | "log-file" => "/x/y",
         "sas-command" => "echo token",
         "metrics-addr" => "127.0.0.1:9180",

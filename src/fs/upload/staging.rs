@@ -235,6 +235,11 @@ impl Staging {
     /// restart commits it. With `sync`, the local copy and the record are flushed to disk
     /// first (an error then is the caller's: a promise rests on it).
     pub fn mark_finished(&mut self, sync: bool) -> std::io::Result<()> {
+        if !sync && self.durable == Durable::Finished {
+            // Finished already and unchanged since (a write makes it unfinished first): the
+            // record stays as it is, flushed or not.
+            return Ok(());
+        }
         self.durable = Durable::Finished;
         let Some(j) = self.journal.clone() else {
             return Ok(());
@@ -414,9 +419,26 @@ impl Staging {
         }
     }
 
-    /// Starts uploading every dirty block (to free the write budget).
+    /// Starts uploading every dirty block that holds a share of the write budget (to free it).
     pub fn flush_dirty(&mut self) {
-        self.upload_dirty(|_| true);
+        let holding: BTreeSet<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| matches!(b, Block::Dirty(Some(_))))
+            .map(|(i, _)| *i)
+            .collect();
+        self.upload_dirty(|i| holding.contains(&i));
+    }
+
+    /// Gives back the write budget of the dirty blocks: the file is closed and flushed to
+    /// local disk, and waits for the write-back, whose own limit bounds it (its blocks are
+    /// sent at its commit, as they are).
+    pub fn release_budget(&mut self) {
+        for b in self.blocks.values_mut() {
+            if let Block::Dirty(permit) = b {
+                *permit = None;
+            }
+        }
     }
 
     /// Copies every byte of the version writing started from that is not local yet into the
