@@ -133,6 +133,10 @@ impl Fs {
         let Some(wb) = self.write_back() else {
             return self.commit(ino, w).await;
         };
+        if self.is_stopping() {
+            // The shutdown may have gone past this file already: committed now.
+            return self.commit(ino, w).await;
+        }
         let mut f = w.open.lock().await;
         if f.state.commit_requested()? == CommitStep::Nothing {
             return Ok(());
