@@ -209,15 +209,16 @@ impl Fs {
                 let fs = self.clone();
                 wb.in_flight(p.bytes, true);
                 tokio::spawn(async move {
+                    let wb = fs
+                        .write_back()
+                        .expect("the worker runs with write-back only");
                     let bytes = p.bytes;
-                    fs.commit_pending(ino, p).await;
+                    fs.commit_pending(wb, ino, p).await;
                     drop(permit);
-                    if let Some(wb) = fs.write_back() {
-                        wb.in_flight(bytes, false);
-                        wb.room.notify_waiters();
-                        // A retry may have been put back, due later.
-                        wb.wake.notify_one();
-                    }
+                    wb.in_flight(bytes, false);
+                    wb.room.notify_waiters();
+                    // A retry may have been put back, due later.
+                    wb.wake.notify_one();
                 });
             }
             let wait = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -239,18 +240,16 @@ impl Fs {
         let mut order: Vec<(Instant, u64, u64)> =
             pending.iter().map(|(i, p)| (p.due, *i, p.bytes)).collect();
         order.sort();
-        let mut over = pending.values().map(|p| p.bytes).sum::<u64>() > wb.cfg.limit;
-        let mut left: u64 = pending.values().map(|p| p.bytes).sum();
+        let mut left: u64 = order.iter().map(|(_, _, bytes)| bytes).sum();
         let mut due = Vec::new();
         let mut next = None;
         for (at, ino, bytes) in order {
             if due.len() >= room {
                 break;
             }
-            if at <= now || over {
+            if at <= now || left > wb.cfg.limit {
                 due.extend(pending.remove(&ino).map(|p| (ino, p)));
                 left -= bytes;
-                over = left > wb.cfg.limit;
             } else {
                 next = Some(at);
                 break;
@@ -263,7 +262,7 @@ impl Fs {
     /// is committed at its next close), then drops the write-back's hold. A failure is tried
     /// again later, a few times, then given up: its data is saved like that of any file whose
     /// commit failed for good.
-    async fn commit_pending(&self, ino: u64, mut p: Pending) {
+    async fn commit_pending(&self, wb: &WriteBack, ino: u64, mut p: Pending) {
         let w = p.file.clone();
         let outcome = {
             let mut f = w.open.lock().await;
@@ -274,9 +273,6 @@ impl Fs {
                     Some((r, f.state.is_settled(), f.staging.blob().to_string()))
                 }
             }
-        };
-        let Some(wb) = self.write_back() else {
-            return;
         };
         match outcome {
             None => {}
