@@ -189,7 +189,10 @@ pub trait BlobClient: Send + Sync + 'static {
     /// Set Blob Metadata: replaces the metadata (a new ETag, same content).
     async fn set_metadata(&self, name: &str, opts: &WriteOptions) -> Result<Committed, BlobError>;
 
-    /// Get Blob of `len` bytes at `offset` into one buffer (small reads, tests).
+    /// Get Blob of `len` bytes at `offset` into one buffer (small reads, tests). A body that
+    /// breaks mid-way (reset, truncated answer) is asked again from its first missing byte, at
+    /// most [`retry::BODY_RESUMES`] times; an answer that ends cleanly short (the blob is
+    /// shorter) is returned as it is.
     async fn get_range(
         &self,
         name: &str,
@@ -200,12 +203,27 @@ pub trait BlobClient: Send + Sync + 'static {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let mut stream = self.get_stream(name, offset, len, if_match).await?;
         let mut buf = bytes::BytesMut::with_capacity(len as usize);
-        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-            buf.extend_from_slice(&chunk?);
+        let mut resumes = 0;
+        loop {
+            let done = buf.len() as u64;
+            let mut stream = self
+                .get_stream(name, offset + done, len - done, if_match)
+                .await?;
+            let error = loop {
+                match futures::StreamExt::next(&mut stream).await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => break e,
+                    None => return Ok(buf.freeze()),
+                }
+            };
+            if !error.is_transient() || resumes >= retry::BODY_RESUMES || buf.len() as u64 >= len {
+                return Err(error);
+            }
+            resumes += 1;
+            tracing::debug!(blob = name, resumes, "resuming a broken download: {error}");
+            tokio::time::sleep(retry::resume_pause(resumes)).await;
         }
-        Ok(buf.freeze())
     }
 }
 

@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use super::BlobError;
 
+/// Times a download whose body broke mid-way is asked again from its first missing byte
+/// before the read fails (each resume is a new request, itself retried by the policy).
+pub const BODY_RESUMES: u32 = 4;
+
+/// The pause before resume number `resumes` (1-based) of a broken download.
+pub fn resume_pause(resumes: u32) -> Duration {
+    Duration::from_millis(100 * u64::from(resumes))
+}
+
 /// How often and how patiently transient failures are retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

@@ -3,16 +3,12 @@
 //! A connection that breaks mid-way is resumed from the first missing byte.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
 
 use super::block_cache::Run;
-use crate::blob::{BlobClient, BlobError, ErrorKind};
-
-/// Times a broken body is resumed before the remaining blocks fail.
-const RESUMES: u32 = 4;
+use crate::blob::{retry, BlobClient, BlobError, ErrorKind};
 
 /// What one fetch reads: a version of a blob, cut in blocks of `block_size`.
 #[derive(Clone)]
@@ -90,14 +86,14 @@ async fn fill_run(src: &Source, mut run: Run) {
                 return;
             }
         };
-        if !error.is_transient() || resumes >= RESUMES {
+        if !error.is_transient() || resumes >= retry::BODY_RESUMES {
             tracing::warn!("{error}");
             run.fail(error);
             return;
         }
         resumes += 1;
         tracing::debug!(blob = %src.blob, resumes, "resuming a broken download: {error}");
-        tokio::time::sleep(Duration::from_millis(100 * u64::from(resumes))).await;
+        tokio::time::sleep(retry::resume_pause(resumes)).await;
     }
 }
 

@@ -617,6 +617,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_range_whose_body_breaks_is_asked_again_from_its_first_missing_byte() {
+        let f = FakeClient::new();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        f.put("x", data.clone());
+        let etag = f.properties("x").await.unwrap().etag;
+        f.cut_next_stream_after(30_000);
+        let got = f.get_range("x", 10, 90_000, Some(&etag)).await.unwrap();
+        assert_eq!(&got[..], &data[10..90_010]);
+        assert_eq!(f.count(Op::GetBlob), 2, "one resume for the rest");
+    }
+
+    #[tokio::test]
     async fn ranges_conditions_and_failures() {
         let f = FakeClient::new();
         f.put("x", "hello world");
