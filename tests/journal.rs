@@ -364,3 +364,101 @@ fn the_interrupted_copy_run_again_sends_only_the_blocks_it_had_not_sent() {
     );
     assert_eq!(fx.proxy.count(|r| is_put_block_list(r) && to_blob(r)), 1);
 }
+
+/// Write-back: files closed (close returned) but not yet committed when the mount is killed
+/// are all committed byte-exact by the next mount, from the journal alone.
+#[test]
+fn in_write_back_mode_every_file_closed_before_a_kill_is_committed_byte_exact_by_the_next_mount() {
+    let fx = Fixture::writable("journal-write-back");
+    let staging = tempfile::tempdir().unwrap();
+    fx.put("old.txt", b"the version before");
+    let mut files: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| {
+            let len = [0, 1, 4096, 70_000, 200_001][i % 5];
+            (
+                format!("f{i:02}.dat"),
+                pseudo_random_bytes(len, 100 + i as u64),
+            )
+        })
+        .collect();
+    files.push(("d/big.bin".into(), pseudo_random_bytes(3 * MIB + 7, 99)));
+    files.push(("old.txt".into(), b"the version after".to_vec()));
+    let mut args = staging_args(staging.path());
+    args.push("--write-back=1h".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut m = fx.mount(&args);
+    std::fs::create_dir(m.path().join("d")).unwrap();
+    for (name, data) in &files {
+        // write(2) and close(2): returns once the content and its record are on local disk.
+        std::fs::write(m.path().join(name), data).unwrap();
+    }
+    // Seen through the mount as written, and none of it committed yet.
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(m.path().join(name)).unwrap() == *data,
+            "{name}"
+        );
+    }
+    for (name, _) in &files[..31] {
+        assert_eq!(
+            fx.blob(name),
+            None,
+            "{name} is not committed before the kill"
+        );
+    }
+    assert_eq!(fx.blob("old.txt").unwrap(), b"the version before");
+    assert_eq!(
+        records(staging.path()).len(),
+        files.len(),
+        "one record per file"
+    );
+    kill9(&mut m);
+    let m = mount(&fx, staging.path());
+    let all_committed = || {
+        files
+            .iter()
+            .all(|(name, data)| fx.blob(name).as_ref() == Some(data))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), all_committed),
+        "{}",
+        m.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || records(staging.path())
+            .is_empty()),
+        "the journal is emptied once done"
+    );
+    // Nothing saved aside: every one was closed, so none is partial or a conflict.
+    let aside: Vec<String> = fx
+        .names("")
+        .into_iter()
+        .filter(|n| n.contains(".partial-") || n.contains(".conflict-"))
+        .collect();
+    assert!(aside.is_empty(), "{aside:?}");
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(m.path().join(name)).unwrap() == *data,
+            "{name} through the mount"
+        );
+    }
+}
+
+/// Write-back: fsync(2) is still the program's durability point; it commits before returning.
+#[test]
+fn in_write_back_mode_fsync_commits_before_it_returns() {
+    let fx = Fixture::writable("journal-write-back-fsync");
+    let staging = tempfile::tempdir().unwrap();
+    let mut args = staging_args(staging.path());
+    args.push("--write-back=1h".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = fx.mount(&args);
+    let data = pseudo_random_bytes(2 * MIB + 3, 7);
+    let mut f = std::fs::File::create(m.path().join("synced.bin")).unwrap();
+    f.write_all(&data).unwrap();
+    f.sync_all().unwrap();
+    assert!(fx.blob("synced.bin").unwrap() == data, "committed by fsync");
+    drop(f);
+    std::fs::write(m.path().join("closed.bin"), b"closed only").unwrap();
+    assert_eq!(fx.blob("closed.bin"), None, "close alone does not commit");
+}

@@ -260,10 +260,13 @@ impl Fs {
 
     /// Commits one closed file (if it still is as it was closed: a file written again since
     /// is committed at its next close), then drops the write-back's hold. A failure is tried
-    /// again later, a few times, then given up: its data is saved like that of any file whose
-    /// commit failed for good.
+    /// again later, a few times; the last try is the commit the hold's release makes, after
+    /// which a file still not committed is saved like any whose commit failed for good.
     async fn commit_pending(&self, wb: &WriteBack, ino: u64, mut p: Pending) {
         let w = p.file.clone();
+        if p.failures + 1 >= ATTEMPTS {
+            return self.last_try(wb, ino, &w).await;
+        }
         let outcome = {
             let mut f = w.open.lock().await;
             match f.state.due() {
@@ -279,31 +282,59 @@ impl Fs {
             Some((Ok(()), _, _)) => {
                 wb.committed.fetch_add(1, Relaxed);
             }
-            Some((Err(e), settled, blob)) => {
+            Some((Err(e), true, blob)) => {
+                // Settled without replacing the blob: a conflict, saved beside it.
+                wb.failed.fetch_add(1, Relaxed);
+                tracing::error!(
+                    blob,
+                    "the commit after close did not replace the blob ({e}), after close had returned success"
+                );
+            }
+            Some((Err(e), false, _)) if self.is_stopping() => {
+                // The shutdown commits (or saves and reports) every file still open.
+                tracing::debug!("a commit after close failed during the shutdown: {e}");
+            }
+            Some((Err(e), false, blob)) => {
                 p.failures += 1;
-                if !settled && p.failures < ATTEMPTS && !self.is_stopping() {
-                    let wait = FIRST_RETRY * 2u32.pow(p.failures - 1);
-                    tracing::warn!(
-                        blob,
-                        "the commit after close failed ({e}); tried again in {}s",
-                        wait.as_secs()
-                    );
-                    p.due = Instant::now() + wait;
-                    if self.pend_again(wb, ino, p) {
-                        return;
-                    }
-                    // Closed again meanwhile: that entry (with its own hold) commits it.
-                    let _ = self.drop_hold_now(ino, &w).await;
+                let wait = FIRST_RETRY * 2u32.pow(p.failures - 1);
+                tracing::warn!(
+                    blob,
+                    "the commit after close failed ({e}); tried again in {}s",
+                    wait.as_secs()
+                );
+                p.due = Instant::now() + wait;
+                if self.pend_again(wb, ino, p) {
                     return;
                 }
+                // Closed again meanwhile: that entry (with its own hold) commits it.
+            }
+        }
+        let _ = self.drop_hold_now(ino, &w).await;
+    }
+
+    /// The last try of a closed file's commit: dropping the write-back's hold commits it (if
+    /// it was the last hold) and retires it, saving what is still not committed.
+    async fn last_try(&self, wb: &WriteBack, ino: u64, w: &Arc<WriteFile>) {
+        let due = w.open.lock().await.state.due() == CommitStep::Commit;
+        let result = self.drop_hold_now(ino, w).await;
+        if !due {
+            return;
+        }
+        let blob = w.open.lock().await.staging.blob().to_string();
+        match result {
+            Err(e) => {
                 wb.failed.fetch_add(1, Relaxed);
                 tracing::error!(
                     blob,
                     "the commit after close failed for good ({e}), after close had returned success (where its data is saved is logged with it)"
                 );
             }
+            Ok(()) if w.open.lock().await.state.is_settled() => {
+                wb.committed.fetch_add(1, Relaxed);
+            }
+            // Another hold is left (the file was opened again): its close commits it.
+            Ok(()) => {}
         }
-        let _ = self.drop_hold_now(ino, &w).await;
     }
 
     /// Puts a file whose commit failed back among the pending ones, unless it was closed

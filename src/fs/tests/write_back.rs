@@ -264,3 +264,65 @@ async fn beyond_the_limit_writers_wait_while_the_oldest_files_are_committed() {
     assert_eq!(m.fs.gauges().write_back_pending_files, 1);
     assert!(m.fake.blob("next").is_none());
 }
+
+/// A commit after close that keeps failing is tried five times over about 30 s, then given
+/// up: counted as failed, the blob left as it was, and the content saved locally (the
+/// directory named in the log), so nothing the program wrote is lost.
+#[tokio::test(start_paused = true)]
+async fn a_commit_that_keeps_failing_after_close_is_given_up_counted_and_saved_locally() {
+    let m = mount(Duration::from_millis(200), 1 << 30);
+    for _ in 0..20 {
+        m.fake.fail_next(Op::PutBlob, ErrorKind::Transient);
+        m.fake.fail_next(Op::PutBlockList, ErrorKind::Transient);
+    }
+    tokio::spawn(m.fs.clone().run_write_back());
+    let started = Instant::now();
+    m.write_closed("lost-net", b"the content close said was kept")
+        .await;
+    for _ in 0..1000 {
+        if m.fs.gauges().write_back_failed_files == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let g = m.fs.gauges();
+    assert_eq!(
+        (g.write_back_failed_files, g.write_back_committed_files),
+        (1, 0)
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(40),
+        "{waited:?}"
+    );
+    let attempts = m.fake.count(Op::PutBlob) + m.fake.count(Op::PutBlockList);
+    assert_eq!(attempts, 5, "five attempts");
+    assert!(m.fake.blob("lost-net").is_none(), "never committed");
+    // Saved in the staging directory's blobmount-recovered-<UTC>/.
+    let mut saved = Vec::new();
+    for e in std::fs::read_dir(m._dir.path()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("blobmount-recovered-") {
+            saved.push(std::fs::read(e.path().join("lost-net")).unwrap());
+        }
+    }
+    assert_eq!(saved, [b"the content close said was kept".to_vec()]);
+    assert_eq!(m.fs.gauges().write_back_pending_files, 0);
+}
+
+/// One failed commit after close is tried again after its wait, and counted once committed.
+#[tokio::test(start_paused = true)]
+async fn a_commit_that_fails_once_after_close_is_tried_again_and_committed() {
+    let m = mount(Duration::from_millis(200), 1 << 30);
+    m.fake.fail_next(Op::PutBlob, ErrorKind::Transient);
+    m.fake.fail_next(Op::PutBlockList, ErrorKind::Transient);
+    tokio::spawn(m.fs.clone().run_write_back());
+    m.write_closed("flaky", b"second time lucky").await;
+    assert_eq!(&m.until_committed("flaky").await[..], b"second time lucky");
+    let g = m.fs.gauges();
+    assert_eq!(
+        (g.write_back_failed_files, g.write_back_committed_files),
+        (0, 1)
+    );
+    assert!(m.records().is_empty(), "its record is gone once committed");
+}
