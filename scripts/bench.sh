@@ -17,6 +17,12 @@
 #   tree      `tar x` of BENCH_TREE_FILES small files (about 13 KiB each, in 30 directories);
 #             remount and drop the kernel's caches; `ls -lR`; reading them all back
 #             (`tar c | cat >/dev/null`); `rm -r`
+#   wb        (blobmount only, through the link) `tar x` of the same tree with --write-back,
+#             timed until everything is committed (tar x, then the unmount), against rclone's
+#             tar x until its uploads are done; then BENCH_KILLS (10) trials: the mount killed
+#             with SIGKILL at a random moment (BENCH_SEED) of a `tar x` whose files are each
+#             written by `cat` (tar --to-command) and logged once closed; remounted; every
+#             logged file checked byte-exact against the service (direct Get Blob)
 #   git       `git clone` of this repository onto the mount
 #   resume    (blobmount only, through the link) `cp` of BENCH_RESUME_MIB whose mount is killed
 #             with SIGKILL once 70% of it was sent; remount (the journal's unfinished content
@@ -32,7 +38,7 @@
 #   BENCH_LINK="10ms 100M"  the link: round trip, and bandwidth per connection (bytes per second;
 #                           100M = 100 MiB/s); "" measures on loopback only
 #   BENCH_LOOPBACK=1        also measure on loopback (0: the link only)
-#   BENCH_WORKLOADS="read write names tree git resume"   which groups to run
+#   BENCH_WORKLOADS="read write names tree wb git resume"   which groups to run
 #   BENCH_SIZE_MIB=1024 BENCH_READERS_MIB=256 BENCH_WRITE_MIB=1024 BENCH_LS_ENTRIES=10000
 #   BENCH_TREE_FILES=1500 BENCH_FIO_SECS=10 BENCH_RESUME_MIB=2048
 #   BENCH_LIMIT_SECS=600    longest `ls -l` (rclone's can take hours: noted failed beyond)
@@ -67,7 +73,7 @@ TREE_FILES=${BENCH_TREE_FILES:-1500}
 FIO_SECS=${BENCH_FIO_SECS:-10}
 LIMIT=${BENCH_LIMIT_SECS:-600}
 RESUME_MIB=${BENCH_RESUME_MIB:-2048}
-WORKLOADS=" ${BENCH_WORKLOADS:-read write names tree git resume} "
+WORKLOADS=" ${BENCH_WORKLOADS:-read write names tree wb git resume} "
 LINK=${BENCH_LINK-10ms 100M}
 LOOPBACK=${BENCH_LOOPBACK:-1}
 RCLONE=${BENCH_RCLONE:-auto}
@@ -185,7 +191,7 @@ stop_link() {
     read -r _ LINK_CONNS _ LINK_PEAK _ _ _ _ < <(grep '^connections' "$WORK/link.out" || echo "connections ? peak_open ? x x x x")
 }
 
-if wants tree; then
+if wants tree || wants wb; then
     say "making a tree of $TREE_FILES small files"
     mkdir -p "$WORK/tree-src/tree"
     for ((i = 0; i < TREE_FILES; i++)); do
@@ -392,9 +398,108 @@ fio_rate() { # fio_rate FILE BS -> MiB/s of random reads
         --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{ printf "%.2f", $7 / 1024 }'
 }
 
+# Unmounts a write-back mount and waits (up to 10 minutes) for its daemon to exit on its own:
+# its shutdown commits what is pending (stop_pid would SIGKILL it after 10 s).
+unmount_committing() {
+    local i
+    fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+    for ((i = 0; i < 6000; i++)); do
+        kill -0 "$MOUNT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$MOUNT_PID" 2>/dev/null && die "the write-back mount did not finish its commits in 10 minutes"
+    wait "$MOUNT_PID" 2>/dev/null || true
+    MOUNT_PID=
+}
+# The kill -9 trials of the write-back workload: the tree extracted by tar, each file written
+# by `cat` (tar --to-command) and its name logged once cat has exited, i.e. once its close
+# returned; the mount killed at a random moment; remounted; every logged file is compared,
+# byte for byte, with the blob the service holds (direct Get Blob). BENCH_KILLS trials.
+kill_trials() { # kill_trials SAS_URL
+    local url=$1 k at tar_pid closed exact bad partial unfinished i dest
+    rm -rf "$WORK/tree-check"
+    mkdir -p "$WORK/tree-check"
+    tar xf "$WORK/tree.tar" -C "$WORK/tree-check"
+    cat >"$WORK/put-one.sh" <<'ONE'
+#!/bin/sh
+# tar --to-command: the member on stdin into the mount; its name logged once cat has closed it.
+f="$DEST/$TAR_FILENAME"
+mkdir -p "${f%/*}" && cat >"$f" && echo "$TAR_FILENAME" >>"$CLOSED_LOG"
+ONE
+    chmod +x "$WORK/put-one.sh"
+    RANDOM=${BENCH_SEED:-11}
+    KILL_CLOSED=0 KILL_EXACT=0 KILL_PARTIAL=0 KILL_MIDRUN=0
+    for ((k = 1; k <= ${BENCH_KILLS:-10}; k++)); do
+        BENCH_LOG_LEVEL=info MOUNT_EXTRA=--write-back mount_blobmount "$url"
+        dest=$MNT/kill-$k
+        mkdir "$dest"
+        : >"$WORK/closed-$k"
+        # A moment within tar's run: 1 s to the time the timed tar x took with --write-back.
+        at=$(calc '1 + r / 32767 * (t - 1)' r=$RANDOM t="${T[$LABEL,tarwb_close]}")
+        DEST=$dest CLOSED_LOG=$WORK/closed-$k tar xf "$WORK/tree.tar" --to-command="$WORK/put-one.sh" 2>/dev/null &
+        tar_pid=$!
+        sleep "$at"
+        kill -0 "$tar_pid" 2>/dev/null && KILL_MIDRUN=$((KILL_MIDRUN + 1))
+        kill -KILL "$MOUNT_PID"
+        wait "$MOUNT_PID" 2>/dev/null || true
+        MOUNT_PID=
+        umount -l "$MNT" 2>/dev/null || true
+        wait "$tar_pid" 2>/dev/null || true
+        closed=$(wc -l <"$WORK/closed-$k")
+        say "$LABEL: kill $k at ${at}s: tar had closed $closed files; remounting"
+        before=$(grep -c ' 0 to go' "$WORK/blobmount.log" || true)
+        BENCH_LOG_LEVEL=info MOUNT_EXTRA=--write-back mount_blobmount "$url"
+        # The resume is done when its summary says nothing is left to go.
+        for ((i = 0; i < 1200; i++)); do
+            [ "$(grep -c ' 0 to go' "$WORK/blobmount.log" || true)" -gt "$before" ] && break
+            sleep 0.1
+        done
+        # Everything the service holds under the trial's directory, fetched directly (the SDK).
+        rm -rf "$WORK/got-$k"
+        seed --download "kill-$k/" "$WORK/got-$k" >"$WORK/names-$k"
+        exact=0 bad=0
+        while read -r f; do
+            if cmp -s "$WORK/got-$k/$f" "$WORK/tree-check/$f"; then exact=$((exact + 1)); else
+                bad=$((bad + 1))
+                say "$LABEL: kill $k: $f was closed but the service does not hold it byte-exact"
+            fi
+        done <"$WORK/closed-$k"
+        partial=$(grep -c '\.partial-' "$WORK/names-$k" || true)
+        unfinished=$(($(grep -vc '\.partial-\|\.conflict-' "$WORK/names-$k" || true) - closed))
+        say "$LABEL: kill $k: $exact of $closed closed files byte-exact, $bad not; $partial unfinished kept as .partial-; $unfinished more committed (closed after the log line)"
+        KILL_CLOSED=$((KILL_CLOSED + closed)) KILL_EXACT=$((KILL_EXACT + exact)) KILL_PARTIAL=$((KILL_PARTIAL + partial))
+        echo "$LABEL,kill$k at=$at closed=$closed exact=$exact bad=$bad partial=$partial" >>"$WORK/results"
+        rm -rf "$WORK/got-$k"
+        unmount_committing
+    done
+    T[$LABEL,kills]=${BENCH_KILLS:-10}
+}
+# `tar x` with --write-back, timed until everything is committed (tar x, then the unmount,
+# whose shutdown commits what is still pending); then the kill -9 trials.
+write_back_workload() { # write_back_workload SAS_URL
+    local url=$1 t_tar n
+    MOUNT_EXTRA="--write-back" mount_blobmount "$url"
+    say "$LABEL: tar x of $TREE_FILES files with --write-back, until committed"
+    begin
+    t_tar=$T0
+    mkdir "$MNT/wb-$LABEL"
+    tar xf "$WORK/tree.tar" -C "$MNT/wb-$LABEL"
+    T[$LABEL,tarwb_close]=$(elapsed "$t_tar")
+    # Requests until the unmount (the endpoint goes with the daemon): the shutdown's commits
+    # are not in them.
+    end tarwb
+    unmount_committing
+    T[$LABEL,tarwb]=$(elapsed "$t_tar")
+    echo "$LABEL,tarwb ${T[$LABEL,tarwb]} close ${T[$LABEL,tarwb_close]}" >>"$WORK/results"
+    n=$(seed --download "wb-$LABEL/" "$WORK/got-wb" | wc -l)
+    rm -rf "$WORK/got-wb"
+    [ "$n" = "$TREE_FILES" ] || die "after the write-back mount's unmount the service has $n of $TREE_FILES files"
+    kill_trials "$url"
+}
+
 workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
     LABEL=$1
-    local mount=$2 url=$3 n pids
+    local mount=$2 url=$3 n pids t_tar
     if wants read; then
         drop_caches
         $mount "$url"
@@ -464,9 +569,13 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         begin
         mkdir "$MNT/t-$LABEL"
         tar xf "$WORK/tree.tar" -C "$MNT/t-$LABEL"
+        t_tar=$T0
         end tarx
         [ -n "$MPORT" ] || wait_uploaded "$url" "t-$LABEL/" "$TREE_FILES"
         unmount_it
+        # Until everything is in the service: rclone uploads after close.
+        T[$LABEL,tarx_all]=$(elapsed "$t_tar")
+        echo "$LABEL,tarx_all ${T[$LABEL,tarx_all]}" >>"$WORK/results"
         drop_caches
         $mount "$url"
         say "$LABEL: ls -lR"
@@ -498,6 +607,9 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         rm -r "$MNT/t-$LABEL" || T[$LABEL,rm_failed]=1
         end rm
         unmount_it
+    fi
+    if wants wb && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
+        write_back_workload "$url"
     fi
     if wants resume && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
         local total=$((RESUME_MIB * MIB)) cp_pid before
@@ -685,9 +797,24 @@ if wants tree; then
     rr=$(round_trips "$(get link,rm)" "$TREE_FILES" "$RTT")
     row "rm -r of them" "$(get loop,rm)" "$(get link,rm)" "${rr:+$rr round trips/file}" "" "" rm "$(rc rm)"
 fi
+if wants tree && [ -n "$(get rclone,tarx_all)" ]; then
+    row "  rclone: tar x until uploaded" "" "" "" "" "" "" "$(get rclone,tarx_all)"
+fi
+if wants wb && [ -n "$(get link,tarwb)$(get loop,tarwb)" ]; then
+    l=link
+    [ -n "$(get link,tarwb)" ] || l=loop
+    x=$(ratio "$(get $l,tarwb)" "$(get rclone,tarx_all)")
+    row "tar x --write-back, committed" "$(get loop,tarwb)" "$(get link,tarwb)" "${x:+${x}x rclone, }tar $(get $l,tarwb_close) s" "<= 0.5x rclone (tar+umount)" "$(verdict "$x" '<=' 0.5)" tarwb "$(get rclone,tarx_all)"
+    ok=MISS
+    [ "$KILL_EXACT" != "$KILL_CLOSED" ] || ok=ok
+    [ "$ok" = ok ] || echo MISS >>"$WORK/missed"
+    row "  kill -9 during it (${T[$l,kills]}x)" "" "" "$KILL_EXACT/$KILL_CLOSED closed exact" "every closed file exact" "$ok" "" ""
+    printf '    (kills at random moments, %s of them before tar ended; %s unfinished files kept as .partial-)\n' "$KILL_MIDRUN" "$KILL_PARTIAL" >>"$WORK/notes"
+fi
 if wants git; then
     row "git clone of this repository" "$(get loop,git)" "$(get link,git)" "" "" "" git "$(rc git)"
 fi
+[ ! -s "$WORK/notes" ] || cat "$WORK/notes"
 if [ -n "$LINK" ]; then
     printf '\nlink: %s connections opened, at most %s open at once\n' "${CONNS:-?}" "${PEAK:-?}"
 fi

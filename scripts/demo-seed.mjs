@@ -15,6 +15,9 @@
 //                                   uploads SIZE_BYTES of random data as Put Blocks of 8 MiB,
 //                                   CONCURRENCY at once, then one Put Block List, and prints the
 //                                   seconds it took: the raw baseline of a write (bench.sh)
+//   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --download PREFIX DIR
+//                                   every blob under PREFIX into DIR/NAME-after-PREFIX, and
+//                                   prints each blob name (bench.sh's write-back checks)
 //
 // BLOB_ENDPOINT is the account URL, e.g. http://127.0.0.1:10000/devstoreaccount1.
 import { randomBytes } from "node:crypto";
@@ -91,6 +94,30 @@ if (mode === "--many") {
   }
   await Promise.all(Array.from({ length: 32 }, worker));
   console.error(`  ${count} empty blobs ${prefix}*`);
+  process.exit(0);
+}
+
+if (mode === "--download") {
+  const [prefix, dir] = rest;
+  if (!prefix || !dir) {
+    console.error("--download needs PREFIX and DIR");
+    process.exit(2);
+  }
+  const { mkdir } = await import("node:fs/promises");
+  const { dirname, join } = await import("node:path");
+  const names = [];
+  for await (const b of container.listBlobsFlat({ prefix })) names.push(b.name);
+  let next = 0;
+  async function worker() {
+    while (next < names.length) {
+      const name = names[next++];
+      const path = join(dir, name.slice(prefix.length));
+      await mkdir(dirname(path), { recursive: true });
+      await container.getBlobClient(name).downloadToFile(path);
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker));
+  for (const name of names) console.log(name);
   process.exit(0);
 }
 
