@@ -16,8 +16,9 @@
 //                                   CONCURRENCY at once, then one Put Block List, and prints the
 //                                   seconds it took: the raw baseline of a write (bench.sh)
 //   node scripts/demo-seed.mjs BLOB_ENDPOINT CONTAINER --download PREFIX DIR
-//                                   every blob under PREFIX into DIR/NAME-after-PREFIX, and
-//                                   prints each blob name (bench.sh's write-back checks)
+//                                   every blob under PREFIX (directory markers aside) into
+//                                   DIR/NAME-after-PREFIX, and prints each blob name (bench.sh's
+//                                   write-back checks)
 //
 // BLOB_ENDPOINT is the account URL, e.g. http://127.0.0.1:10000/devstoreaccount1.
 import { randomBytes } from "node:crypto";
@@ -106,7 +107,10 @@ if (mode === "--download") {
   const { mkdir } = await import("node:fs/promises");
   const { dirname, join } = await import("node:path");
   const names = [];
-  for await (const b of container.listBlobsFlat({ prefix })) names.push(b.name);
+  // Directory markers (hdi_isfolder) are not files: skipped.
+  for await (const b of container.listBlobsFlat({ prefix, includeMetadata: true })) {
+    if (b.metadata?.hdi_isfolder !== "true") names.push(b.name);
+  }
   let next = 0;
   async function worker() {
     while (next < names.length) {

@@ -41,6 +41,14 @@ fn records(staging: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Waits (10 s at most) until the journal under `staging` has no record left.
+fn assert_journal_emptied(staging: &Path) {
+    assert!(
+        wait_until(Duration::from_secs(10), || records(staging).is_empty()),
+        "the journal is emptied once done"
+    );
+}
+
 /// A file written from a thread of this process: opened, written, then closed when told (the
 /// close waits for its commit, and ends with an error when the mount dies under it).
 struct Writer {
@@ -162,11 +170,7 @@ fn a_file_closed_while_its_commit_was_cut_off_is_committed_at_the_next_mount_sen
         "{}",
         m.log()
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || records(staging.path())
-            .is_empty()),
-        "the journal is emptied once done"
-    );
+    assert_journal_emptied(staging.path());
     // Through the mount too.
     assert!(std::fs::read(m.path().join("big.bin")).unwrap() == data);
 }
@@ -424,11 +428,7 @@ fn in_write_back_mode_every_file_closed_before_a_kill_is_committed_byte_exact_by
         "{}",
         m.log()
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || records(staging.path())
-            .is_empty()),
-        "the journal is emptied once done"
-    );
+    assert_journal_emptied(staging.path());
     // Nothing saved aside: every one was closed, so none is partial or a conflict.
     let aside: Vec<String> = fx
         .names("")

@@ -67,6 +67,22 @@ impl WriteBackMount {
         panic!("{name} was not committed");
     }
 
+    /// Waits (at most 2 minutes) until one commit after close has failed for good, and none
+    /// went through.
+    async fn until_one_failed(&self) {
+        for _ in 0..1200 {
+            if self.fs.gauges().write_back_failed_files == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let g = self.fs.gauges();
+        assert_eq!(
+            (g.write_back_failed_files, g.write_back_committed_files),
+            (1, 0)
+        );
+    }
+
     fn records(&self) -> Vec<crate::fs::upload::journal::Record> {
         self.journal
             .entries()
@@ -214,17 +230,7 @@ async fn a_conflict_after_close_keeps_their_version_and_saves_this_one_beside() 
     m.write_closed("c", b"mine").await;
     // Someone else creates it before the commit.
     m.fake.put("c", "theirs");
-    for _ in 0..300 {
-        if m.fs.gauges().write_back_failed_files == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let g = m.fs.gauges();
-    assert_eq!(
-        (g.write_back_failed_files, g.write_back_committed_files),
-        (1, 0)
-    );
+    m.until_one_failed().await;
     assert_eq!(&m.fake.blob("c").unwrap().0[..], b"theirs");
     let sibling = m
         .fake
@@ -279,17 +285,7 @@ async fn a_commit_that_keeps_failing_after_close_is_given_up_counted_and_saved_l
     let started = Instant::now();
     m.write_closed("lost-net", b"the content close said was kept")
         .await;
-    for _ in 0..1000 {
-        if m.fs.gauges().write_back_failed_files == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let g = m.fs.gauges();
-    assert_eq!(
-        (g.write_back_failed_files, g.write_back_committed_files),
-        (1, 0)
-    );
+    m.until_one_failed().await;
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_secs(30) && waited < Duration::from_secs(40),

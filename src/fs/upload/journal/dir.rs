@@ -45,6 +45,47 @@ fn try_lock(dir: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
+/// Set once the file system refuses `RENAME_EXCHANGE`: plain renames from then on.
+static NO_EXCHANGE: AtomicBool = AtomicBool::new(false);
+
+/// Puts the file written at `tmp` in place of `to`, atomically (a reader sees one or the
+/// other, whole). Where the file system can, the two are exchanged (`renameat2`
+/// `RENAME_EXCHANGE`): `tmp` then holds the old text, and is the scratch file of the next
+/// write. A record rewritten several times per file (create, write, close, utimes) then
+/// creates and frees no inode each time: on ext4 a stream of freed inodes slows every create
+/// that follows (its allocator skips recently deleted inodes), measured here as a `tar x`
+/// with `--write-back` taking 16 s instead of 9 in an aged journal directory.
+fn replace(tmp: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if !NO_EXCHANGE.load(Ordering::Relaxed) {
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        let (from_c, to_c) = (c(tmp)?, c(to)?);
+        // SAFETY: two NUL-terminated paths that live across the call; no memory is shared.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from_c.as_ptr(),
+                libc::AT_FDCWD,
+                to_c.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            // No record yet (its first write): a plain rename.
+            Some(libc::ENOENT) => {}
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+                NO_EXCHANGE.store(true, Ordering::Relaxed);
+            }
+            _ => return Err(error),
+        }
+    }
+    std::fs::rename(tmp, to)
+}
+
 /// A journal entry found on disk: its local copy and entry, or why it is refused.
 pub type Opened = Result<(File, Entry), String>;
 
@@ -480,6 +521,7 @@ impl Entry {
         let mut st = self.lock();
         st.removed = true;
         let _ = std::fs::remove_file(&self.json);
+        let _ = std::fs::remove_file(self.json.with_extension("json.tmp"));
         let _ = std::fs::remove_file(&self.sent);
         let _ = std::fs::remove_file(&self.data);
     }
@@ -510,7 +552,7 @@ impl Entry {
         if sync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, &self.json)?;
+        replace(&tmp, &self.json)?;
         if sync {
             if let Some(dir) = self.json.parent() {
                 File::open(dir)?.sync_all()?;

@@ -249,3 +249,33 @@ fn taking_back_a_flushed_finish_is_flushed() {
     assert_eq!(entry.flushes(), 2);
     entry.remove();
 }
+
+/// Rewriting a record many times uses two inodes (the record and its scratch file, exchanged),
+/// not a new one per write; every rewrite is read back whole; removal leaves nothing.
+#[test]
+fn a_record_rewritten_many_times_is_read_whole_and_uses_two_inodes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let j = JournalDir::create(dir.path()).unwrap();
+    let data = j.new_data_file(record().upload_id).unwrap();
+    let entry = j.entry(record()).unwrap();
+    let mut inodes = std::collections::BTreeSet::new();
+    for n in 0..20u64 {
+        entry.update(|r| r.next_seq = n);
+        inodes.insert(std::fs::metadata(entry.path()).unwrap().ino());
+        let found = j.entries();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1.as_ref().unwrap().1.record().next_seq, n);
+    }
+    entry.finished(&data, true, |_| {}).unwrap();
+    inodes.insert(std::fs::metadata(entry.path()).unwrap().ino());
+    assert!(inodes.len() <= 2, "{} inodes for 21 writes", inodes.len());
+    entry.remove();
+    let left: Vec<_> = std::fs::read_dir(j.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
