@@ -443,8 +443,12 @@ ONE
         kill -KILL "$MOUNT_PID"
         wait "$MOUNT_PID" 2>/dev/null || true
         MOUNT_PID=
-        umount -l "$MNT" 2>/dev/null || true
+        # tar (and the cat it runs) ends on the dead mount (ENOTCONN) before it is detached:
+        # nothing it does afterwards can land in the directory under it.
+        kill -KILL "$tar_pid" 2>/dev/null || true
         wait "$tar_pid" 2>/dev/null || true
+        sleep 0.5
+        umount -l "$MNT" 2>/dev/null || true
         closed=$(wc -l <"$WORK/closed-$k")
         say "$LABEL: kill $k at ${at}s: tar had closed $closed files; remounting"
         before=$(grep -c ' 0 to go' "$WORK/blobmount.log" || true)

@@ -392,9 +392,14 @@ fn in_write_back_mode_every_file_closed_before_a_kill_is_committed_byte_exact_by
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut m = fx.mount(&args);
     std::fs::create_dir(m.path().join("d")).unwrap();
-    for (name, data) in &files {
+    // The time `tar x` gives a file after closing it.
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
+    for (i, (name, data)) in files.iter().enumerate() {
         // write(2) and close(2): returns once the content and its record are on local disk.
         std::fs::write(m.path().join(name), data).unwrap();
+        if i % 2 == 0 {
+            set_mtime(&m.path().join(name), when);
+        }
     }
     // Seen through the mount as written, and none of it committed yet.
     for (name, data) in &files {
@@ -436,12 +441,40 @@ fn in_write_back_mode_every_file_closed_before_a_kill_is_committed_byte_exact_by
         .filter(|n| n.contains(".partial-") || n.contains(".conflict-"))
         .collect();
     assert!(aside.is_empty(), "{aside:?}");
-    for (name, data) in &files {
+    for (i, (name, data)) in files.iter().enumerate() {
+        let path = m.path().join(name);
         assert!(
-            std::fs::read(m.path().join(name)).unwrap() == *data,
+            std::fs::read(&path).unwrap() == *data,
             "{name} through the mount"
         );
+        if i % 2 == 0 {
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert_eq!(
+                mtime, when,
+                "{name}: the time set after close is committed with it"
+            );
+        }
     }
+}
+
+/// utimensat(2) by path, as `tar x` does after closing a file.
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    use std::os::unix::ffi::OsStrExt;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as libc::time_t;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+    ];
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and two timespecs that live across the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
 }
 
 /// Write-back: fsync(2) is still the program's durability point; it commits before returning.

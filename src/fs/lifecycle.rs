@@ -104,6 +104,16 @@ impl FileState {
         }
     }
 
+    /// Only what the commit sets changed (chmod, utimes, an extended attribute), not the
+    /// content: content the program had finished and not committed yet stays finished, its
+    /// commit carrying the change (`tar x` sets each file's time after closing it); anything
+    /// else is as after a write.
+    pub fn meta_changed(&mut self) {
+        if *self != FileState::Committing {
+            self.wrote();
+        }
+    }
+
     /// A write to the local copy failed: the content is no longer what the program wrote.
     pub fn write_failed(&mut self, error: FsError) {
         if !matches!(self, FileState::Unlinked | FileState::Saved { .. }) {
@@ -208,6 +218,7 @@ mod tests {
     #[derive(Debug, Clone, Copy)]
     enum Event {
         Write,
+        MetaChange,
         WriteFails,
         Unlink,
         Close,
@@ -216,8 +227,9 @@ mod tests {
         CommitFails,
     }
 
-    const EVENTS: [Event; 7] = [
+    const EVENTS: [Event; 8] = [
         Event::Write,
+        Event::MetaChange,
         Event::WriteFails,
         Event::Unlink,
         Event::Close,
@@ -246,6 +258,18 @@ mod tests {
                             assert!(unlinked || s == FileState::Dirty, "{seed}: {s:?}");
                         } else {
                             assert!(broken, "{seed}: only a broken file refuses writes");
+                        }
+                    }
+                    Event::MetaChange => {
+                        if s.may_write().is_ok() {
+                            let finished = s == FileState::Committing;
+                            s.meta_changed();
+                            // Finished content stays finished (the shutdown commits it);
+                            // anything else waits for the next close.
+                            match finished {
+                                true => assert_eq!(s.at_shutdown(), ShutdownStep::Commit),
+                                false => assert!(unlinked || s == FileState::Dirty, "{seed}"),
+                            }
                         }
                     }
                     Event::WriteFails => {

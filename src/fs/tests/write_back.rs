@@ -322,3 +322,37 @@ async fn a_commit_that_fails_once_after_close_is_tried_again_and_committed() {
     );
     assert!(m.records().is_empty(), "its record is gone once committed");
 }
+
+/// `utimes` and `chmod` after close (what `tar x` does to every file) keep the content
+/// finished: the new metadata is in the record at once, nothing is flushed again (the content
+/// and its record were at close), and the commit carries it.
+#[tokio::test]
+async fn a_time_set_after_close_is_committed_without_flushing_the_file_again() {
+    let m = mount(HOUR, 1 << 30);
+    let ino = m.write_closed("t", b"tarred").await;
+    let w = m.fs.writer(ino).expect("pending, so still open");
+    let flushes = w.open.lock().await.staging.journal_flushes();
+    assert!(flushes >= 1, "close flushed the record");
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    m.fs.set_attrs(ino, perm_mtime(Some(0o640), Some(t)))
+        .await
+        .unwrap();
+    assert_eq!(w.open.lock().await.staging.journal_flushes(), flushes);
+    let r = m.records();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].durable, Durable::Finished);
+    let mtime = crate::fs::inode::format_mtime(t).unwrap();
+    assert_eq!(
+        r[0].metadata.get(crate::fs::inode::META_MTIME),
+        Some(&mtime)
+    );
+    drop(w);
+    m.fs.stop_changes();
+    let report =
+        m.fs.commit_all(Instant::now() + Duration::from_secs(10))
+            .await;
+    assert_eq!(report.committed, 1, "{:?}", report.failed);
+    let (data, meta, _) = m.fake.blob("t").unwrap();
+    assert_eq!(&data[..], b"tarred");
+    assert_eq!(meta.get(crate::fs::inode::META_MTIME), Some(&mtime));
+}

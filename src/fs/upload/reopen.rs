@@ -132,6 +132,8 @@ impl StagingArea {
             attempt: None,
             journal: Some(Arc::new(entry)),
             durable: r.durable,
+            // Whatever the record says, this process has not flushed the copy.
+            data_synced: false,
             reuse: self.reuse.clone(),
             in_service: Default::default(),
         };

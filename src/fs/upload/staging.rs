@@ -78,6 +78,9 @@ pub struct Staging {
     /// What the journal record says of the content (kept here so that a write after a close
     /// rewrites the record once, not at every write).
     pub(super) durable: Durable,
+    /// Whether the local copy was flushed to disk since it last changed (a finish with `sync`
+    /// that follows a metadata change only, e.g. `utimes` after close, flushes nothing again).
+    pub(super) data_synced: bool,
     /// Blocks an interrupted write staged, offered to this one (None: never reused).
     pub(super) reuse: Option<Arc<ReuseIndex>>,
     /// The blob's uncommitted blocks (id, length), asked once, at the first block that
@@ -162,6 +165,7 @@ impl StagingArea {
             attempt: None,
             journal: None,
             durable,
+            data_synced: false,
             reuse: self.reuse.clone(),
             in_service: Default::default(),
         };
@@ -225,6 +229,7 @@ impl Staging {
     /// The local copy is about to change: the record says the content is unfinished (before
     /// the change, so a record never calls changed content finished).
     fn journal_unfinished(&mut self) {
+        self.data_synced = false;
         if self.durable != Durable::Unfinished {
             self.durable = Durable::Unfinished;
             self.journal_update();
@@ -235,16 +240,19 @@ impl Staging {
     /// restart commits it. With `sync`, the local copy and the record are flushed to disk
     /// first (an error then is the caller's: a promise rests on it).
     pub fn mark_finished(&mut self, sync: bool) -> std::io::Result<()> {
-        if !sync && self.durable == Durable::Finished {
-            // Finished already and unchanged since (a write makes it unfinished first): the
-            // record stays as it is, flushed or not.
+        if self.durable == Durable::Finished && (!sync || self.data_synced) {
+            // Finished already and the content unchanged since (a write makes it unfinished
+            // first), flushed if asked: the record stands (a metadata change since rewrote
+            // it; see set_meta).
             return Ok(());
         }
         self.durable = Durable::Finished;
         let Some(j) = self.journal.clone() else {
             return Ok(());
         };
-        j.finished(&self.file, sync, |r| self.snapshot(r))
+        j.finished(&self.file, sync, |r| self.snapshot(r))?;
+        self.data_synced = sync;
+        Ok(())
     }
 
     /// The local copy (tests change it behind the staging's back).
@@ -256,6 +264,12 @@ impl Staging {
     /// Its journal record as it stands, if it has one.
     pub fn journal_record(&self) -> Option<Record> {
         self.journal.as_deref().map(Entry::record)
+    }
+
+    /// How many record writes of its journal were flushed to disk (tests).
+    #[cfg(test)]
+    pub fn journal_flushes(&self) -> u64 {
+        self.journal.as_deref().map_or(0, Entry::flushes)
     }
 
     /// Where its journal record is, if it has one.
@@ -303,11 +317,22 @@ impl Staging {
     /// Sets (or removes) a metadata entry of the new version (chmod, utimes); applied at the
     /// next commit.
     pub fn set_meta(&mut self, key: &str, value: Option<String>) {
-        self.journal_unfinished();
+        // Content the program finished stays finished: the content is what the promise (a
+        // flushed record) is about, and the record as it was and as it is now are both true
+        // of it, so the new metadata is written unflushed. `tar x` sets each file's time
+        // after closing it: with --write-back this saves flushing the file and its record
+        // twice more.
+        let finished = self.durable == Durable::Finished;
+        if !finished {
+            self.journal_unfinished();
+        }
         match value {
             Some(v) => self.metadata.insert(key.to_string(), v),
             None => self.metadata.remove(key),
         };
+        if finished {
+            self.journal_update();
+        }
     }
 
     /// The committed file was renamed (copied) to `blob`, whose version is `etag`: later
@@ -462,6 +487,8 @@ impl Staging {
         let Some(base) = self.base.clone() else {
             return Ok(());
         };
+        // The same bytes, now local: not flushed yet.
+        self.data_synced = false;
         let (start, full) = self.grid.extent(index);
         if start >= base.len {
             return Ok(());
