@@ -260,16 +260,14 @@ mod tests {
                             assert!(broken, "{seed}: only a broken file refuses writes");
                         }
                     }
-                    Event::MetaChange => {
-                        if s.may_write().is_ok() {
-                            let finished = s == FileState::Committing;
-                            s.meta_changed();
-                            // Finished content stays finished (the shutdown commits it);
-                            // anything else waits for the next close.
-                            match finished {
-                                true => assert_eq!(s.at_shutdown(), ShutdownStep::Commit),
-                                false => assert!(unlinked || s == FileState::Dirty, "{seed}"),
-                            }
+                    Event::MetaChange if s.may_write().is_ok() => {
+                        let finished = s == FileState::Committing;
+                        s.meta_changed();
+                        // Finished content stays finished (the shutdown commits it);
+                        // anything else waits for the next close.
+                        match finished {
+                            true => assert_eq!(s.at_shutdown(), ShutdownStep::Commit),
+                            false => assert!(unlinked || s == FileState::Dirty, "{seed}"),
                         }
                     }
                     Event::WriteFails => {
