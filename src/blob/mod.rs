@@ -370,17 +370,16 @@ pub fn same_metadata(got: &HashMap<String, String>, sent: &HashMap<String, Strin
 /// After `If-None-Match: *` answered 409 `BlobAlreadyExists`: when what exists is only
 /// uncommitted blocks (left by an upload never committed, which Azurite's Put Blob counts as a
 /// blob), the conditions to try instead, in order: `If-Match` on that state, then (Azurite
-/// refuses `If-Match` on such a blob: 412) `If-Unmodified-Since` a second before the blob was
-/// seen to have no committed version, which Azurite skips for a blob of uncommitted blocks
-/// and which fails for any version committed since: nothing committed is ever replaced. Empty
-/// when a committed blob is there. Real Azure does not take uncommitted blocks for a blob.
+/// refuses `If-Match` on such a blob: 412) `If-Unmodified-Since` a point in time after the
+/// last of those blocks and before the blob was last seen to have no committed version: it
+/// holds for the uncommitted blocks and fails for any version committed since, so nothing
+/// committed is ever replaced. Empty when a committed blob is there. Real Azure does not take
+/// uncommitted blocks for a blob.
 pub async fn over_uncommitted(
     client: &dyn BlobClient,
     name: &str,
     opts: &WriteOptions,
 ) -> Result<Vec<WriteOptions>, BlobError> {
-    // Taken before the check: any version committed after the check is later than this.
-    let seen_without = SystemTime::now() - std::time::Duration::from_secs(1);
     match client.properties(name).await {
         Ok(_) => return Ok(Vec::new()),
         Err(e) if e.kind == ErrorKind::NotFound => {}
@@ -393,6 +392,19 @@ pub async fn over_uncommitted(
         blob = name,
         "replacing blocks left uncommitted by an earlier upload"
     );
+    // Azurite holds the uncommitted blocks' own time (their last Put Block, before the list
+    // just read) against If-Unmodified-Since, in whole seconds: blocks sent a moment ago (a
+    // file truncated while it was being written) are younger than any time before the check
+    // above. So: two seconds later, the blob is seen again without a committed version, and
+    // the condition is a second before that (HTTP dates drop the fraction): after the blocks,
+    // before any version committed from then on.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let seen_without = SystemTime::now() - std::time::Duration::from_secs(1);
+    match client.properties(name).await {
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let matching = WriteOptions {
         if_none_match_any: false,
         if_match: Some(etag),

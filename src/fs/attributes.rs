@@ -138,19 +138,10 @@ impl Fs {
             if ino == ROOT_INO {
                 return nowhere(edit);
             }
-            // A marker this mount made, read or edited (its ETag and metadata known) is edited
-            // at once under If-Match (a 412 reads it again): `tar x` sets owner, mode and times
-            // of every directory one after another. Otherwise a HEAD says if there is one.
-            read = read.filter(BlobProps::is_folder_marker);
-            let found = match read {
-                Some(_) => None,
-                None => Some(self.client.properties(&path).await),
-            };
-            match found {
-                None => {}
-                Some(Ok(p)) if p.is_folder_marker() => read = Some(p),
-                Some(Ok(_)) => return nowhere(edit),
-                Some(Err(e)) if e.kind == ErrorKind::NotFound => {
+            match self.client.properties(&path).await {
+                Ok(p) if p.is_folder_marker() => read = Some(p),
+                Ok(_) => return nowhere(edit),
+                Err(e) if e.kind == ErrorKind::NotFound => {
                     let mut m = HashMap::new();
                     edit(&mut m)?;
                     if let Some(a) = self.mark_dir(ino, &path, m).await? {
@@ -158,7 +149,7 @@ impl Fs {
                     }
                     // Someone made the marker meanwhile: edit theirs, under If-Match below.
                 }
-                Some(Err(e)) => return Err(fail(e)),
+                Err(e) => return Err(fail(e)),
             }
         }
         // Read-modify-write of the metadata, conditional on the version read. The first round
@@ -199,16 +190,6 @@ impl Fs {
                     }
                 }
                 Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
-                // The marker known here is gone (removed by someone else): the directory
-                // gets one anew, as one without a marker does.
-                Err(e) if e.kind == ErrorKind::NotFound && info.kind == Kind::Dir => {
-                    let mut m = HashMap::new();
-                    edit(&mut m)?;
-                    if let Some(a) = self.mark_dir(ino, &path, m).await? {
-                        return Ok(a);
-                    }
-                    continue;
-                }
                 Err(e) => return Err(fail(e)),
             };
             if info.kind != Kind::Dir {
