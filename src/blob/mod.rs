@@ -191,8 +191,8 @@ pub trait BlobClient: Send + Sync + 'static {
 
     /// Get Blob of `len` bytes at `offset` into one buffer (small reads, tests). A body that
     /// breaks mid-way (reset, truncated answer) is asked again from its first missing byte, at
-    /// most [`retry::BODY_RESUMES`] times; an answer that ends cleanly short (the blob is
-    /// shorter) is returned as it is.
+    /// most [`retry::BODY_RESUMES`] times, when `if_match` pins the version; an answer that
+    /// ends cleanly short (the blob is shorter) is returned as it is.
     async fn get_range(
         &self,
         name: &str,
@@ -217,7 +217,9 @@ pub trait BlobClient: Send + Sync + 'static {
                     None => return Ok(buf.freeze()),
                 }
             };
-            if !error.is_transient() || resumes >= retry::BODY_RESUMES || buf.len() as u64 >= len {
+            // Without If-Match the rest could come from another version: not spliced.
+            let resumable = if_match.is_some() && error.is_transient();
+            if !resumable || resumes >= retry::BODY_RESUMES || buf.len() as u64 >= len {
                 return Err(error);
             }
             resumes += 1;

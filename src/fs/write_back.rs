@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::FsError;
-use super::lifecycle::CommitStep;
+use super::lifecycle::{CommitStep, FileState};
 use super::open_files::WriteFile;
 use super::{lock, Fs};
 
@@ -335,8 +335,12 @@ impl Fs {
                     "the commit after close failed for good ({e}), after close had returned success (where its data is saved is logged with it)"
                 );
             }
-            Ok(()) if w.open.lock().await.state.is_settled() => {
+            Ok(()) if w.open.lock().await.state == FileState::Committed => {
                 wb.committed.fetch_add(1, Relaxed);
+            }
+            // Their version kept, this one beside it (logged): failed, as in commit_pending.
+            Ok(()) if matches!(w.open.lock().await.state, FileState::Conflicted { .. }) => {
+                wb.failed.fetch_add(1, Relaxed);
             }
             // Another hold is left (the file was opened again): its close commits it.
             Ok(()) => {}

@@ -246,11 +246,17 @@ impl Staging {
             // it; see set_meta).
             return Ok(());
         }
-        self.durable = Durable::Finished;
         let Some(j) = self.journal.clone() else {
+            self.durable = Durable::Finished;
             return Ok(());
         };
-        j.finished(&self.file, sync, |r| self.snapshot(r))?;
+        // Finished only once the record says so (flushed, when asked): a flush that failed
+        // leaves the content as it was, so that a later change does not take it for promised.
+        let before = std::mem::replace(&mut self.durable, Durable::Finished);
+        if let Err(e) = j.finished(&self.file, sync, |r| self.snapshot(r)) {
+            self.durable = before;
+            return Err(e);
+        }
         self.data_synced = sync;
         Ok(())
     }
@@ -319,9 +325,9 @@ impl Staging {
     pub fn set_meta(&mut self, key: &str, value: Option<String>) {
         // Content the program finished stays finished: the content is what the promise (a
         // flushed record) is about, and the record as it was and as it is now are both true
-        // of it, so the new metadata is written unflushed. `tar x` sets each file's time
-        // after closing it: with --write-back this saves flushing the file and its record
-        // twice more.
+        // of it: the record is rewritten (its text flushed first, see Entry::update), the data
+        // not flushed again. `tar x` sets each file's time after closing it: with
+        // --write-back this saves flushing the file and its record twice more.
         let finished = self.durable == Durable::Finished;
         if !finished {
             self.journal_unfinished();

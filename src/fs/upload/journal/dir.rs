@@ -45,6 +45,17 @@ fn try_lock(dir: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
+/// How much of a record write reaches the disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Left to the kernel (the record promises nothing that a power cut could break).
+    Nothing,
+    /// The new text, before it takes the record's name (it replaces a promised record).
+    Text,
+    /// The text, then the directory: the new record is on disk when this returns.
+    Everything,
+}
+
 /// Set once the file system refuses `RENAME_EXCHANGE`: plain renames from then on.
 static NO_EXCHANGE: AtomicBool = AtomicBool::new(false);
 
@@ -242,7 +253,7 @@ impl JournalDir {
                 flushes: 0,
             }),
         };
-        entry.write(&mut entry.lock(), false)?;
+        entry.write(&mut entry.lock(), Flush::Nothing)?;
         Ok(entry)
     }
 
@@ -377,7 +388,7 @@ impl Entry {
         self.lock().record.clone()
     }
 
-    /// How many record writes were flushed to disk.
+    /// How many record writes were flushed to disk with their directory (promises made).
     pub fn flushes(&self) -> u64 {
         self.lock().flushes
     }
@@ -400,11 +411,20 @@ impl Entry {
         // A record flushed as finished is trusted after a power cut. Before the content changes
         // (a reopen for writing), its "unfinished" must be on disk too: otherwise the disk
         // could hold the old finished record over content partly changed since.
-        let sync = was_promised && st.record.durable == Durable::Unfinished;
-        if sync {
+        // Any other rewrite of such a record has its text flushed before it takes the record's
+        // name (a power cut must find the promised record or its successor, never an empty
+        // or torn file); the name itself may stay the old one, equally true.
+        let flush = if !was_promised {
+            Flush::Nothing
+        } else if st.record.durable == Durable::Unfinished {
+            Flush::Everything
+        } else {
+            Flush::Text
+        };
+        if flush == Flush::Everything {
             st.record.synced = true;
         }
-        if let Err(e) = self.write(&mut st, sync) {
+        if let Err(e) = self.write(&mut st, flush) {
             // The record on disk is an older state (perhaps "finished" while the content now
             // changes): no record is better than a wrong one.
             let _ = std::fs::remove_file(&self.json);
@@ -491,17 +511,25 @@ impl Entry {
         sync: bool,
         change: impl FnOnce(&mut Record),
     ) -> std::io::Result<()> {
-        if sync {
-            data.sync_data()?;
-        }
         let mut st = self.lock();
+        if sync {
+            // Not promised until both are flushed: a failure here leaves no stale "synced".
+            st.record.synced = false;
+            drop(st);
+            data.sync_data()?;
+            st = self.lock();
+        }
         if st.removed {
             return Ok(());
         }
         change(&mut st.record);
         st.record.durable = Durable::Finished;
         st.record.synced = sync;
-        match self.write(&mut st, sync) {
+        let flush = match sync {
+            true => Flush::Everything,
+            false => Flush::Nothing,
+        };
+        match self.write(&mut st, flush) {
             Ok(()) => Ok(()),
             Err(e) if sync => Err(e),
             Err(e) => {
@@ -538,8 +566,8 @@ impl Entry {
     }
 
     /// Writes the record beside its file, then renames it over: a reader sees the old record
-    /// or the new one. With `sync`, flushed to disk (the file, then the directory).
-    fn write(&self, st: &mut EntryState, sync: bool) -> std::io::Result<()> {
+    /// or the new one. Flushed to disk as `flush` says.
+    fn write(&self, st: &mut EntryState, flush: Flush) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(&st.record).map_err(std::io::Error::other)?;
         let tmp = self.json.with_extension("json.tmp");
         let mut f = std::fs::OpenOptions::new()
@@ -549,11 +577,11 @@ impl Entry {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&text)?;
-        if sync {
+        if flush != Flush::Nothing {
             f.sync_all()?;
         }
         replace(&tmp, &self.json)?;
-        if sync {
+        if flush == Flush::Everything {
             if let Some(dir) = self.json.parent() {
                 File::open(dir)?.sync_all()?;
             }
