@@ -17,7 +17,7 @@
 #   tree      `tar x` of BENCH_TREE_FILES small files (about 13 KiB each, in 30 directories);
 #             remount and drop the kernel's caches; `ls -lR`; reading them all back
 #             (`tar c | cat >/dev/null`); `rm -r`
-#   wb        (blobmount only, through the link) `tar x` of the same tree with --write-back,
+#   wb        (blobmount only, through the link; run before tree) `tar x` of that tree with --write-back,
 #             timed until everything is committed (tar x, then the unmount), against rclone's
 #             tar x until its uploads are done; then BENCH_KILLS (10) trials: the mount killed
 #             with SIGKILL at a random moment (BENCH_SEED) of a `tar x` whose files are each
@@ -575,6 +575,11 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         end stat
         unmount_it
     fi
+    # Before tree: like rclone's tar x (its time until uploaded is what this is held to), the
+    # first files written to this label's fresh service.
+    if wants wb && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
+        write_back_workload "$url"
+    fi
     if wants tree; then
         $mount "$url"
         say "$LABEL: tar x of $TREE_FILES files"
@@ -619,9 +624,6 @@ workloads() { # workloads LABEL MOUNT_FUNCTION SAS_URL
         rm -r "$MNT/t-$LABEL" || T[$LABEL,rm_failed]=1
         end rm
         unmount_it
-    fi
-    if wants wb && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
-        write_back_workload "$url"
     fi
     if wants resume && [ "$mount" = mount_blobmount ] && { [ "$LABEL" = link ] || [ -z "$LINK" ]; }; then
         local total=$((RESUME_MIB * MIB)) cp_pid before
