@@ -121,49 +121,47 @@ impl Fs {
         }
         let (path, info, _) = self.node(ino)?;
         // A directory keeps its attributes on its marker blob; one without a marker (a bare
-        // prefix) gets one now, carrying them.
-        let mut read = known_props(&path, &info);
-        if info.kind == Kind::Dir {
-            // The root has no blob, nor a directory whose name a file's blob holds: chmod and
-            // utimes there are accepted, not kept; what must be read back (an extended
-            // attribute) is refused.
-            let nowhere = |edit: &Edit<'_>| {
-                let mut m = HashMap::new();
-                edit(&mut m)?;
-                match m.keys().any(|k| super::xattr::is_attribute_key(k)) {
-                    true => Err(FsError::NotSupported),
-                    false => self.attr_of(ino),
-                }
-            };
-            if ino == ROOT_INO {
-                return nowhere(edit);
+        // prefix) gets one now, carrying them. The root has no blob, nor a directory whose
+        // name a file's blob holds: chmod and utimes there are accepted, not kept; what must
+        // be read back (an extended attribute) is refused.
+        let nowhere = |edit: &Edit<'_>| {
+            let mut m = HashMap::new();
+            edit(&mut m)?;
+            match m.keys().any(|k| super::xattr::is_attribute_key(k)) {
+                true => Err(FsError::NotSupported),
+                false => self.attr_of(ino),
             }
-            match self.client.properties(&path).await {
-                Ok(p) if p.is_folder_marker() => read = Some(p),
-                Ok(_) => return nowhere(edit),
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    let mut m = HashMap::new();
-                    edit(&mut m)?;
-                    if let Some(a) = self.mark_dir(ino, &path, m).await? {
-                        return Ok(a);
-                    }
-                    // Someone made the marker meanwhile: edit theirs, under If-Match below.
-                }
-                Err(e) => return Err(fail(e)),
-            }
+        };
+        if info.kind == Kind::Dir && ino == ROOT_INO {
+            return nowhere(edit);
         }
         // Read-modify-write of the metadata, conditional on the version read. The first round
-        // may use what is known already (the marker's properties just read, or a file's
-        // metadata from its listing or this mount's commit): If-Match makes it rewrite only
-        // that version's metadata, and a stale one costs a 412 and a fresh read.
+        // may use what is known already (a file's metadata from its listing or this mount's
+        // commit, a directory marker's from its listing or its mkdir): If-Match makes it
+        // rewrite only that version's metadata, and a stale one costs a 412 and a fresh read.
+        // (tar x and cp -a set owner, mode and times of every directory they made: one
+        // request each, not two.)
+        let mut read = known_props(&path, &info);
         for _ in 0..3 {
             let p = match read.take() {
                 Some(p) => p,
-                None => self.client.properties(&path).await.map_err(fail)?,
+                None => match self.client.properties(&path).await {
+                    Ok(p) => p,
+                    Err(e) if e.kind == ErrorKind::NotFound && info.kind == Kind::Dir => {
+                        let mut m = HashMap::new();
+                        edit(&mut m)?;
+                        match self.mark_dir(ino, &path, m).await? {
+                            Some(a) => return Ok(a),
+                            // Someone made the marker meanwhile: edit theirs, under If-Match.
+                            None => continue,
+                        }
+                    }
+                    Err(e) => return Err(fail(e)),
+                },
             };
             if info.kind == Kind::Dir && !p.is_folder_marker() {
-                // A file's blob took the directory's name meanwhile: not the directory's.
-                return self.attr_of(ino);
+                // A file's blob holds the directory's name: not the directory's.
+                return nowhere(edit);
             }
             let mut metadata = p.metadata.clone();
             edit(&mut metadata)?;
@@ -190,6 +188,8 @@ impl Fs {
                     }
                 }
                 Err(e) if e.kind == ErrorKind::ConditionNotMet => continue,
+                // The marker known was removed meanwhile: read again (and mark it anew).
+                Err(e) if e.kind == ErrorKind::NotFound && info.kind == Kind::Dir => continue,
                 Err(e) => return Err(fail(e)),
             };
             if info.kind != Kind::Dir {

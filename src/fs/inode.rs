@@ -23,6 +23,7 @@ pub struct EntryInfo {
     pub ctime: SystemTime,
     /// Access time set by utimes, if any (else the mtime is shown).
     pub atime: Option<SystemTime>,
+    /// The version of the blob (a directory's: of its marker, if one was seen).
     pub etag: Option<Arc<str>>,
     /// Permission bits kept in the blob's metadata (`chmod`), if any.
     pub mode: Option<u16>,
@@ -31,7 +32,8 @@ pub struct EntryInfo {
     pub gid: Option<u32>,
     /// All of the blob's metadata in the version `etag` names, when a listing, a HEAD or this
     /// mount's own commit told it: chmod and utimes rewrite it under If-Match without reading
-    /// it first. None for directories and when unknown.
+    /// it first. A directory's are its marker blob's (None with `etag`: a bare prefix, or a
+    /// marker not seen).
     pub metadata: Option<Arc<HashMap<String, String>>>,
 }
 
@@ -90,11 +92,11 @@ impl EntryInfo {
             mtime: stored.mtime.unwrap_or(p.last_modified),
             ctime: p.last_modified,
             atime: stored.atime,
-            etag: (kind != Kind::Dir).then(|| p.etag.as_str().into()),
+            etag: Some(p.etag.as_str().into()),
             mode: stored.perm,
             uid: stored.uid,
             gid: stored.gid,
-            metadata: (kind != Kind::Dir).then(|| Arc::new(p.metadata.clone())),
+            metadata: Some(Arc::new(p.metadata.clone())),
         }
     }
 }

@@ -211,6 +211,11 @@ impl Fs {
             match ino {
                 Some(ino) => {
                     inodes.rename(ino, new_parent, new_name);
+                    if let (Some(n), None) = (inodes.get_mut(ino), &moved) {
+                        // A directory: its marker, if any, is a copy now, not read back.
+                        n.info.etag = None;
+                        n.info.metadata = None;
+                    }
                     if let (Some(n), Some(m)) = (inodes.get_mut(ino), &moved) {
                         // The copy is a new version of the bytes copied: the kernel's pages
                         // hold it too if they held exactly that source version.
@@ -236,6 +241,10 @@ impl Fs {
             inodes.emptied(parent);
         }
         let mut info = src_info;
+        if moved.is_none() {
+            info.etag = None;
+            info.metadata = None;
+        }
         if let Some(m) = &moved {
             // The entry is the copy: its version, not the source's.
             info.etag = Some(m.copy.etag.as_str().into());

@@ -1170,7 +1170,7 @@ async fn chmod_requests(fake: &FakeClient, fs: &Fs, ino: u64, mode: u16) -> (u64
 }
 
 #[tokio::test]
-async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
+async fn a_directory_marker_s_attributes_cost_one_write_when_its_version_is_known() {
     let (fake, fs) = setup_rw(Duration::from_secs(60));
     fake.put_with_metadata("other", "", &[("hdi_isfolder", "true"), ("owner", "tool")]);
     let d = fs
@@ -1178,11 +1178,30 @@ async fn a_directory_marker_s_attributes_cost_one_read_and_one_write() {
         .await
         .unwrap();
     let o = lookup(&fs, ROOT_INO, "other").await.unwrap();
-    for ino in [d.ino, o.ino] {
-        assert_eq!(chmod_requests(&fake, &fs, ino, 0o700).await, (1, 1));
+    // Made here, or seen in a lookup: each change is one conditional write, and the next
+    // one goes onto the version it wrote.
+    for ino in [d.ino, o.ino, d.ino, o.ino] {
+        assert_eq!(chmod_requests(&fake, &fs, ino, 0o700).await, (0, 1));
     }
     // Metadata other tools wrote is kept.
     assert_eq!(fake.blob("other").unwrap().1["owner"], "tool");
+    // Another writer changed the marker: its version is stale, the write is refused (412),
+    // read again and made onto theirs, keeping what they set.
+    fake.put_with_metadata("other", "", &[("hdi_isfolder", "true"), ("owner", "them")]);
+    assert_eq!(chmod_requests(&fake, &fs, o.ino, 0o750).await, (1, 2));
+    assert_eq!(fake.blob("other").unwrap().1["owner"], "them");
+    assert_eq!(fake.blob("other").unwrap().1["mode"], "0750");
+    // The marker was removed meanwhile: the directory (a prefix now) gets a marker anew.
+    fake.put("d/f", "x");
+    fake.remove("d");
+    let before = fake.count(Op::PutBlob);
+    assert_eq!(chmod_requests(&fake, &fs, d.ino, 0o711).await, (1, 1));
+    assert_eq!(fake.count(Op::PutBlob), before + 1);
+    let marker = fake.blob("d").unwrap().1;
+    assert_eq!(
+        (marker["hdi_isfolder"].as_str(), marker["mode"].as_str()),
+        ("true", "0711")
+    );
 }
 
 #[tokio::test]
