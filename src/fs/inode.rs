@@ -32,8 +32,8 @@ pub struct EntryInfo {
     pub gid: Option<u32>,
     /// All of the blob's metadata in the version `etag` names, when a listing, a HEAD or this
     /// mount's own commit told it: chmod and utimes rewrite it under If-Match without reading
-    /// it first. A directory's are its marker blob's (None with `etag`: a bare prefix, or a
-    /// marker not seen).
+    /// it first. A directory's are its marker blob's (None, as its `etag`, for a bare prefix
+    /// or a marker not seen).
     pub metadata: Option<Arc<HashMap<String, String>>>,
 }
 
