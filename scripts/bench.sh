@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of blobmount against Azurite (in memory), on loopback and through a link emulator
-# (examples/link.rs: a round-trip delay and a bandwidth cap per connection, as to Azure), and of
+# Benchmark of blobmount against Azurite (its blobs on tmpfs or in memory), on loopback and
+# through a link emulator (examples/link.rs: a round-trip delay and a bandwidth cap per
+# connection, as to Azure), and of
 # rclone mount on the same link where rclone is installed. It prints one table: each workload's
 # wall time on loopback and through the link, its figure (MiB/s, files/s, round trips per file),
 # the target it is held to, the daemon's CPU time and the requests it made, by operation (from
@@ -58,6 +59,10 @@
 #                           the CPU Azurite spends serving a read (perf), on the cores the mount,
 #                           the link and rclone need too; Azure costs a client no CPU. "" for
 #                           V8's defaults. Every row (raw, blobmount, rclone) meets the same one.
+#   BENCH_AZURITE_STORE=tmpfs   where Azurite keeps the blobs: tmpfs (files in /dev/shm, when it
+#                           is a writable tmpfs; else memory) or memory (--inMemoryPersistence).
+#                           From files it spends about a third less CPU per GiB served
+#                           (docs/PERFORMANCE.md), CPU taken from the same two cores otherwise.
 # Each label (loopback, the link, rclone) is measured on a fresh Azurite, seeded alike: one that
 # has served the labels before is slower (it keeps everything in memory).
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
@@ -92,6 +97,14 @@ die() {
 wants() { [[ $WORKLOADS == *" $1 "* ]]; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/blobmount-bench.XXXXXX")
+# Azurite's store on tmpfs (see BENCH_AZURITE_STORE): a directory per fresh service, removed
+# with it.
+AZ_STORE=
+AZ_STORES=0
+if [ "${BENCH_AZURITE_STORE:-tmpfs}" = tmpfs ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &&
+    [ -w /dev/shm ]; then
+    AZ_STORE=$(mktemp -d /dev/shm/blobmount-bench-az.XXXXXX)
+fi
 MNT=$WORK/mnt
 AZURITE_PID=
 MOUNT_PID=
@@ -123,6 +136,7 @@ cleanup() {
     unmount_it
     stop_pid "$LINK_PID"
     stop_pid "$AZURITE_PID"
+    [ -z "$AZ_STORE" ] || rm -rf "$AZ_STORE"
     if is_mounted "$MNT"; then
         say "warning: $MNT is still mounted; leaving $WORK in place"
     else
@@ -215,7 +229,7 @@ blob_url() { # blob_url CONTAINER_SAS_URL NAME
 }
 
 # --- the service -----------------------------------------------------------------------------
-# Azurite in memory, seeded, and the link in front of it. Each label (loopback, the link,
+# Azurite (BENCH_AZURITE_STORE), seeded, and the link in front of it. Each label (loopback, the link,
 # rclone) gets a fresh one, seeded alike: Azurite keeps everything in memory and slows down as
 # it fills (its listings and reads, measured, and so does its garbage collector), so a label
 # measured after others would meet a slower service than the first.
@@ -225,7 +239,14 @@ fresh_service() {
     [ -z "$LINK_PID" ] || stop_link
     [ -z "$AZURITE_PID" ] || stop_pid "$AZURITE_PID"
     AZURITE_PID=
-    AZURITE_NODE_FLAGS=${BENCH_AZURITE_NODE_FLAGS---initial-old-space-size=4096} start_azurite "$WORK"
+    local location=
+    if [ -n "$AZ_STORE" ]; then
+        rm -rf "$AZ_STORE"/*
+        AZ_STORES=$((AZ_STORES + 1))
+        location=$AZ_STORE/$AZ_STORES
+    fi
+    AZURITE_LOCATION=$location \
+        AZURITE_NODE_FLAGS=${BENCH_AZURITE_NODE_FLAGS---initial-old-space-size=4096} start_azurite "$WORK"
     ENDPOINT=http://127.0.0.1:$PORT/$ACCOUNT
     say "seeding the container (direct, not through the link)"
     seed --random rtt.bin 100
@@ -742,7 +763,7 @@ row() { # row WORKLOAD LOOP_TIME LINK_TIME FIGURE TARGET RESULT KEY RCLONE_TIME
 RTT=$(get link,rtt)
 LT=${LINK_TEXT:-loopback only}
 echo
-echo "blobmount $("$BIN" --version 2>/dev/null | head -1 | awk '{ print $NF }') ($(basename "$BIN")), Azurite in memory, $(nproc) cores; link: $LT; one round trip through it: ${RTT:-?} s"
+echo "blobmount $("$BIN" --version 2>/dev/null | head -1 | awk '{ print $NF }') ($(basename "$BIN")), Azurite ${AZ_STORE:+on tmpfs}${AZ_STORE:-in memory}, $(nproc) cores; link: $LT; one round trip through it: ${RTT:-?} s"
 printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' workload "loop (s)" "link (s)" "figure (link)" target result "CPU (s)" "requests (link, else loopback)" "rclone"
 printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' ------------------------------ -------: -------: ---------------------- -------------------------- ---- -----: ---------------------------------------- -------:
 raw_row() { printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' "$1" "$2" "$3" "$4" "" "" "" "" ""; }

@@ -28,14 +28,19 @@ free_port() {
 # start_azurite WORK: Azurite's blob service in memory on a free loopback port, its log in
 # WORK/azurite.log; sets PORT and AZURITE_PID once it listens (the caller stops it by pid).
 # AZURITE_NODE_FLAGS: options for node itself (V8's, which NODE_OPTIONS may not carry).
+# AZURITE_LOCATION: keep the blobs in files there instead of in memory (the caller removes it).
 start_azurite() {
-    local work=$1 root=$PWD i
+    local work=$1 root=$PWD i store=(--inMemoryPersistence)
     PORT=$(free_port)
-    say "starting Azurite on 127.0.0.1:$PORT (in memory)"
+    if [ -n "${AZURITE_LOCATION:-}" ]; then
+        mkdir -p "$AZURITE_LOCATION"
+        store=(--location "$AZURITE_LOCATION")
+    fi
+    say "starting Azurite on 127.0.0.1:$PORT (${AZURITE_LOCATION:-in memory})"
     (
         cd "$work"
         # shellcheck disable=SC2086 # the flags are words
-        exec node ${AZURITE_NODE_FLAGS:-} "$root/node_modules/.bin/azurite-blob" --inMemoryPersistence \
+        exec node ${AZURITE_NODE_FLAGS:-} "$root/node_modules/.bin/azurite-blob" "${store[@]}" \
             --blobHost 127.0.0.1 --blobPort "$PORT" \
             --skipApiVersionCheck --loose --silent --disableTelemetry --disableProductStyleUrl \
             </dev/null >"$work/azurite.log" 2>&1
