@@ -763,7 +763,7 @@ row() { # row WORKLOAD LOOP_TIME LINK_TIME FIGURE TARGET RESULT KEY RCLONE_TIME
 RTT=$(get link,rtt)
 LT=${LINK_TEXT:-loopback only}
 echo
-echo "blobmount $("$BIN" --version 2>/dev/null | head -1 | awk '{ print $NF }') ($(basename "$BIN")), Azurite ${AZ_STORE:+on tmpfs}${AZ_STORE:-in memory}, $(nproc) cores; link: $LT; one round trip through it: ${RTT:-?} s"
+echo "blobmount $("$BIN" --version 2>/dev/null | head -1 | awk '{ print $NF }') ($(basename "$BIN")), Azurite $([ -n "$AZ_STORE" ] && echo on tmpfs || echo in memory), $(nproc) cores; link: $LT; one round trip through it: ${RTT:-?} s"
 printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' workload "loop (s)" "link (s)" "figure (link)" target result "CPU (s)" "requests (link, else loopback)" "rclone"
 printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' ------------------------------ -------: -------: ---------------------- -------------------------- ---- -----: ---------------------------------------- -------:
 raw_row() { printf '| %-30s | %8s | %8s | %-22s | %-26s | %-4s | %6s | %-40s | %8s |\n' "$1" "$2" "$3" "$4" "" "" "" "" ""; }
