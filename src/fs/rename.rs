@@ -211,29 +211,32 @@ impl Fs {
             match ino {
                 Some(ino) => {
                     inodes.rename(ino, new_parent, new_name);
-                    if let (Some(n), None) = (inodes.get_mut(ino), &moved) {
-                        // A directory: its marker, if any, is a copy now, not read back.
-                        n.info.etag = None;
-                        n.info.metadata = None;
-                    }
-                    if let (Some(n), Some(m)) = (inodes.get_mut(ino), &moved) {
-                        // The copy is a new version of the bytes copied: the kernel's pages
-                        // hold it too if they held exactly that source version.
-                        let etag: std::sync::Arc<str> = m.copy.etag.as_str().into();
-                        if n.page_cache.as_deref() == Some(m.source_etag.as_str()) {
-                            n.page_cache = Some(etag.clone());
-                        } else if n.page_cache.is_some() {
-                            n.page_cache = None;
-                        }
-                        // The copy's metadata is not read back: chmod reads it first.
-                        n.info.metadata = None;
-                        if self.writer(ino).is_none() {
-                            n.info.size = m.copy.size;
-                            n.info.etag = Some(etag);
-                            n.validated = Some(std::time::Instant::now());
-                        } else {
+                    match (inodes.get_mut(ino), &moved) {
+                        (Some(n), None) => {
+                            // A directory: its marker, if any, is a copy now, not read back.
                             n.info.etag = None;
+                            n.info.metadata = None;
                         }
+                        (Some(n), Some(m)) => {
+                            // The copy is a new version of the bytes copied: the kernel's pages
+                            // hold it too if they held exactly that source version.
+                            let etag: std::sync::Arc<str> = m.copy.etag.as_str().into();
+                            if n.page_cache.as_deref() == Some(m.source_etag.as_str()) {
+                                n.page_cache = Some(etag.clone());
+                            } else if n.page_cache.is_some() {
+                                n.page_cache = None;
+                            }
+                            // The copy's metadata is not read back: chmod reads it first.
+                            n.info.metadata = None;
+                            if self.writer(ino).is_none() {
+                                n.info.size = m.copy.size;
+                                n.info.etag = Some(etag);
+                                n.validated = Some(std::time::Instant::now());
+                            } else {
+                                n.info.etag = None;
+                            }
+                        }
+                        (None, _) => {}
                     }
                 }
                 None => inodes.detach(new_parent, new_name),
@@ -241,15 +244,12 @@ impl Fs {
             inodes.emptied(parent);
         }
         let mut info = src_info;
-        if moved.is_none() {
-            info.etag = None;
-            info.metadata = None;
-        }
+        // The entry is the copy (a file's: its version, not the source's; a directory's
+        // marker's: not read back).
+        info.etag = moved.as_ref().map(|m| m.copy.etag.as_str().into());
+        info.metadata = None;
         if let Some(m) = &moved {
-            // The entry is the copy: its version, not the source's.
-            info.etag = Some(m.copy.etag.as_str().into());
             info.size = m.copy.size;
-            info.metadata = None;
         }
         let mut dirs = self.meta.listings();
         dirs.remove_entry(src_dir, name);
