@@ -63,6 +63,14 @@
 #                           is a writable tmpfs; else memory) or memory (--inMemoryPersistence).
 #                           From files it spends about a third less CPU per GiB served
 #                           (docs/PERFORMANCE.md), CPU taken from the same two cores otherwise.
+#   BENCH_VM_MEMORY=hold    on a VM whose kernel hands freed memory back to the host at once
+#                           (free page reporting, /sys/module/page_reporting), first touching a
+#                           page costs the process that touches it a hypervisor fault: measured
+#                           here, 2-3 s of CPU per GiB, charged to whichever process fills new
+#                           page cache or buffers first (a cold read's mount, a `cp`'s kernel
+#                           copy). hold (run as root): reporting paused for the run and
+#                           BENCH_PRETOUCH_GIB (6) of memory touched once first, restored on
+#                           exit; keep: left as it is (the table says which).
 # Each label (loopback, the link, rclone) is measured on a fresh Azurite, seeded alike: one that
 # has served the labels before is slower (it keeps everything in memory).
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
@@ -109,6 +117,8 @@ MNT=$WORK/mnt
 AZURITE_PID=
 MOUNT_PID=
 LINK_PID=
+REPORTING=/sys/module/page_reporting/parameters/page_reporting_order
+REPORTING_WAS=
 
 
 
@@ -137,6 +147,8 @@ cleanup() {
     stop_pid "$LINK_PID"
     stop_pid "$AZURITE_PID"
     [ -z "$AZ_STORE" ] || rm -rf "$AZ_STORE"
+    [ -z "$REPORTING_WAS" ] || echo "$REPORTING_WAS" >"$REPORTING" 2>/dev/null ||
+        say "warning: could not restore $REPORTING to $REPORTING_WAS"
     if is_mounted "$MNT"; then
         say "warning: $MNT is still mounted; leaving $WORK in place"
     else
@@ -176,6 +188,30 @@ fi
 if [ -n "$LINK" ]; then
     say "building the link emulator (cargo build --release --example link)"
     cargo build --release --quiet --example link
+fi
+
+# --- the machine's memory ---------------------------------------------------------------------
+# See BENCH_VM_MEMORY. Reporting covers free blocks of page_reporting_order and up: the number
+# of orders (one past the largest) covers none. The touched memory goes back to the free lists
+# where, unreported, the allocator hands it out first.
+VM_MEMORY="not a VM that reports free memory"
+if [ -w "$REPORTING" ]; then
+    VM_MEMORY="free page reporting left on (BENCH_VM_MEMORY=keep): first touches cost hypervisor faults"
+    if [ "${BENCH_VM_MEMORY:-hold}" = hold ]; then
+        orders=$(awk '/^Free pages count per migrate type at order/ { print NF - 8; exit }' /proc/pagetypeinfo 2>/dev/null || true)
+        was=$(cat "$REPORTING")
+        if [ -n "$orders" ] && echo "$orders" >"$REPORTING" 2>/dev/null; then
+            REPORTING_WAS=$was
+            gib=${BENCH_PRETOUCH_GIB:-6}
+            say "pausing the VM's free page reporting (order $was -> $orders) and touching $gib GiB once"
+            fill=$(mktemp /dev/shm/blobmount-bench-touch.XXXXXX)
+            head -c $((gib * 1024 * MIB)) /dev/zero >"$fill" 2>/dev/null || say "warning: touched less than $gib GiB"
+            rm -f "$fill"
+            VM_MEMORY="free page reporting paused for the run (order $was -> $orders, restored), $gib GiB touched first"
+        else
+            say "warning: could not pause the VM's free page reporting: first touches cost hypervisor faults"
+        fi
+    fi
 fi
 
 # --- the link ---------------------------------------------------------------------------
@@ -854,6 +890,7 @@ fi
 if [ -n "$LINK" ]; then
     printf '\nlink: %s connections opened, at most %s open at once\n' "${CONNS:-?}" "${PEAK:-?}"
 fi
+printf 'memory: %s\n' "$VM_MEMORY"
 if wants read && [ -n "$(get link,cold)" ]; then
     printf 'CPU seconds during the cold read through the link (%s s on %s cores): Azurite %s, the link %s, the mount %s; rclone'"'"'s: Azurite %s, the link %s, rclone %s\n' \
         "$(get link,cold)" "$(nproc)" "${AZCPU[link,cold]:-?}" "${LNCPU[link,cold]:-?}" "${CPU[link,cold]:-?}" \
