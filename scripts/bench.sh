@@ -69,8 +69,9 @@
 #                           here, 2-3 s of CPU per GiB, charged to whichever process fills new
 #                           page cache or buffers first (a cold read's mount, a `cp`'s kernel
 #                           copy). hold (run as root): reporting paused for the run and
-#                           BENCH_PRETOUCH_GIB (6) of memory touched once first, restored on
-#                           exit; keep: left as it is (the table says which).
+#                           BENCH_PRETOUCH_GIB (what is available less 4 GiB, at most 16) of
+#                           memory touched once first, restored on exit; keep: left as it is
+#                           (the table says which).
 # Each label (loopback, the link, rclone) is measured on a fresh Azurite, seeded alike: one that
 # has served the labels before is slower (it keeps everything in memory).
 # Everything it starts is stopped on exit (unmount, then kill by pid), also on Ctrl-C.
@@ -202,11 +203,14 @@ if [ -w "$REPORTING" ]; then
         was=$(cat "$REPORTING")
         if [ -n "$orders" ] && echo "$orders" >"$REPORTING" 2>/dev/null; then
             REPORTING_WAS=$was
-            gib=${BENCH_PRETOUCH_GIB:-6}
+            # What the run fills: Azurite's store and memory, the local files, the page cache
+            # of reads and writes, the mounts. All that the machine can spare, up to 16 GiB.
+            avail=$(awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo)
+            gib=${BENCH_PRETOUCH_GIB:-$((avail - 4 < 16 ? avail - 4 : 16))}
             say "pausing the VM's free page reporting (order $was -> $orders) and touching $gib GiB once"
-            fill=$(mktemp /dev/shm/blobmount-bench-touch.XXXXXX)
-            head -c $((gib * 1024 * MIB)) /dev/zero >"$fill" 2>/dev/null || say "warning: touched less than $gib GiB"
-            rm -f "$fill"
+            # Buffers of 1 GiB, filled (so touched) and held until the process ends.
+            node -e 'const keep = []; for (let i = 0; i < +process.argv[1]; i++) keep.push(Buffer.alloc(1 << 30, 1))' "$gib" ||
+                say "warning: touched less than $gib GiB"
             VM_MEMORY="free page reporting paused for the run (order $was -> $orders, restored), $gib GiB touched first"
         else
             say "warning: could not pause the VM's free page reporting: first touches cost hypervisor faults"
